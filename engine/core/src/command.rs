@@ -1,0 +1,97 @@
+//! Commands between partitions (ADR 0002). Every command names the key
+//! whose partition handles it ([`Command::partition`]).
+
+use crate::event::Touchpoint;
+use crate::ident::IdentKey;
+use crate::profile_id::ProfileId;
+use crate::record::{Evidence, LiveProfile};
+use crate::time::Millis;
+use serde::{Deserialize, Serialize};
+
+/// Why two profiles should be joined: `anchor` (in one) and `ident` (in the
+/// other) co-occurred in an event. On refusal `ident` is the one blamed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkEvidence {
+    pub anchor: IdentKey,
+    pub ident: IdentKey,
+    pub event_id: String,
+    pub ts: Millis,
+    pub source: String,
+}
+
+impl LinkEvidence {
+    pub fn evidence(&self) -> Evidence {
+        Evidence { event_id: self.event_id.clone(), ts: self.ts, source: self.source.clone() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AttachOutcome {
+    /// The identifier was unowned and now belongs to the requester.
+    Claimed,
+    /// It already belonged to the requester.
+    Member,
+    /// It belongs to another profile; a `Link` was sent.
+    Linking,
+    /// It is shared and never links.
+    Shared,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    Route(Box<Touchpoint>),
+    Create { id: ProfileId, ev: Box<Touchpoint> },
+    Apply { to: ProfileId, ev: Box<Touchpoint> },
+    Attach { to: ProfileId, ident: IdentKey, link: Box<LinkEvidence> },
+    AttachDone { to: ProfileId, ident: IdentKey, outcome: AttachOutcome, link: Box<LinkEvidence> },
+    Link { a: ProfileId, b: ProfileId, link: Box<LinkEvidence> },
+    Handover { to: ProfileId, from: ProfileId, state: Box<LiveProfile>, link: Box<LinkEvidence> },
+    Absorbed { id: ProfileId, into: ProfileId },
+    Refused { id: ProfileId, by: ProfileId },
+    AddEdge { to: ProfileId, link: Box<LinkEvidence> },
+    Repoint { ident: IdentKey, to: ProfileId, replaces: Vec<ProfileId> },
+    RecordRefusal { ident: IdentKey, with: ProfileId, at: Millis },
+    Detach { from: ProfileId, ident: IdentKey },
+    CreatePiece { id: ProfileId, state: Box<LiveProfile> },
+}
+
+/// Where a command is handled: an identifier or a profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    Ident(&'a IdentKey),
+    Profile(ProfileId),
+}
+
+impl Command {
+    pub fn target(&self) -> Target<'_> {
+        match self {
+            Command::Route(ev) => Target::Ident(&ev.idents[0]),
+            Command::Attach { ident, .. } | Command::Repoint { ident, .. } | Command::RecordRefusal { ident, .. } => Target::Ident(ident),
+            Command::Create { id, .. } | Command::CreatePiece { id, .. } | Command::Absorbed { id, .. } | Command::Refused { id, .. } => Target::Profile(*id),
+            Command::Apply { to, .. } | Command::AttachDone { to, .. } | Command::Handover { to, .. } | Command::AddEdge { to, .. } => Target::Profile(*to),
+            Command::Link { a, b, .. } => Target::Profile((*a).max(*b)),
+            Command::Detach { from, .. } => Target::Profile(*from),
+        }
+    }
+
+    pub fn partition(&self, partitions: u16) -> u16 {
+        match self.target() {
+            Target::Ident(k) => k.partition(partitions),
+            Target::Profile(p) => p.partition(partitions),
+        }
+    }
+
+    /// The same command addressed to `to` instead of the alias `from`.
+    pub fn retarget(self, from: ProfileId, to: ProfileId) -> Command {
+        let sw = |p: ProfileId| if p == from { to } else { p };
+        match self {
+            Command::Apply { ev, .. } => Command::Apply { to, ev },
+            Command::AttachDone { ident, outcome, link, .. } => Command::AttachDone { to, ident, outcome, link },
+            Command::Handover { from: f, state, link, .. } => Command::Handover { to, from: f, state, link },
+            Command::AddEdge { link, .. } => Command::AddEdge { to, link },
+            Command::Detach { ident, .. } => Command::Detach { from: to, ident },
+            Command::Link { a, b, link } => Command::Link { a: sw(a), b: sw(b), link },
+            other => other,
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Rendering the golden profile (DESIGN §6) from a live record.
+//!
+//! Written by hand into a `String`: it runs for every changed profile of
+//! every batch. Identifiers are listed by type priority, then value, so the
+//! output does not depend on the order links happened in.
+
+use crate::config::CoreConfig;
+use crate::fragment::rollup;
+use crate::profile_id::ProfileId;
+use crate::record::LiveProfile;
+use crate::time::format_rfc3339;
+use std::fmt::Write;
+
+fn push_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn push_f64(out: &mut String, f: f64) {
+    if f.is_finite() {
+        // Round to a cent-safe precision so sums print the same everywhere.
+        let r = (f * 1e6).round() / 1e6;
+        let _ = write!(out, "{r:?}");
+    } else {
+        out.push_str("null");
+    }
+}
+
+/// The golden profile as one JSON line (no trailing newline).
+pub fn render(id: ProfileId, lp: &LiveProfile, cfg: &CoreConfig) -> String {
+    let mut out = String::with_capacity(512);
+    let r = rollup(&lp.fragments, cfg);
+    out.push_str("{\"profile_id\":\"");
+    let _ = write!(out, "{id}\",\"version\":{},\"identifiers\":[", lp.version);
+    let mut idents: Vec<_> = lp.idents.iter().collect();
+    idents.sort_by(|a, b| (cfg.priority(a.key.ty()), &a.key).cmp(&(cfg.priority(b.key.ty()), &b.key)));
+    for (i, e) in idents.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"type\":");
+        push_str(&mut out, cfg.type_name(e.key.ty()));
+        out.push_str(",\"value\":");
+        push_str(&mut out, e.key.value());
+        let _ = write!(out, ",\"first_seen\":\"{}\",\"last_seen\":\"{}\"}}", format_rfc3339(e.first_seen), format_rfc3339(e.last_seen));
+    }
+    out.push_str("],\"traits\":{");
+    for (i, t) in r.traits.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_str(&mut out, &t.name);
+        out.push(':');
+        out.push_str(&t.value);
+    }
+    let m = &r.metrics;
+    let seen = |ms: i64, out: &mut String| {
+        if ms == i64::MAX || ms == i64::MIN {
+            out.push_str("null");
+        } else {
+            let _ = write!(out, "\"{}\"", format_rfc3339(ms));
+        }
+    };
+    let _ = write!(out, "}},\"metrics\":{{\"event_count\":{},\"first_seen\":", m.event_count);
+    seen(m.first_seen, &mut out);
+    out.push_str(",\"last_seen\":");
+    seen(m.last_seen, &mut out);
+    let _ = write!(out, ",\"order_count\":{},\"revenue_total\":", m.order_count);
+    push_f64(&mut out, m.revenue_total);
+    out.push_str(",\"sources\":{");
+    for (i, (s, n)) in m.sources.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_str(&mut out, s);
+        let _ = write!(out, ":{n}");
+    }
+    out.push_str("}},\"consent\":{");
+    for (i, c) in r.consent.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_str(&mut out, &c.purpose);
+        let _ = write!(out, ":{{\"granted\":{},\"at\":\"{}\",\"policy_version\":", c.granted, format_rfc3339(c.at));
+        match &c.policy_version {
+            Some(v) => push_str(&mut out, v),
+            None => out.push_str("null"),
+        }
+        out.push_str(",\"jurisdiction\":");
+        match &c.jurisdiction {
+            Some(v) => push_str(&mut out, v),
+            None => out.push_str("null"),
+        }
+        out.push_str(",\"source\":");
+        push_str(&mut out, &c.source);
+        out.push('}');
+    }
+    out.push_str("},\"merged_from\":[");
+    for (i, m) in lp.merged_from.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "\"{m}\"");
+    }
+    let _ = write!(out, "],\"updated_at\":\"{}\"}}", format_rfc3339(lp.updated));
+    out
+}
+
+/// A tombstone line for a profile merged away or emptied.
+pub fn tombstone(id: ProfileId, reason: &str) -> String {
+    format!("{{\"profile_id\":\"{id}\",\"tombstone\":true,\"reason\":\"{reason}\"}}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Touchpoint;
+    use crate::ident::{IdentKey, IdentType};
+
+    #[test]
+    fn renders_valid_json_with_the_contract_fields() {
+        let cfg = CoreConfig::default();
+        let k = IdentKey::new(IdentType::EMAIL, "a\"b@c.de");
+        let mut lp = LiveProfile::new(k.clone(), 1_000);
+        let ev = Touchpoint {
+            event_id: "e1".into(),
+            ts: 1_000,
+            source: "web".into(),
+            idents: vec![k.clone()],
+            traits: vec![("first_name".into(), "\"Ann\"".into())],
+            revenue: Some(42.5),
+            is_order: true,
+            consent: vec![],
+        };
+        lp.fragment_mut(&k).add_event(&ev, &cfg);
+        let id = ProfileId::for_new(1_000, &k);
+        let s = render(id, &lp, &cfg);
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["identifiers"][0]["value"], "a\"b@c.de");
+        assert_eq!(v["traits"]["first_name"], "Ann");
+        assert_eq!(v["metrics"]["event_count"], 1);
+        assert_eq!(v["metrics"]["revenue_total"], 42.5);
+        assert_eq!(v["metrics"]["order_count"], 1);
+        assert_eq!(v["profile_id"], id.to_string());
+        let t: serde_json::Value = serde_json::from_str(&tombstone(id, "merged")).unwrap();
+        assert_eq!(t["tombstone"], true);
+    }
+}

@@ -1,0 +1,163 @@
+//! Input formats: canonical JSON and Segment/RudderStack-spec JSON.
+//!
+//! A [`Parser`] turns one line (one Kafka record later) into a
+//! [`Touchpoint`], or a [`RejectReason`] that never contains input values.
+
+mod canonical;
+mod mapping;
+mod segment;
+
+pub use mapping::{FieldPath, InputMapping};
+
+use crate::event::{DropCounts, Touchpoint};
+use crate::normalize::Normalizer;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Wire format of an input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    #[default]
+    Canonical,
+    Segment,
+}
+
+/// Largest accepted event, in bytes.
+pub const MAX_EVENT_BYTES: usize = 1 << 20;
+
+/// Why a whole event was rejected. `Display` never shows input values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RejectReason {
+    TooLarge { bytes: usize },
+    InvalidJson { line: usize, column: usize, what: &'static str },
+    NotAnObject,
+    MissingField(&'static str),
+    InvalidField(&'static str),
+    InvalidTimestamp(&'static str),
+    UnsupportedType,
+    NoIdentifiers,
+}
+
+impl RejectReason {
+    /// Stable reason code for counts and metric labels.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RejectReason::TooLarge { .. } => "too_large",
+            RejectReason::InvalidJson { .. } => "invalid_json",
+            RejectReason::NotAnObject => "not_an_object",
+            RejectReason::MissingField(_) => "missing_field",
+            RejectReason::InvalidField(_) => "invalid_field",
+            RejectReason::InvalidTimestamp(_) => "invalid_timestamp",
+            RejectReason::UnsupportedType => "unsupported_type",
+            RejectReason::NoIdentifiers => "no_valid_identifier",
+        }
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RejectReason::TooLarge { bytes } => write!(f, "event of {bytes} bytes exceeds the {MAX_EVENT_BYTES}-byte limit"),
+            RejectReason::InvalidJson { line, column, what } => write!(f, "invalid JSON ({what}) at line {line} column {column}"),
+            RejectReason::NotAnObject => f.write_str("event is not a JSON object"),
+            RejectReason::MissingField(n) => write!(f, "missing field `{n}`"),
+            RejectReason::InvalidField(n) => write!(f, "field `{n}` has the wrong type or shape"),
+            RejectReason::InvalidTimestamp(n) => write!(f, "field `{n}` is not an RFC 3339 timestamp"),
+            RejectReason::UnsupportedType => f.write_str("unsupported event type"),
+            RejectReason::NoIdentifiers => f.write_str("no valid identifier (all missing, blocked or invalid)"),
+        }
+    }
+}
+
+/// Parses events of one input.
+#[derive(Debug)]
+pub struct Parser {
+    format: Format,
+    mapping: InputMapping,
+    norm: Normalizer,
+    /// Identifiers dropped so far, by reason.
+    pub drops: DropCounts,
+}
+
+impl Parser {
+    pub fn new(format: Format, mapping: InputMapping, norm: Normalizer) -> Self {
+        Self { format, mapping, norm, drops: DropCounts::default() }
+    }
+
+    pub fn normalizer(&self) -> &Normalizer {
+        &self.norm
+    }
+
+    pub fn parse(&mut self, bytes: &[u8]) -> Result<Touchpoint, RejectReason> {
+        if bytes.len() > MAX_EVENT_BYTES {
+            return Err(RejectReason::TooLarge { bytes: bytes.len() });
+        }
+        let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| RejectReason::InvalidJson {
+            line: e.line(),
+            column: e.column(),
+            what: match e.classify() {
+                serde_json::error::Category::Eof => "unexpected end",
+                serde_json::error::Category::Syntax => "syntax error",
+                serde_json::error::Category::Data => "bad data",
+                serde_json::error::Category::Io => "read error",
+            },
+        })?;
+        let obj = v.as_object().ok_or(RejectReason::NotAnObject)?;
+        let ev = match self.format {
+            Format::Canonical => canonical::parse(&v, obj, &self.mapping, &mut self.norm, &mut self.drops)?,
+            Format::Segment => segment::parse(&v, obj, &self.mapping, &mut self.norm, &mut self.drops)?,
+        };
+        if ev.idents.is_empty() {
+            return Err(RejectReason::NoIdentifiers);
+        }
+        Ok(ev)
+    }
+}
+
+/// Shared helpers of the format parsers.
+pub(crate) mod common {
+    use super::RejectReason;
+    use serde_json::{Map, Value};
+
+    pub fn str_field<'a>(obj: &'a Map<String, Value>, name: &'static str) -> Result<Option<&'a str>, RejectReason> {
+        match obj.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(_) => Err(RejectReason::InvalidField(name)),
+        }
+    }
+
+    /// A scalar as identifier text: strings as they are, integers printed.
+    pub fn scalar_text(v: &Value) -> Option<String> {
+        match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+            _ => None,
+        }
+    }
+
+    pub fn number(v: &Value) -> Option<f64> {
+        match v {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
+            _ => None,
+        }
+    }
+
+    /// Traits as (name, JSON text), skipping nulls and the given names.
+    pub fn traits_of(obj: Option<&Value>, skip: &[&str], out: &mut Vec<(String, String)>) {
+        if let Some(Value::Object(m)) = obj {
+            for (k, v) in m {
+                if v.is_null() || skip.contains(&k.as_str()) {
+                    continue;
+                }
+                if let Some(slot) = out.iter_mut().find(|(n, _)| n == k) {
+                    slot.1 = v.to_string();
+                } else {
+                    out.push((k.clone(), v.to_string()));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! Segment / RudderStack spec (identify, track, page, screen, alias, group).
+//!
+//! Field mapping (DESIGN §6): `messageId`→event_id; `timestamp` (else
+//! `originalTimestamp`)→timestamp; `anonymousId`→anonymous_id;
+//! `userId`→user_id; alias `previousId`→anonymous_id; `traits.email`,
+//! `context.traits.email`→email, likewise `phone`;
+//! `context.device.advertisingId`→advertising_id; `context.device.id`→device_id;
+//! `properties.loyalty_id`, `traits.loyalty_id`, `context.traits.loyalty_id`→loyalty_id;
+//! `properties.revenue`→revenue; `context.consent.categoryPreferences`→consent.
+//! Source is `channel`, else the input's default source, else `segment`.
+//! Traits are `traits` (identify, group) and `context.traits`, less the fields
+//! mapped to identifiers.
+
+use super::common::{number, scalar_text, str_field, traits_of};
+use super::{InputMapping, RejectReason};
+use crate::event::{ConsentInput, DropCounts, IdentCollector, Touchpoint};
+use crate::ident::IdentType;
+use crate::normalize::Normalizer;
+use crate::time::parse_rfc3339;
+use serde_json::{Map, Value};
+
+fn object<'a>(v: Option<&'a Value>, name: &'static str) -> Result<Option<&'a Map<String, Value>>, RejectReason> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(m)),
+        Some(_) => Err(RejectReason::InvalidField(name)),
+    }
+}
+
+const IDENTIFIER_TRAITS: [&str; 3] = ["email", "phone", "loyalty_id"];
+
+pub(super) fn parse(
+    root: &Value,
+    obj: &Map<String, Value>,
+    mapping: &InputMapping,
+    norm: &mut Normalizer,
+    drops: &mut DropCounts,
+) -> Result<Touchpoint, RejectReason> {
+    let kind = str_field(obj, "type")?.ok_or(RejectReason::MissingField("type"))?;
+    if !matches!(kind, "identify" | "track" | "page" | "screen" | "alias" | "group") {
+        return Err(RejectReason::UnsupportedType);
+    }
+    let event_id = str_field(obj, "messageId")?.filter(|s| !s.is_empty()).ok_or(RejectReason::MissingField("messageId"))?;
+    let (ts_field, ts_text) = match str_field(obj, "timestamp")? {
+        Some(t) => ("timestamp", t),
+        None => ("originalTimestamp", str_field(obj, "originalTimestamp")?.ok_or(RejectReason::MissingField("timestamp"))?),
+    };
+    let ts = parse_rfc3339(ts_text).ok_or(RejectReason::InvalidTimestamp(ts_field))?;
+    let source = str_field(obj, "channel")?.or(mapping.default_source.as_deref()).unwrap_or("segment").to_string();
+
+    let traits_obj = object(obj.get("traits"), "traits")?;
+    let context = object(obj.get("context"), "context")?;
+    let ctx_traits = object(context.and_then(|c| c.get("traits")), "context.traits")?;
+    let device = object(context.and_then(|c| c.get("device")), "context.device")?;
+    let props = object(obj.get("properties"), "properties")?;
+
+    let mut ids = IdentCollector::default();
+    let mut push = |ty: IdentType, v: Option<&Value>, ids: &mut IdentCollector| {
+        if let Some(v) = v {
+            match scalar_text(v) {
+                Some(s) => ids.push(norm, drops, ty, &s),
+                None if v.is_null() => {}
+                None => drops.add(crate::normalize::DropReason::Empty),
+            }
+        }
+    };
+    push(IdentType::USER_ID, obj.get("userId"), &mut ids);
+    push(IdentType::ANONYMOUS_ID, obj.get("anonymousId"), &mut ids);
+    if kind == "alias" {
+        push(IdentType::ANONYMOUS_ID, obj.get("previousId"), &mut ids);
+    }
+    for t in [traits_obj, ctx_traits].into_iter().flatten() {
+        push(IdentType::EMAIL, t.get("email"), &mut ids);
+        push(IdentType::PHONE, t.get("phone"), &mut ids);
+        push(IdentType::LOYALTY_ID, t.get("loyalty_id"), &mut ids);
+    }
+    if let Some(p) = props {
+        push(IdentType::LOYALTY_ID, p.get("loyalty_id"), &mut ids);
+    }
+    if let Some(d) = device {
+        push(IdentType::ADVERTISING_ID, d.get("advertisingId"), &mut ids);
+        push(IdentType::DEVICE_ID, d.get("id"), &mut ids);
+    }
+    for (path, ty) in &mapping.identifiers {
+        if let Some(v) = path.get(root).and_then(scalar_text) {
+            ids.push_named(norm, drops, ty, &v);
+        }
+    }
+    let idents = ids.finish(norm, drops);
+
+    let mut traits = Vec::new();
+    traits_of(context.and_then(|c| c.get("traits")), &IDENTIFIER_TRAITS, &mut traits);
+    traits_of(obj.get("traits"), &IDENTIFIER_TRAITS, &mut traits);
+    for (path, name) in &mapping.traits {
+        if let Some(v) = path.get(root).filter(|v| !v.is_null()) {
+            traits.push((name.clone(), v.to_string()));
+        }
+    }
+    let revenue = props.and_then(|p| p.get("revenue")).and_then(number);
+    let is_order = revenue.is_some() || (kind == "track" && str_field(obj, "event").ok().flatten() == Some("Order Completed"));
+
+    let mut consent = Vec::new();
+    let prefs = context.and_then(|c| c.get("consent")).and_then(Value::as_object).and_then(|c| c.get("categoryPreferences"));
+    match prefs {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            for (purpose, g) in m {
+                let granted = g.as_bool().ok_or(RejectReason::InvalidField("context.consent.categoryPreferences"))?;
+                consent.push(ConsentInput { purpose: purpose.clone(), granted, policy_version: None, jurisdiction: None });
+            }
+        }
+        Some(_) => return Err(RejectReason::InvalidField("context.consent.categoryPreferences")),
+    }
+    Ok(Touchpoint { event_id: event_id.to_string(), ts, source, idents, traits, revenue, is_order, consent })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::CoreConfig;
+    use crate::ident::IdentType;
+    use crate::input::{Format, InputMapping, Parser, RejectReason};
+    use crate::normalize::Normalizer;
+    use std::sync::Arc;
+
+    fn parser(f: Format) -> Parser {
+        Parser::new(f, InputMapping::default(), Normalizer::new(Arc::new(CoreConfig::default())))
+    }
+
+    #[test]
+    fn segment_identify_maps_the_documented_fields() {
+        let mut p = parser(Format::Segment);
+        let line = br#"{"type":"identify","messageId":"m1","timestamp":"2026-03-01T10:00:00Z","userId":"u1","anonymousId":"A-1","channel":"web",
+          "traits":{"email":" Ann@Example.com","phone":"415.555.0100","first_name":"Ann","loyalty_id":"L9"},
+          "context":{"device":{"id":"dev-1","advertisingId":"6D92078A-8246-4BA4-AE5B-76104861E7DC"},
+                     "consent":{"categoryPreferences":{"email_marketing":true,"ads":false}}}}"#;
+        let ev = p.parse(line).unwrap();
+        let types: Vec<IdentType> = ev.idents.iter().map(|k| k.ty()).collect();
+        assert_eq!(
+            types,
+            vec![IdentType::USER_ID, IdentType::LOYALTY_ID, IdentType::EMAIL, IdentType::PHONE, IdentType::ADVERTISING_ID, IdentType::DEVICE_ID, IdentType::ANONYMOUS_ID]
+        );
+        assert_eq!(ev.idents[2].value(), "ann@example.com");
+        assert_eq!(ev.idents[3].value(), "+14155550100");
+        assert_eq!(ev.traits, vec![("first_name".to_string(), "\"Ann\"".to_string())]);
+        assert_eq!(ev.source, "web");
+        assert_eq!(ev.consent.len(), 2);
+    }
+
+    #[test]
+    fn segment_alias_track_and_page() {
+        let mut p = parser(Format::Segment);
+        let ev = p.parse(br#"{"type":"alias","messageId":"m2","timestamp":"2026-03-01T10:00:00Z","userId":"u1","previousId":"a-9"}"#).unwrap();
+        assert_eq!(ev.idents.len(), 2);
+        let ev = p
+            .parse(br#"{"type":"track","event":"Order Completed","messageId":"m3","timestamp":"2026-03-01T10:00:00Z","anonymousId":"a-9","properties":{"revenue":"12.5","loyalty_id":"L1"},"context":{"traits":{"email":"b@c.de"}}}"#)
+            .unwrap();
+        assert_eq!(ev.revenue, Some(12.5));
+        assert!(ev.is_order);
+        assert_eq!(ev.idents.len(), 3);
+        let ev = p.parse(br#"{"type":"page","messageId":"m4","originalTimestamp":"2026-03-01T10:00:00Z","anonymousId":"a-9"}"#).unwrap();
+        assert!(!ev.is_order);
+    }
+
+    #[test]
+    fn segment_rejects_with_reasons() {
+        let mut p = parser(Format::Segment);
+        assert_eq!(p.parse(br#"{"type":"bogus","messageId":"m","timestamp":"2026-03-01T10:00:00Z","userId":"u"}"#), Err(RejectReason::UnsupportedType));
+        assert_eq!(p.parse(br#"{"type":"track","timestamp":"2026-03-01T10:00:00Z","userId":"u"}"#), Err(RejectReason::MissingField("messageId")));
+        assert_eq!(p.parse(br#"{"type":"track","messageId":"m","timestamp":"yesterday","userId":"u"}"#), Err(RejectReason::InvalidTimestamp("timestamp")));
+        assert_eq!(p.parse(br#"{"type":"track","messageId":"m","timestamp":"2026-03-01T10:00:00Z","userId":"null"}"#), Err(RejectReason::NoIdentifiers));
+        assert!(matches!(p.parse(br#"{"type":"track""#), Err(RejectReason::InvalidJson { .. })));
+        assert_eq!(p.parse(b"[1]"), Err(RejectReason::NotAnObject));
+        assert_eq!(p.drops.iter().collect::<Vec<_>>(), vec![("blocked", 1)]);
+    }
+
+    #[test]
+    fn canonical_example_from_the_design() {
+        let mut p = parser(Format::Canonical);
+        let ev = p
+            .parse(br#"{"event_id": "e-1", "type": "track", "timestamp": "2026-03-01T10:00:00Z", "source": "web",
+               "identifiers": [{"type": "email", "value": "Ann@Example.com"}, {"type": "anonymous_id", "value": "a-1"}],
+               "traits": {"first_name": "Ann"}, "properties": {"revenue": 42.5, "currency": "EUR"},
+               "consent": [{"purpose": "email_marketing", "granted": true, "policy_version": "2026-01", "jurisdiction": "EU"}]}"#)
+            .unwrap();
+        assert_eq!(ev.idents.len(), 2);
+        assert_eq!(ev.revenue, Some(42.5));
+        assert_eq!(ev.consent[0].jurisdiction.as_deref(), Some("EU"));
+        let e = p.parse(br#"{"event_id":"e","timestamp":"2026-03-01T10:00:00Z","identifiers":[{"type":"shoe_size","value":"9"}]}"#).unwrap_err();
+        assert_eq!(e, RejectReason::NoIdentifiers);
+        assert_eq!(p.drops.iter().collect::<Vec<_>>(), vec![("unknown_type", 1)]);
+    }
+}

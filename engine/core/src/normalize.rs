@@ -1,0 +1,316 @@
+//! Identifier normalisation, validation and blocked values (DESIGN §3).
+//!
+//! [`Normalizer::normalize`] turns a raw `(type, value)` into an
+//! [`IdentKey`] or a [`DropReason`]. Dropped identifiers never link anything;
+//! the caller counts them by reason. Phone parsing is expensive (microseconds),
+//! so results are kept in a bounded cache keyed by the raw value.
+
+use crate::config::{CaseRule, CoreConfig};
+use crate::ident::{IdentKey, IdentType};
+use rustc_hash::FxHashMap;
+use std::sync::Arc;
+
+/// Why an identifier was dropped from an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DropReason {
+    UnknownType,
+    Empty,
+    TooLong,
+    Blocked,
+    InvalidEmail,
+    InvalidHashedEmail,
+    InvalidPhone,
+    InvalidAdvertisingId,
+    PatternMismatch,
+    TooManyInEvent,
+    Duplicate,
+    Shared,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 12] = [
+        DropReason::UnknownType,
+        DropReason::Empty,
+        DropReason::TooLong,
+        DropReason::Blocked,
+        DropReason::InvalidEmail,
+        DropReason::InvalidHashedEmail,
+        DropReason::InvalidPhone,
+        DropReason::InvalidAdvertisingId,
+        DropReason::PatternMismatch,
+        DropReason::TooManyInEvent,
+        DropReason::Duplicate,
+        DropReason::Shared,
+    ];
+
+    /// Stable name for summaries and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::UnknownType => "unknown_type",
+            DropReason::Empty => "empty",
+            DropReason::TooLong => "too_long",
+            DropReason::Blocked => "blocked",
+            DropReason::InvalidEmail => "invalid_email",
+            DropReason::InvalidHashedEmail => "invalid_hashed_email",
+            DropReason::InvalidPhone => "invalid_phone",
+            DropReason::InvalidAdvertisingId => "invalid_advertising_id",
+            DropReason::PatternMismatch => "pattern_mismatch",
+            DropReason::TooManyInEvent => "too_many_in_event",
+            DropReason::Duplicate => "duplicate_in_event",
+            DropReason::Shared => "shared",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Longest accepted identifier value, in bytes.
+pub const MAX_VALUE_LEN: usize = 256;
+const PHONE_CACHE_CAP: usize = 1 << 16;
+
+const BLOCKED_WORDS: [&str; 11] = [
+    "", "null", "undefined", "none", "nil", "unknown", "anonymous", "0", "-1", "test@test.com", "test@example.com",
+];
+
+/// Normalises identifiers under one [`CoreConfig`].
+#[derive(Debug)]
+pub struct Normalizer {
+    cfg: Arc<CoreConfig>,
+    phone_cache: FxHashMap<Box<str>, Option<Box<str>>>,
+    pub phone_cache_hits: u64,
+    pub phone_cache_misses: u64,
+}
+
+impl Normalizer {
+    pub fn new(cfg: Arc<CoreConfig>) -> Self {
+        Self { cfg, phone_cache: FxHashMap::default(), phone_cache_hits: 0, phone_cache_misses: 0 }
+    }
+
+    pub fn config(&self) -> &Arc<CoreConfig> {
+        &self.cfg
+    }
+
+    /// Normalises a raw identifier given by type name.
+    pub fn normalize_named(&mut self, type_name: &str, raw: &str) -> Result<IdentKey, DropReason> {
+        let ty = self.cfg.type_by_name(type_name).ok_or(DropReason::UnknownType)?;
+        self.normalize(ty, raw)
+    }
+
+    pub fn normalize(&mut self, ty: IdentType, raw: &str) -> Result<IdentKey, DropReason> {
+        let cfg = Arc::clone(&self.cfg);
+        let info = cfg.type_info(ty).ok_or(DropReason::UnknownType)?;
+        let v = raw.trim();
+        if v.is_empty() {
+            return Err(DropReason::Empty);
+        }
+        if v.len() > MAX_VALUE_LEN {
+            return Err(DropReason::TooLong);
+        }
+        if is_blocked_word(v) {
+            return Err(DropReason::Blocked);
+        }
+        let value: Box<str> = match ty {
+            IdentType::EMAIL => {
+                let e = v.to_lowercase();
+                if !valid_email(&e) {
+                    return Err(DropReason::InvalidEmail);
+                }
+                e.into()
+            }
+            IdentType::HASHED_EMAIL => {
+                if v.len() != 64 || !v.bytes().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(DropReason::InvalidHashedEmail);
+                }
+                v.to_ascii_lowercase().into()
+            }
+            IdentType::PHONE => self.phone(v)?,
+            IdentType::ADVERTISING_ID => {
+                if !is_uuid(v) {
+                    return Err(DropReason::InvalidAdvertisingId);
+                }
+                let l = v.to_ascii_lowercase();
+                if l.bytes().all(|c| c == b'0' || c == b'-') {
+                    return Err(DropReason::Blocked);
+                }
+                l.into()
+            }
+            IdentType::ANONYMOUS_ID | IdentType::DEVICE_ID => {
+                if is_uuid(v) {
+                    v.to_ascii_lowercase().into()
+                } else {
+                    v.into()
+                }
+            }
+            IdentType::USER_ID | IdentType::LOYALTY_ID => v.into(),
+            _ => {
+                let cased: Box<str> = match info.case {
+                    CaseRule::Preserve => v.into(),
+                    CaseRule::Lower => v.to_lowercase().into(),
+                    CaseRule::Upper => v.to_uppercase().into(),
+                };
+                match &info.pattern {
+                    Some(p) if p.is_match(&cased) => cased,
+                    _ => return Err(DropReason::PatternMismatch),
+                }
+            }
+        };
+        // Blocked after normalisation too (`NULL`, `Test@Test.com`, `0000`).
+        if is_blocked_word(&value) || value.bytes().all(|c| c == b'0' || c == b'-') {
+            return Err(DropReason::Blocked);
+        }
+        if info.blocked.iter().any(|b| b.as_str() == &*value) || info.blocked_regex.iter().any(|r| r.is_match(&value)) {
+            return Err(DropReason::Blocked);
+        }
+        Ok(IdentKey::new(ty, value))
+    }
+
+    fn phone(&mut self, v: &str) -> Result<Box<str>, DropReason> {
+        if let Some(hit) = self.phone_cache.get(v) {
+            self.phone_cache_hits += 1;
+            return hit.clone().ok_or(DropReason::InvalidPhone);
+        }
+        self.phone_cache_misses += 1;
+        let parsed = phonenumber::parse(Some(self.cfg.default_region), v)
+            .ok()
+            .filter(phonenumber::is_valid)
+            .map(|n| n.format().mode(phonenumber::Mode::E164).to_string().into_boxed_str());
+        if self.phone_cache.len() >= PHONE_CACHE_CAP {
+            // Bounded: start over rather than grow. Hot values come back fast.
+            self.phone_cache.clear();
+        }
+        self.phone_cache.insert(v.into(), parsed.clone());
+        parsed.ok_or(DropReason::InvalidPhone)
+    }
+}
+
+fn is_blocked_word(v: &str) -> bool {
+    v.len() <= 16 && BLOCKED_WORDS.iter().any(|w| w.eq_ignore_ascii_case(v))
+}
+
+/// 8-4-4-4-12 hexadecimal.
+pub fn is_uuid(v: &str) -> bool {
+    let b = v.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+/// A pragmatic syntactic check: one `@`, a non-empty local part without
+/// spaces, a domain of dot-separated labels of letters, digits and hyphens,
+/// with a top-level label of at least two characters.
+pub fn valid_email(e: &str) -> bool {
+    let Some((local, domain)) = e.split_once('@') else { return false };
+    if local.is_empty() || local.len() > 64 || domain.len() > 253 || domain.contains('@') {
+        return false;
+    }
+    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+        return false;
+    }
+    if !local.bytes().all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~.-".contains(&c) || c >= 0x80) {
+        return false;
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    if labels.len() < 2 {
+        return false;
+    }
+    let ok_labels = labels.iter().all(|l| {
+        !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c >= 0x80)
+    });
+    ok_labels && labels.last().is_some_and(|t| t.len() >= 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{IdentitySection, TraitsSection, TypeSection};
+
+    fn n() -> Normalizer {
+        Normalizer::new(Arc::new(CoreConfig::default()))
+    }
+
+    #[test]
+    fn emails_differing_in_case_and_spacing_are_one() {
+        let mut n = n();
+        let a = n.normalize(IdentType::EMAIL, "  Ann@Example.COM ").unwrap();
+        let b = n.normalize(IdentType::EMAIL, "ann@example.com").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.value(), "ann@example.com");
+        assert_eq!(n.normalize(IdentType::EMAIL, "ann@"), Err(DropReason::InvalidEmail));
+        assert_eq!(n.normalize(IdentType::EMAIL, "ann example.com"), Err(DropReason::InvalidEmail));
+        assert_eq!(n.normalize(IdentType::EMAIL, "ann@x"), Err(DropReason::InvalidEmail));
+    }
+
+    #[test]
+    fn phone_formats_land_on_e164() {
+        let mut n = n();
+        for raw in ["+1 (415) 555-0100", "415.555.0100", "+14155550100", "(415) 555 0100"] {
+            assert_eq!(n.normalize(IdentType::PHONE, raw).unwrap().value(), "+14155550100", "{raw}");
+        }
+        assert_eq!(n.normalize(IdentType::PHONE, "12"), Err(DropReason::InvalidPhone));
+        assert_eq!(n.normalize(IdentType::PHONE, "+1 555"), Err(DropReason::InvalidPhone));
+        // Second lookup of the same raw value is served from the cache.
+        let misses = n.phone_cache_misses;
+        n.normalize(IdentType::PHONE, "415.555.0100").unwrap();
+        assert_eq!(n.phone_cache_misses, misses);
+    }
+
+    #[test]
+    fn blocked_values_never_pass() {
+        let mut n = n();
+        for (ty, v) in [
+            (IdentType::USER_ID, "null"),
+            (IdentType::USER_ID, "NULL"),
+            (IdentType::USER_ID, " undefined "),
+            (IdentType::ANONYMOUS_ID, "unknown"),
+            (IdentType::ANONYMOUS_ID, "anonymous"),
+            (IdentType::DEVICE_ID, "0"),
+            (IdentType::DEVICE_ID, "-1"),
+            (IdentType::DEVICE_ID, "0000-000"),
+            (IdentType::DEVICE_ID, "00000000-0000-0000-0000-000000000000"),
+            (IdentType::ADVERTISING_ID, "00000000-0000-0000-0000-000000000000"),
+            (IdentType::EMAIL, "Test@Test.com"),
+            (IdentType::EMAIL, "test@example.com"),
+            (IdentType::LOYALTY_ID, "nil"),
+            (IdentType::LOYALTY_ID, "None"),
+        ] {
+            assert_eq!(n.normalize(ty, v), Err(DropReason::Blocked), "{ty:?}");
+        }
+        assert_eq!(n.normalize(IdentType::USER_ID, "   "), Err(DropReason::Empty));
+    }
+
+    #[test]
+    fn advertising_and_device_ids() {
+        let mut n = n();
+        let u = "6D92078A-8246-4BA4-AE5B-76104861E7DC";
+        assert_eq!(n.normalize(IdentType::ADVERTISING_ID, u).unwrap().value(), u.to_ascii_lowercase());
+        assert_eq!(n.normalize(IdentType::ADVERTISING_ID, "abc"), Err(DropReason::InvalidAdvertisingId));
+        assert_eq!(n.normalize(IdentType::DEVICE_ID, u).unwrap().value(), u.to_ascii_lowercase());
+        assert_eq!(n.normalize(IdentType::DEVICE_ID, " Dev-A ").unwrap().value(), "Dev-A");
+        assert_eq!(n.normalize(IdentType::HASHED_EMAIL, &"AB".repeat(32)).unwrap().value(), "ab".repeat(32));
+        assert_eq!(n.normalize(IdentType::HASHED_EMAIL, "abc"), Err(DropReason::InvalidHashedEmail));
+    }
+
+    #[test]
+    fn custom_types_and_extended_block_lists() {
+        let mut id = IdentitySection::default();
+        id.types.insert(
+            "member_no".into(),
+            TypeSection { pattern: Some("M[0-9]{4}".into()), case: Some(CaseRule::Upper), ..Default::default() },
+        );
+        id.types.insert(
+            "user_id".into(),
+            TypeSection { blocked: vec!["guest".into()], blocked_regex: vec!["^tmp-".into()], ..Default::default() },
+        );
+        let mut n = Normalizer::new(Arc::new(CoreConfig::build(&id, &TraitsSection::default()).unwrap()));
+        assert_eq!(n.normalize_named("member_no", " m1234 ").unwrap().value(), "M1234");
+        assert_eq!(n.normalize_named("member_no", "m12"), Err(DropReason::PatternMismatch));
+        assert_eq!(n.normalize_named("nope", "x"), Err(DropReason::UnknownType));
+        assert_eq!(n.normalize_named("user_id", "guest"), Err(DropReason::Blocked));
+        assert_eq!(n.normalize_named("user_id", "tmp-9"), Err(DropReason::Blocked));
+        assert!(n.normalize_named("user_id", "u-9").is_ok());
+    }
+}

@@ -1,0 +1,99 @@
+//! Commands handled at an identifier's partition: the identifier partition
+//! alone decides who owns an identifier.
+
+use super::{lifecycle, Effects, Loader, Partition};
+use crate::command::{AttachOutcome, Command, LinkEvidence};
+use crate::event::Touchpoint;
+use crate::ident::IdentKey;
+use crate::profile_id::ProfileId;
+use crate::time::Millis;
+
+impl Partition {
+    /// Finds or creates the profile of the event's anchor.
+    pub(super) fn on_route(&mut self, mut ev: Touchpoint, loader: &mut dyn Loader, fx: &mut Effects) {
+        loop {
+            let Some(anchor) = ev.idents.first().cloned() else {
+                self.stats.events_unlinkable += 1;
+                return;
+            };
+            if anchor.partition(self.partitions) != self.id {
+                fx.cmds.push(Command::Route(Box::new(ev)));
+                return;
+            }
+            let rec = self.ident_get(&anchor, loader).cloned().unwrap_or_default();
+            if rec.shared {
+                self.stats.shared_dropped += 1;
+                ev.idents.remove(0);
+                continue;
+            }
+            match rec.owner {
+                Some(t) => fx.cmds.push(Command::Apply { to: t, ev: Box::new(ev) }),
+                None => {
+                    let id = ProfileId::for_new(ev.ts, &anchor);
+                    self.ident_mut(&anchor, loader).owner = Some(id);
+                    fx.cmds.push(Command::Create { id, ev: Box::new(ev) });
+                }
+            }
+            return;
+        }
+    }
+
+    /// Claims an unowned identifier for `to`, or starts a link with its owner.
+    pub(super) fn on_attach(&mut self, to: ProfileId, ident: IdentKey, link: Box<LinkEvidence>, loader: &mut dyn Loader, fx: &mut Effects) {
+        let rec = self.ident_mut(&ident, loader);
+        let outcome = if rec.shared {
+            AttachOutcome::Shared
+        } else {
+            match rec.owner {
+                None => {
+                    rec.owner = Some(to);
+                    AttachOutcome::Claimed
+                }
+                Some(o) if o == to => AttachOutcome::Member,
+                Some(o) => {
+                    fx.cmds.push(Command::Link { a: to, b: o, link: link.clone() });
+                    AttachOutcome::Linking
+                }
+            }
+        };
+        fx.cmds.push(Command::AttachDone { to, ident, outcome, link });
+    }
+
+    /// Moves ownership after a merge or split, unless a later move won. A
+    /// repoint that arrives after the identifier became shared tells the new
+    /// holder to detach it (the split raced with the detach).
+    pub(super) fn on_repoint(&mut self, ident: IdentKey, to: ProfileId, replaces: &[ProfileId], loader: &mut dyn Loader, fx: &mut Effects) {
+        let rec = self.ident_mut(&ident, loader);
+        if rec.shared {
+            fx.cmds.push(Command::Detach { from: to, ident });
+        } else if rec.owner.is_some_and(|o| replaces.contains(&o)) {
+            rec.owner = Some(to);
+        }
+    }
+
+    /// Counts a refused link; at the threshold the identifier becomes shared
+    /// and is detached from its profile.
+    pub(super) fn on_record_refusal(&mut self, ident: IdentKey, with: ProfileId, at: Millis, loader: &mut dyn Loader, fx: &mut Effects) {
+        let threshold = self.cfg.shared_threshold as usize;
+        let rec = self.ident_mut(&ident, loader);
+        if rec.shared {
+            return;
+        }
+        if !rec.refused_with.contains(&with) {
+            rec.refused_with.push(with);
+        }
+        if rec.refused_with.len() < threshold {
+            return;
+        }
+        rec.shared = true;
+        rec.refused_with.clear();
+        let owner = rec.owner.take();
+        self.stats.identifiers_shared += 1;
+        let mut ev = lifecycle("identifier_shared", owner.unwrap_or(with), at);
+        ev.identifier = Some(self.ident_out(&ident));
+        fx.lifecycle.push(ev);
+        if let Some(t) = owner {
+            fx.cmds.push(Command::Detach { from: t, ident });
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! The freeze-and-absorb merge protocol and splits (ADR 0002).
+//!
+//! `Link` is handled by the younger profile Y, which freezes and hands its
+//! state to the older O. O checks the rules on the union and answers
+//! `Absorbed` (Y becomes an alias) or `Refused` (Y thaws). A frozen profile
+//! waits only on a strictly older one, so there is no deadlock.
+
+use super::{lifecycle, Effects, Loader, Partition};
+use crate::command::Command;
+use crate::fragment::consent_for;
+use crate::profile_id::ProfileId;
+use crate::record::ProfileRecord;
+
+impl Partition {
+    pub(super) fn on_link(&mut self, cmd: Command, loader: &mut dyn Loader, fx: &mut Effects) {
+        let Command::Link { a, b, .. } = &cmd else { return };
+        let (y, o) = ((*a).max(*b), (*a).min(*b));
+        if y == o {
+            let Command::Link { link, .. } = cmd else { return };
+            fx.cmds.push(Command::AddEdge { to: y, link });
+            return;
+        }
+        let Some((mut lp, Command::Link { link, .. })) = self.admit(y, cmd, true, loader, fx) else { return };
+        lp.frozen_for = Some(o);
+        let mut state = lp.clone();
+        state.queue.clear();
+        state.frozen_for = None;
+        fx.cmds.push(Command::Handover { to: o, from: y, state, link });
+        self.put_live(y, lp, loader, fx);
+    }
+
+    pub(super) fn on_handover(&mut self, cmd: Command, loader: &mut dyn Loader, fx: &mut Effects) {
+        let Command::Handover { to, .. } = &cmd else { return };
+        let o = *to;
+        let Some((mut lp, Command::Handover { from: y, state, link, .. })) = self.admit(o, cmd, false, loader, fx) else { return };
+        let mut union = lp.counts();
+        union.merge(&state.counts());
+        if let Some(v) = union.violation(&self.cfg) {
+            self.stats.conflicts += 1;
+            let mut le = lifecycle("conflict", o, link.ts);
+            le.related = vec![y.to_string()];
+            le.rule = Some(v.rule_name(&self.cfg));
+            le.identifier = Some(self.ident_out(&link.ident));
+            le.event_id = Some(link.event_id.clone());
+            fx.lifecycle.push(le);
+            let other = if lp.contains(&link.ident) { y } else { o };
+            fx.cmds.push(Command::RecordRefusal { ident: link.ident.clone(), with: other, at: link.ts });
+            fx.cmds.push(Command::Refused { id: y, by: o });
+            self.put_live(o, lp, loader, fx);
+            return;
+        }
+        let purposes: Vec<String> = {
+            let mut p: Vec<String> = lp.fragments.iter().chain(state.fragments.iter()).flat_map(|f| f.consent.iter().map(|c| c.purpose.clone())).collect();
+            p.sort();
+            p.dedup();
+            p
+        };
+        let before: Vec<_> = purposes.iter().map(|p| consent_for(&lp.fragments, p)).collect();
+        lp.absorb(y, *state);
+        lp.add_edge(&link.anchor, &link.ident, &link.evidence());
+        for (p, old) in purposes.iter().zip(before) {
+            let new = consent_for(&lp.fragments, p);
+            if new != old {
+                if let Some(r) = new {
+                    fx.consent.push(self.consent_event(o, &r));
+                }
+            }
+        }
+        self.stats.merges += 1;
+        let mut le = lifecycle("merged", o, link.ts);
+        le.related = vec![y.to_string()];
+        le.event_id = Some(link.event_id.clone());
+        fx.lifecycle.push(le);
+        fx.cmds.push(Command::Absorbed { id: y, into: o });
+        self.touch(o);
+        self.put_live(o, lp, loader, fx);
+    }
+
+    pub(super) fn on_absorbed(&mut self, y: ProfileId, o: ProfileId, loader: &mut dyn Loader, fx: &mut Effects) {
+        let lp = match self.take_profile(y, loader) {
+            Some(ProfileRecord::Live(lp)) if lp.frozen_for.is_some() => lp,
+            other => {
+                self.put_profile(y, other);
+                self.stats.internal_errors += 1;
+                return;
+            }
+        };
+        let mut replaces = Vec::with_capacity(lp.merged_from.len() + 1);
+        replaces.push(y);
+        replaces.extend_from_slice(&lp.merged_from);
+        for e in &lp.idents {
+            fx.cmds.push(Command::Repoint { ident: e.key.clone(), to: o, replaces: replaces.clone() });
+        }
+        self.put_profile(y, Some(ProfileRecord::Alias(o)));
+        self.touch(y);
+        for c in lp.queue {
+            self.handle(c, loader, fx);
+        }
+    }
+
+    pub(super) fn on_refused(&mut self, y: ProfileId, _by: ProfileId, loader: &mut dyn Loader, fx: &mut Effects) {
+        match self.take_profile(y, loader) {
+            Some(ProfileRecord::Live(mut lp)) if lp.frozen_for.is_some() => {
+                lp.frozen_for = None;
+                self.put_live(y, lp, loader, fx);
+            }
+            other => {
+                self.put_profile(y, other);
+                self.stats.internal_errors += 1;
+            }
+        }
+    }
+
+    /// Removes an identifier from its profile and splits what fell apart.
+    pub(super) fn on_detach(&mut self, cmd: Command, loader: &mut dyn Loader, fx: &mut Effects) {
+        let Command::Detach { from, .. } = &cmd else { return };
+        let t = *from;
+        let Some((mut lp, Command::Detach { ident, .. })) = self.admit(t, cmd, true, loader, fx) else { return };
+        let Some(idx) = lp.index_of(&ident) else {
+            self.put_live(t, lp, loader, fx);
+            return;
+        };
+        let at = lp.updated;
+        lp.remove_ident(idx);
+        lp.version += 1;
+        self.touch(t);
+        let pieces = lp.split_components();
+        if !pieces.is_empty() {
+            self.stats.splits += 1;
+            let mut replaces = Vec::with_capacity(lp.merged_from.len() + 1);
+            replaces.push(t);
+            replaces.extend_from_slice(&lp.merged_from);
+            let mut le = lifecycle("split", t, at);
+            for mut p in pieces {
+                let Some(oldest) = p.oldest_ident() else { continue };
+                let nid = ProfileId::for_piece(oldest.first_seen, &oldest.key, t, lp.version);
+                p.version = 1;
+                for e in &p.idents {
+                    fx.cmds.push(Command::Repoint { ident: e.key.clone(), to: nid, replaces: replaces.clone() });
+                }
+                le.related.push(nid.to_string());
+                fx.cmds.push(Command::CreatePiece { id: nid, state: Box::new(p) });
+            }
+            fx.lifecycle.push(le);
+        }
+        self.put_live(t, lp, loader, fx);
+    }
+}

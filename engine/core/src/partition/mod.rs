@@ -1,0 +1,217 @@
+//! One partition: a deterministic state machine over the identifier and
+//! profile records whose keys hash to it (ADR 0002).
+//!
+//! `handle(command)` reads and writes records through a write-back cache
+//! (misses go to a [`Loader`]), and appends commands for other partitions
+//! and output events to [`Effects`]. The driver persists the dirty records
+//! ([`Partition::take_dirty`]) together with its progress.
+//!
+//! # Layout
+//! - `mod.rs`: the partition, its counters and command dispatch.
+//! - `cache.rs`: the write-back record cache.
+//! - `ident_cmds.rs`: commands handled at an identifier's partition.
+//! - `profile_cmds.rs`: commands handled at a profile's partition.
+//! - `merge.rs`: link, hand-over and the verdict; detach and split.
+
+mod cache;
+mod ident_cmds;
+mod merge;
+mod profile_cmds;
+
+use crate::command::Command;
+use crate::config::CoreConfig;
+use crate::ident::IdentKey;
+use crate::output::{ConsentEvent, IdentOut, LifecycleEvent};
+use crate::profile_id::ProfileId;
+use crate::record::{IdentRecord, LiveProfile, ProfileRecord};
+use crate::time::{format_rfc3339, Millis};
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::sync::Arc;
+
+/// Reads records missing from the cache (a store, or nothing).
+pub trait Loader {
+    fn ident(&mut self, partition: u16, key: &IdentKey) -> Option<IdentRecord>;
+    fn profile(&mut self, partition: u16, id: &ProfileId) -> Option<ProfileRecord>;
+}
+
+/// A loader for a fresh, empty state.
+#[derive(Debug, Default)]
+pub struct EmptyLoader;
+
+impl Loader for EmptyLoader {
+    fn ident(&mut self, _: u16, _: &IdentKey) -> Option<IdentRecord> {
+        None
+    }
+    fn profile(&mut self, _: u16, _: &ProfileId) -> Option<ProfileRecord> {
+        None
+    }
+}
+
+/// What handling commands produced.
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub cmds: Vec<Command>,
+    pub lifecycle: Vec<LifecycleEvent>,
+    pub consent: Vec<ConsentEvent>,
+}
+
+/// Counters of what the state machine did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Stats {
+    pub events_applied: u64,
+    pub events_unlinkable: u64,
+    pub shared_dropped: u64,
+    pub profiles_created: u64,
+    pub merges: u64,
+    pub splits: u64,
+    pub conflicts: u64,
+    pub identifiers_shared: u64,
+    pub internal_errors: u64,
+}
+
+impl Stats {
+    pub fn merge(&mut self, o: &Stats) {
+        self.events_applied += o.events_applied;
+        self.events_unlinkable += o.events_unlinkable;
+        self.shared_dropped += o.shared_dropped;
+        self.profiles_created += o.profiles_created;
+        self.merges += o.merges;
+        self.splits += o.splits;
+        self.conflicts += o.conflicts;
+        self.identifiers_shared += o.identifiers_shared;
+        self.internal_errors += o.internal_errors;
+    }
+}
+
+#[derive(Debug)]
+struct Slot<T> {
+    val: Option<T>,
+    dirty: bool,
+    gen: u32,
+}
+
+/// Dirty records to persist: `None` deletes.
+#[derive(Debug, Default)]
+pub struct Dirty {
+    pub idents: Vec<(IdentKey, Option<IdentRecord>)>,
+    pub profiles: Vec<(ProfileId, Option<ProfileRecord>)>,
+}
+
+#[derive(Debug)]
+pub struct Partition {
+    pub id: u16,
+    pub partitions: u16,
+    cfg: Arc<CoreConfig>,
+    idents: FxHashMap<IdentKey, Slot<IdentRecord>>,
+    profiles: FxHashMap<ProfileId, Slot<ProfileRecord>>,
+    touched: Vec<ProfileId>,
+    touched_set: FxHashSet<ProfileId>,
+    gen: u32,
+    pub stats: Stats,
+}
+
+fn lifecycle(kind: &'static str, profile: ProfileId, at: Millis) -> LifecycleEvent {
+    LifecycleEvent { kind, profile_id: profile.to_string(), related: Vec::new(), rule: None, identifier: None, event_id: None, at: format_rfc3339(at) }
+}
+
+impl Partition {
+    pub fn new(id: u16, partitions: u16, cfg: Arc<CoreConfig>) -> Self {
+        Self {
+            id,
+            partitions,
+            cfg,
+            idents: FxHashMap::default(),
+            profiles: FxHashMap::default(),
+            touched: Vec::new(),
+            touched_set: FxHashSet::default(),
+            gen: 0,
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &Arc<CoreConfig> {
+        &self.cfg
+    }
+
+    fn ident_out(&self, k: &IdentKey) -> IdentOut {
+        IdentOut { ty: self.cfg.type_name(k.ty()).to_string(), value: k.value().to_string() }
+    }
+
+    /// Handles one command addressed to this partition.
+    pub fn handle(&mut self, cmd: Command, loader: &mut dyn Loader, fx: &mut Effects) {
+        match cmd {
+            Command::Route(ev) => self.on_route(*ev, loader, fx),
+            Command::Attach { to, ident, link } => self.on_attach(to, ident, link, loader, fx),
+            Command::Repoint { ident, to, replaces } => self.on_repoint(ident, to, &replaces, loader, fx),
+            Command::RecordRefusal { ident, with, at } => self.on_record_refusal(ident, with, at, loader, fx),
+            Command::Create { id, ev } => self.on_create(id, ev, loader, fx),
+            Command::CreatePiece { id, state } => self.on_create_piece(id, state, loader, fx),
+            c @ Command::Apply { .. } => self.on_apply(c, loader, fx),
+            c @ Command::AttachDone { .. } => self.on_attach_done(c, loader, fx),
+            c @ Command::AddEdge { .. } => self.on_add_edge(c, loader, fx),
+            c @ Command::Link { .. } => self.on_link(c, loader, fx),
+            c @ Command::Handover { .. } => self.on_handover(c, loader, fx),
+            Command::Absorbed { id, into } => self.on_absorbed(id, into, loader, fx),
+            Command::Refused { id, by } => self.on_refused(id, by, loader, fx),
+            c @ Command::Detach { .. } => self.on_detach(c, loader, fx),
+        }
+    }
+
+    /// Takes a live, admissible profile out of the cache, or forwards the
+    /// command (alias) or queues it (frozen, busy, not yet created). The
+    /// caller puts the profile back.
+    fn admit(&mut self, id: ProfileId, cmd: Command, need_idle: bool, loader: &mut dyn Loader, fx: &mut Effects) -> Option<(Box<LiveProfile>, Command)> {
+        match self.take_profile(id, loader) {
+            Some(ProfileRecord::Alias(t)) => {
+                self.put_profile(id, Some(ProfileRecord::Alias(t)));
+                fx.cmds.push(cmd.retarget(id, t));
+                None
+            }
+            Some(ProfileRecord::Placeholder(mut q)) => {
+                q.push(cmd);
+                self.put_profile(id, Some(ProfileRecord::Placeholder(q)));
+                None
+            }
+            None => {
+                self.put_profile(id, Some(ProfileRecord::Placeholder(vec![cmd])));
+                None
+            }
+            Some(ProfileRecord::Live(mut lp)) => {
+                if lp.frozen_for.is_some() || (need_idle && !lp.pending.is_empty()) {
+                    lp.queue.push(cmd);
+                    self.put_profile(id, Some(ProfileRecord::Live(lp)));
+                    None
+                } else {
+                    Some((lp, cmd))
+                }
+            }
+        }
+    }
+
+    /// Puts a live profile back and, when it is idle, handles its queue.
+    fn put_live(&mut self, id: ProfileId, mut lp: Box<LiveProfile>, loader: &mut dyn Loader, fx: &mut Effects) {
+        let queue = if lp.is_idle() { std::mem::take(&mut lp.queue) } else { Vec::new() };
+        self.put_profile(id, Some(ProfileRecord::Live(lp)));
+        for c in queue {
+            self.handle(c, loader, fx);
+        }
+    }
+
+}
+
+impl Partition {
+    /// Copies every cached record into `snap` (complete only when nothing
+    /// was evicted and the loader is empty: simulations and small tests).
+    pub fn snapshot_into(&self, snap: &mut crate::invariants::Snapshot) {
+        for (k, s) in &self.idents {
+            if let Some(v) = &s.val {
+                snap.idents.insert(k.clone(), v.clone());
+            }
+        }
+        for (k, s) in &self.profiles {
+            if let Some(v) = &s.val {
+                snap.profiles.insert(*k, v.clone());
+            }
+        }
+    }
+}

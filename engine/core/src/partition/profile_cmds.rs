@@ -1,0 +1,165 @@
+//! Commands handled at a profile's partition: creation and events.
+
+use super::{lifecycle, Effects, Loader, Partition};
+use crate::command::{AttachOutcome, Command, LinkEvidence};
+use crate::event::Touchpoint;
+use crate::fragment::consent_for;
+use crate::output::ConsentEvent;
+use crate::profile_id::ProfileId;
+use crate::record::{LiveProfile, ProfileRecord};
+use crate::time::format_rfc3339;
+
+impl Partition {
+    pub(super) fn on_create(&mut self, id: ProfileId, ev: Box<Touchpoint>, loader: &mut dyn Loader, fx: &mut Effects) {
+        let queue = match self.take_profile(id, loader) {
+            None => Vec::new(),
+            Some(ProfileRecord::Placeholder(q)) => q,
+            Some(other) => {
+                // A 128-bit ID collision: keep the record, count it.
+                self.put_profile(id, Some(other));
+                self.stats.internal_errors += 1;
+                return;
+            }
+        };
+        let mut lp = Box::new(LiveProfile::new(ev.idents[0].clone(), ev.ts));
+        self.stats.profiles_created += 1;
+        let mut le = lifecycle("created", id, ev.ts);
+        le.event_id = Some(ev.event_id.clone());
+        fx.lifecycle.push(le);
+        self.apply_event(id, &mut lp, *ev, fx);
+        lp.queue.extend(queue);
+        self.put_live(id, lp, loader, fx);
+    }
+
+    pub(super) fn on_create_piece(&mut self, id: ProfileId, state: Box<LiveProfile>, loader: &mut dyn Loader, fx: &mut Effects) {
+        let queue = match self.take_profile(id, loader) {
+            None => Vec::new(),
+            Some(ProfileRecord::Placeholder(q)) => q,
+            Some(other) => {
+                self.put_profile(id, Some(other));
+                self.stats.internal_errors += 1;
+                return;
+            }
+        };
+        let mut lp = state;
+        lp.queue.extend(queue);
+        self.touch(id);
+        self.put_live(id, lp, loader, fx);
+    }
+
+    pub(super) fn on_apply(&mut self, cmd: Command, loader: &mut dyn Loader, fx: &mut Effects) {
+        let Command::Apply { to, .. } = &cmd else { return };
+        let to = *to;
+        let Some((mut lp, Command::Apply { ev, .. })) = self.admit(to, cmd, false, loader, fx) else { return };
+        self.apply_event(to, &mut lp, *ev, fx);
+        self.put_live(to, lp, loader, fx);
+    }
+
+    /// Folds an event into a live profile and starts attaching the event's
+    /// other identifiers, strongest first, each within the rules.
+    fn apply_event(&mut self, id: ProfileId, lp: &mut LiveProfile, ev: Touchpoint, fx: &mut Effects) {
+        let anchor = &ev.idents[0];
+        if !lp.contains(anchor) {
+            // The anchor moved (split) while the event was in flight.
+            fx.cmds.push(Command::Route(Box::new(ev)));
+            return;
+        }
+        let evidence = crate::record::Evidence { event_id: ev.event_id.clone(), ts: ev.ts, source: ev.source.clone() };
+        let mut members: Vec<u32> = Vec::with_capacity(ev.idents.len());
+        let mut outsiders = Vec::new();
+        for x in &ev.idents {
+            match lp.index_of(x) {
+                Some(i) => {
+                    let e = &mut lp.idents[i];
+                    e.first_seen = e.first_seen.min(ev.ts);
+                    e.last_seen = e.last_seen.max(ev.ts);
+                    members.push(i as u32);
+                }
+                None => outsiders.push(x),
+            }
+        }
+        for (n, &a) in members.iter().enumerate() {
+            for &b in &members[n + 1..] {
+                lp.add_edge_idx(a, b, &evidence);
+            }
+        }
+        let before: Vec<_> = ev.consent.iter().map(|c| consent_for(&lp.fragments, &c.purpose)).collect();
+        lp.fragment_mut(anchor).add_event(&ev, &self.cfg);
+        for (c, old) in ev.consent.iter().zip(before) {
+            let new = consent_for(&lp.fragments, &c.purpose);
+            if new != old {
+                if let Some(r) = new {
+                    fx.consent.push(self.consent_event(id, &r));
+                }
+            }
+        }
+        let mut counts = lp.counts();
+        for x in outsiders {
+            if lp.pending.contains(x) {
+                continue;
+            }
+            let link = Box::new(LinkEvidence { anchor: anchor.clone(), ident: x.clone(), event_id: ev.event_id.clone(), ts: ev.ts, source: ev.source.clone() });
+            if let Some(v) = counts.room_for(x.ty(), &self.cfg) {
+                self.stats.conflicts += 1;
+                let mut le = lifecycle("conflict", id, ev.ts);
+                le.rule = Some(v.rule_name(&self.cfg));
+                le.identifier = Some(self.ident_out(x));
+                le.event_id = Some(ev.event_id.clone());
+                fx.lifecycle.push(le);
+                fx.cmds.push(Command::RecordRefusal { ident: x.clone(), with: id, at: ev.ts });
+                continue;
+            }
+            counts.add(x.ty(), 1);
+            lp.pending.push(x.clone());
+            fx.cmds.push(Command::Attach { to: id, ident: x.clone(), link });
+        }
+        lp.version += 1;
+        lp.updated = lp.updated.max(ev.ts);
+        self.stats.events_applied += 1;
+        self.touch(id);
+    }
+
+    pub(super) fn consent_event(&self, id: ProfileId, r: &crate::fragment::ConsentRecord) -> ConsentEvent {
+        ConsentEvent {
+            profile_id: id.to_string(),
+            purpose: r.purpose.clone(),
+            granted: r.granted,
+            at: format_rfc3339(r.at),
+            policy_version: r.policy_version.clone(),
+            jurisdiction: r.jurisdiction.clone(),
+            source: r.source.clone(),
+            event_id: r.event_id.clone(),
+            identifier_type: self.cfg.type_name(r.identifier.ty()).to_string(),
+        }
+    }
+
+    pub(super) fn on_attach_done(&mut self, cmd: Command, loader: &mut dyn Loader, fx: &mut Effects) {
+        let Command::AttachDone { to, .. } = &cmd else { return };
+        let to = *to;
+        let Some((mut lp, Command::AttachDone { ident, outcome, link, .. })) = self.admit(to, cmd, false, loader, fx) else { return };
+        if let Some(i) = lp.pending.iter().position(|p| p == &ident) {
+            lp.pending.swap_remove(i);
+        }
+        match outcome {
+            AttachOutcome::Claimed => {
+                lp.idents.push(crate::record::IdentEntry { key: ident.clone(), first_seen: link.ts, last_seen: link.ts });
+                lp.add_edge(&link.anchor, &ident, &link.evidence());
+                lp.version += 1;
+                self.touch(to);
+            }
+            AttachOutcome::Member => {
+                lp.add_edge(&link.anchor, &ident, &link.evidence());
+            }
+            AttachOutcome::Linking | AttachOutcome::Shared => {}
+        }
+        self.put_live(to, lp, loader, fx);
+    }
+
+    pub(super) fn on_add_edge(&mut self, cmd: Command, loader: &mut dyn Loader, fx: &mut Effects) {
+        let Command::AddEdge { to, .. } = &cmd else { return };
+        let to = *to;
+        let Some((mut lp, Command::AddEdge { link, .. })) = self.admit(to, cmd, false, loader, fx) else { return };
+        lp.add_edge(&link.anchor, &link.ident, &link.evidence());
+        self.put_live(to, lp, loader, fx);
+    }
+}

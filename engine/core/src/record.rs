@@ -1,0 +1,279 @@
+//! Persisted records: identifiers and profiles (ADR 0002).
+
+use crate::command::Command;
+use crate::config::CoreConfig;
+use crate::fragment::Fragment;
+use crate::ident::IdentKey;
+use crate::profile_id::ProfileId;
+use crate::rules::TypeCounts;
+use crate::time::Millis;
+use serde::{Deserialize, Serialize};
+
+/// Record format version, the first byte of every encoded record.
+pub const RECORD_FORMAT: u8 = 1;
+
+/// What the identifier partition knows of one identifier.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct IdentRecord {
+    pub owner: Option<ProfileId>,
+    /// Shared identifiers are detached and never link again.
+    pub shared: bool,
+    /// Distinct profiles a link with this identifier was refused with.
+    pub refused_with: Vec<ProfileId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdentEntry {
+    pub key: IdentKey,
+    pub first_seen: Millis,
+    pub last_seen: Millis,
+}
+
+/// Why two identifiers are joined: the first event they co-occurred in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub event_id: String,
+    pub ts: Millis,
+    pub source: String,
+}
+
+/// An undirected edge between two identifiers of a profile (indices into
+/// `idents`, `a < b`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Edge {
+    pub a: u32,
+    pub b: u32,
+    pub evidence: Evidence,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiveProfile {
+    pub version: u64,
+    pub created: Millis,
+    /// Latest event time applied (the profile's `updated_at`).
+    pub updated: Millis,
+    pub idents: Vec<IdentEntry>,
+    pub edges: Vec<Edge>,
+    pub fragments: Vec<Fragment>,
+    /// Identifiers reserved under the rules while their claim is in flight.
+    pub pending: Vec<IdentKey>,
+    /// Every profile absorbed, directly or through another.
+    pub merged_from: Vec<ProfileId>,
+    /// Set while handed over to this older profile, awaiting its verdict
+    /// (which may come from the profile that absorbed it meanwhile).
+    pub frozen_for: Option<ProfileId>,
+    /// Commands that arrived while frozen or busy, in arrival order.
+    pub queue: Vec<Command>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ProfileRecord {
+    Live(Box<LiveProfile>),
+    /// Merged into the target; resolves there forever.
+    Alias(ProfileId),
+    /// Commands that arrived before the profile's creation.
+    Placeholder(Vec<Command>),
+}
+
+impl LiveProfile {
+    pub fn new(anchor: IdentKey, ts: Millis) -> Self {
+        Self {
+            version: 0,
+            created: ts,
+            updated: ts,
+            idents: vec![IdentEntry { key: anchor, first_seen: ts, last_seen: ts }],
+            edges: Vec::new(),
+            fragments: Vec::new(),
+            pending: Vec::new(),
+            merged_from: Vec::new(),
+            frozen_for: None,
+            queue: Vec::new(),
+        }
+    }
+
+    pub fn index_of(&self, k: &IdentKey) -> Option<usize> {
+        self.idents.iter().position(|e| &e.key == k)
+    }
+
+    pub fn contains(&self, k: &IdentKey) -> bool {
+        self.index_of(k).is_some()
+    }
+
+    /// Whether the profile can be frozen, detached from or split now.
+    pub fn is_idle(&self) -> bool {
+        self.frozen_for.is_none() && self.pending.is_empty()
+    }
+
+    /// Per-type counts of members plus pending reservations.
+    pub fn counts(&self) -> TypeCounts {
+        let mut c = TypeCounts::from_types(self.idents.iter().map(|e| e.key.ty()).collect::<Vec<_>>().iter());
+        for p in &self.pending {
+            c.add(p.ty(), 1);
+        }
+        c
+    }
+
+    /// Adds the edge `a`–`b` if both are members and it is new. Returns
+    /// whether an edge was added.
+    pub fn add_edge(&mut self, a: &IdentKey, b: &IdentKey, ev: &Evidence) -> bool {
+        match (self.index_of(a), self.index_of(b)) {
+            (Some(x), Some(y)) if x != y => self.add_edge_idx(x as u32, y as u32, ev),
+            _ => false,
+        }
+    }
+
+    pub fn add_edge_idx(&mut self, x: u32, y: u32, ev: &Evidence) -> bool {
+        let (a, b) = if x < y { (x, y) } else { (y, x) };
+        if self.edges.iter().any(|e| e.a == a && e.b == b) {
+            return false;
+        }
+        self.edges.push(Edge { a, b, evidence: ev.clone() });
+        true
+    }
+
+    pub fn fragment_mut(&mut self, anchor: &IdentKey) -> &mut Fragment {
+        let i = match self.fragments.iter().position(|f| &f.anchor == anchor) {
+            Some(i) => i,
+            None => {
+                self.fragments.push(Fragment::new(anchor.clone()));
+                self.fragments.len() - 1
+            }
+        };
+        &mut self.fragments[i]
+    }
+
+    /// Absorbs a younger profile's state (merge).
+    pub fn absorb(&mut self, y: ProfileId, other: LiveProfile) {
+        let offset = self.idents.len() as u32;
+        self.idents.extend(other.idents);
+        self.edges.extend(other.edges.into_iter().map(|e| Edge { a: e.a + offset, b: e.b + offset, evidence: e.evidence }));
+        for f in other.fragments {
+            match self.fragments.iter_mut().find(|g| g.anchor == f.anchor) {
+                // Cannot happen for disjoint profiles; fold defensively.
+                Some(g) => g.metrics.merge(&f.metrics),
+                None => self.fragments.push(f),
+            }
+        }
+        self.merged_from.push(y);
+        self.merged_from.extend(other.merged_from);
+        self.merged_from.sort_unstable();
+        self.merged_from.dedup();
+        self.created = self.created.min(other.created);
+        self.updated = self.updated.max(other.updated);
+        self.version = self.version.max(other.version) + 1;
+    }
+
+    /// Removes an identifier and its edges; its fragment stays.
+    pub fn remove_ident(&mut self, idx: usize) {
+        let idx32 = idx as u32;
+        self.idents.remove(idx);
+        self.edges.retain(|e| e.a != idx32 && e.b != idx32);
+        for e in &mut self.edges {
+            if e.a > idx32 {
+                e.a -= 1;
+            }
+            if e.b > idx32 {
+                e.b -= 1;
+            }
+        }
+    }
+
+    /// Splits by connected components. Returns the pieces other than the
+    /// one that keeps this profile (the piece holding the oldest identifier:
+    /// first seen, then key). Fragments follow their anchor; fragments whose
+    /// anchor left the profile stay here.
+    pub fn split_components(&mut self) -> Vec<LiveProfile> {
+        let labels = crate::split::components(self.idents.len(), self.edges.iter().map(|e| (e.a as usize, e.b as usize)));
+        let groups = labels.iter().copied().max().map_or(0, |m| m + 1);
+        if groups <= 1 {
+            return Vec::new();
+        }
+        let oldest = (0..self.idents.len())
+            .min_by(|&i, &j| (self.idents[i].first_seen, &self.idents[i].key).cmp(&(self.idents[j].first_seen, &self.idents[j].key)))
+            .map_or(0, |i| labels[i]);
+        let mut pieces: Vec<LiveProfile> = Vec::new();
+        let mut new_index = vec![0u32; self.idents.len()];
+        let mut piece_of_group = vec![usize::MAX; groups];
+        let mut keep = Vec::new();
+        let idents = std::mem::take(&mut self.idents);
+        for (i, e) in idents.into_iter().enumerate() {
+            let g = labels[i];
+            if g == oldest {
+                new_index[i] = keep.len() as u32;
+                keep.push(e);
+            } else {
+                if piece_of_group[g] == usize::MAX {
+                    piece_of_group[g] = pieces.len();
+                    let mut p = LiveProfile::new(e.key.clone(), e.first_seen);
+                    p.idents.clear();
+                    p.version = self.version;
+                    p.created = e.first_seen;
+                    pieces.push(p);
+                }
+                let p = &mut pieces[piece_of_group[g]];
+                new_index[i] = p.idents.len() as u32;
+                p.created = p.created.min(e.first_seen);
+                p.idents.push(e);
+            }
+        }
+        self.idents = keep;
+        for e in std::mem::take(&mut self.edges) {
+            let g = labels[e.a as usize];
+            let re = Edge { a: new_index[e.a as usize], b: new_index[e.b as usize], evidence: e.evidence };
+            if g == oldest {
+                self.edges.push(re);
+            } else {
+                pieces[piece_of_group[g]].edges.push(re);
+            }
+        }
+        for f in std::mem::take(&mut self.fragments) {
+            let target = pieces.iter_mut().find(|p| p.contains(&f.anchor));
+            match target {
+                Some(p) => {
+                    p.updated = p.updated.max(f.metrics.last_seen);
+                    p.fragments.push(f);
+                }
+                None => self.fragments.push(f),
+            }
+        }
+        pieces
+    }
+
+    /// The oldest identifier (first seen, then key): names a split piece.
+    pub fn oldest_ident(&self) -> Option<&IdentEntry> {
+        self.idents.iter().min_by(|a, b| (a.first_seen, &a.key).cmp(&(b.first_seen, &b.key)))
+    }
+
+    /// Rule check of this profile alone (used by invariants).
+    pub fn violation(&self, cfg: &CoreConfig) -> Option<crate::rules::Violation> {
+        TypeCounts::from_types(self.idents.iter().map(|e| e.key.ty()).collect::<Vec<_>>().iter()).violation(cfg)
+    }
+}
+
+/// Encodes a record with its format byte.
+pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    let out = vec![RECORD_FORMAT];
+    // postcard into a Vec cannot fail for these types (no maps with
+    // non-string keys, no unsupported serde features).
+    match postcard::to_extend(v, out) {
+        Ok(o) => o,
+        Err(e) => panic!("record encoding failed: {e}"),
+    }
+}
+
+/// Decodes a record written by [`encode`].
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError> {
+    match bytes.split_first() {
+        Some((&RECORD_FORMAT, rest)) => postcard::from_bytes(rest).map_err(|_| DecodeError::Corrupt),
+        Some((&v, _)) => Err(DecodeError::UnknownFormat(v)),
+        None => Err(DecodeError::Corrupt),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("record format {0} is not known to this version")]
+    UnknownFormat(u8),
+    #[error("record bytes are corrupt")]
+    Corrupt,
+}

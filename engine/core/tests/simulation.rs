@@ -1,0 +1,232 @@
+//! Deterministic simulation of the partition protocol under many seeded
+//! random interleavings (per sender→receiver FIFO, as a Kafka topic gives).
+//!
+//! Checks, at quiescence: every profile satisfies the rules; every identifier
+//! belongs to exactly one live profile and its owner resolves there; every
+//! alias resolves to a live profile; and, where no rule can fire, the
+//! profiles equal the connected components of the co-occurrence graph.
+
+use idgraph_core::command::Command;
+use idgraph_core::config::{CoreConfig, IdentitySection, TraitsSection, TypeSection};
+use idgraph_core::event::Touchpoint;
+use idgraph_core::ident::{IdentKey, IdentType};
+use idgraph_core::invariants::{check, Snapshot};
+use idgraph_core::partition::{Effects, EmptyLoader, Partition};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+const TYPES: [IdentType; 6] = [IdentType::USER_ID, IdentType::EMAIL, IdentType::PHONE, IdentType::DEVICE_ID, IdentType::ANONYMOUS_ID, IdentType::LOYALTY_ID];
+
+fn ident(rng: &mut ChaCha8Rng, universe: u32) -> IdentKey {
+    let ty = TYPES[rng.gen_range(0..TYPES.len())];
+    IdentKey::new(ty, format!("v{}", rng.gen_range(0..universe)))
+}
+
+/// Random events over a small universe so that links and merges are common.
+fn events(rng: &mut ChaCha8Rng, n: usize, universe: u32, cfg: &CoreConfig) -> Vec<Touchpoint> {
+    (0..n)
+        .map(|i| {
+            let k = rng.gen_range(1..=4);
+            let mut idents: Vec<IdentKey> = (0..k).map(|_| ident(rng, universe)).collect();
+            idents.sort_by(|a, b| (cfg.priority(a.ty()), a).cmp(&(cfg.priority(b.ty()), b)));
+            idents.dedup();
+            Touchpoint {
+                event_id: format!("e{i}"),
+                ts: 1_000_000 + rng.gen_range(0..10_000),
+                source: ["web", "app", "pos"][i % 3].into(),
+                idents,
+                traits: vec![("n".into(), format!("{i}"))],
+                revenue: if i % 5 == 0 { Some(1.0) } else { None },
+                is_order: i % 5 == 0,
+                consent: vec![],
+            }
+        })
+        .collect()
+}
+
+struct Sim {
+    parts: Vec<Partition>,
+    /// (from, to) → FIFO; `from == P` is the input.
+    chans: BTreeMap<(u16, u16), VecDeque<Command>>,
+    fx: Effects,
+}
+
+impl Sim {
+    fn new(p: u16, cfg: Arc<CoreConfig>) -> Self {
+        Self { parts: (0..p).map(|i| Partition::new(i, p, cfg.clone())).collect(), chans: BTreeMap::new(), fx: Effects::default() }
+    }
+
+    fn send(&mut self, from: u16, cmd: Command) {
+        let to = cmd.partition(self.parts.len() as u16);
+        self.chans.entry((from, to)).or_default().push_back(cmd);
+    }
+
+    /// Runs with inputs injected at random points until quiescence.
+    fn run(&mut self, rng: &mut ChaCha8Rng, evs: Vec<Touchpoint>) {
+        let p = self.parts.len() as u16;
+        let mut inputs: VecDeque<Touchpoint> = evs.into();
+        let mut steps = 0u64;
+        loop {
+            let live: Vec<(u16, u16)> = self.chans.iter().filter(|(_, q)| !q.is_empty()).map(|(k, _)| *k).collect();
+            if live.is_empty() && inputs.is_empty() {
+                break;
+            }
+            if !inputs.is_empty() && (live.is_empty() || rng.gen_bool(0.3)) {
+                let ev = inputs.pop_front().unwrap();
+                self.send(p, Command::Route(Box::new(ev)));
+                continue;
+            }
+            let (from, to) = live[rng.gen_range(0..live.len())];
+            let cmd = self.chans.get_mut(&(from, to)).unwrap().pop_front().unwrap();
+            self.parts[to as usize].handle(cmd, &mut EmptyLoader, &mut self.fx);
+            for c in std::mem::take(&mut self.fx.cmds) {
+                self.send(to, c);
+            }
+            steps += 1;
+            assert!(steps < 5_000_000, "no quiescence: livelock?");
+        }
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let mut s = Snapshot::default();
+        for p in &self.parts {
+            p.snapshot_into(&mut s);
+        }
+        s
+    }
+}
+
+/// Connected components of the co-occurrence graph.
+fn components(evs: &[Touchpoint]) -> BTreeSet<Vec<IdentKey>> {
+    let mut parent: BTreeMap<IdentKey, IdentKey> = BTreeMap::new();
+    fn find(p: &mut BTreeMap<IdentKey, IdentKey>, k: &IdentKey) -> IdentKey {
+        let up = p.get(k).cloned().unwrap_or_else(|| k.clone());
+        if &up == k {
+            return up;
+        }
+        let r = find(p, &up);
+        p.insert(k.clone(), r.clone());
+        r
+    }
+    for ev in evs {
+        for k in &ev.idents {
+            parent.entry(k.clone()).or_insert_with(|| k.clone());
+        }
+        for w in ev.idents.windows(2) {
+            let (a, b) = (find(&mut parent, &w[0]), find(&mut parent, &w[1]));
+            if a != b {
+                parent.insert(a, b);
+            }
+        }
+    }
+    let keys: Vec<IdentKey> = parent.keys().cloned().collect();
+    let mut groups: BTreeMap<IdentKey, Vec<IdentKey>> = BTreeMap::new();
+    for k in keys {
+        let r = find(&mut parent, &k);
+        groups.entry(r).or_default().push(k);
+    }
+    groups.into_values().map(|mut v| {
+        v.sort();
+        v
+    }).collect()
+}
+
+/// Seeds per partition count (`SIM_SEEDS` overrides, for long soak runs).
+fn seeds() -> u64 {
+    std::env::var("SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60)
+}
+
+fn unlimited() -> Arc<CoreConfig> {
+    let mut id = IdentitySection { max_identifiers: 1_000_000, shared_threshold: 1_000_000, ..Default::default() };
+    for (_, name) in IdentType::BUILT_IN {
+        id.types.insert(name.into(), TypeSection { max_per_profile: Some(1_000_000), ..Default::default() });
+    }
+    Arc::new(CoreConfig::build(&id, &TraitsSection::default()).unwrap())
+}
+
+fn event_count(s: &Snapshot) -> u64 {
+    s.profiles
+        .values()
+        .filter_map(|r| match r {
+            idgraph_core::record::ProfileRecord::Live(lp) => Some(lp.fragments.iter().map(|f| f.metrics.event_count).sum::<u64>()),
+            _ => None,
+        })
+        .sum()
+}
+
+#[test]
+fn without_rule_firings_profiles_are_the_connected_components() {
+    let cfg = unlimited();
+    for p in [1u16, 4, 16] {
+        for seed in 0..seeds() {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed * 1000 + u64::from(p));
+            let evs = events(&mut rng, 120, 60, &cfg);
+            let expected = components(&evs);
+            let mut sim = Sim::new(p, cfg.clone());
+            sim.run(&mut rng, evs.clone());
+            let snap = sim.snapshot();
+            let errs = check(&snap, &cfg);
+            assert!(errs.is_empty(), "P={p} seed={seed}: {errs:?}");
+            let got: BTreeSet<Vec<IdentKey>> = snap.live_groups().into_values().filter(|v| !v.is_empty()).collect();
+            assert_eq!(got, expected, "P={p} seed={seed}");
+            assert_eq!(event_count(&snap), evs.len() as u64, "P={p} seed={seed}: every event counted once");
+        }
+    }
+}
+
+#[test]
+fn with_default_rules_every_invariant_holds() {
+    let cfg = Arc::new(CoreConfig::default());
+    let mut conflicts = 0;
+    for p in [1u16, 4, 16] {
+        for seed in 0..seeds() {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed * 7919 + u64::from(p));
+            let evs = events(&mut rng, 150, 40, &cfg);
+            let n = evs.len() as u64;
+            let mut sim = Sim::new(p, cfg.clone());
+            sim.run(&mut rng, evs);
+            let snap = sim.snapshot();
+            let errs = check(&snap, &cfg);
+            assert!(errs.is_empty(), "P={p} seed={seed}: {errs:?}");
+            let stats: u64 = sim.parts.iter().map(|x| x.stats.internal_errors).sum();
+            assert_eq!(stats, 0, "P={p} seed={seed}: internal errors");
+            let applied: u64 = sim.parts.iter().map(|x| x.stats.events_applied).sum();
+            let unlinkable: u64 = sim.parts.iter().map(|x| x.stats.events_unlinkable).sum();
+            assert_eq!(applied + unlinkable, n, "P={p} seed={seed}: every event applied once or unlinkable");
+            assert_eq!(event_count(&snap), applied, "P={p} seed={seed}");
+            conflicts += sim.parts.iter().map(|x| x.stats.conflicts).sum::<u64>();
+        }
+    }
+    assert!(conflicts > 0, "the generator must make rules fire");
+}
+
+#[test]
+fn same_order_gives_identical_outputs() {
+    let cfg = Arc::new(CoreConfig::default());
+    let run = || {
+        let mut rng = ChaCha8Rng::seed_from_u64(42);
+        let evs = events(&mut rng, 300, 80, &cfg);
+        let mut c = idgraph_core::cluster::Cluster::new(4, cfg.clone());
+        let mut fx = Effects::default();
+        for e in evs {
+            c.submit(e);
+        }
+        c.run(&mut EmptyLoader, &mut fx);
+        let mut snap = Snapshot::default();
+        for p in &c.parts {
+            p.snapshot_into(&mut snap);
+        }
+        let lines: Vec<String> = snap
+            .profiles
+            .iter()
+            .filter_map(|(id, r)| match r {
+                idgraph_core::record::ProfileRecord::Live(lp) => Some(idgraph_core::golden::render(*id, lp, &cfg)),
+                _ => None,
+            })
+            .collect();
+        (lines, serde_json::to_string(&fx.lifecycle).unwrap())
+    };
+    assert_eq!(run(), run());
+}

@@ -1,0 +1,76 @@
+//! # idgraph-store — a narrow, batched blind-map storage API
+//!
+//! The core and the drivers see only [`Store`]: point reads, batched
+//! multi-reads, atomic batched writes and prefix scans over a fixed set of
+//! column families ([`Cf`]). It knows nothing of identities. Two
+//! implementations share one conformance suite (`tests/conformance.rs`):
+//! [`RocksStore`] (on disk) and [`MemStore`] (for fast tests).
+//!
+//! # Layout
+//! - `cf.rs`: the column families, declared once.
+//! - `error.rs`: [`StoreError`], classified.
+//! - `mem.rs`: [`MemStore`].
+//! - `rocks.rs`: [`RocksStore`] and its tuning ([`RocksOptions`]).
+
+mod cf;
+mod error;
+mod mem;
+mod rocks;
+
+pub use cf::Cf;
+pub use error::StoreError;
+pub use mem::MemStore;
+pub use rocks::{RocksOptions, RocksStore};
+
+/// One write of a batch: `None` deletes the key.
+pub type Op = (Cf, Vec<u8>, Option<Vec<u8>>);
+
+/// Writes applied atomically by [`Store::write`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub ops: Vec<Op>,
+}
+
+impl Batch {
+    pub fn put(&mut self, cf: Cf, key: Vec<u8>, value: Vec<u8>) {
+        self.ops.push((cf, key, Some(value)));
+    }
+
+    pub fn delete(&mut self, cf: Cf, key: Vec<u8>) {
+        self.ops.push((cf, key, None));
+    }
+
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Bytes of keys and values (for metrics).
+    pub fn bytes(&self) -> usize {
+        self.ops.iter().map(|(_, k, v)| k.len() + v.as_ref().map_or(0, Vec::len)).sum()
+    }
+}
+
+/// The storage API. Writes of one [`Batch`] are atomic: after a crash either
+/// all of them are visible or none.
+pub trait Store: Send + Sync {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Reads many keys of one family at once (same order as `keys`).
+    fn multi_get(&self, cf: Cf, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
+
+    fn write(&self, batch: Batch) -> Result<(), StoreError>;
+
+    /// Calls `f` for each key starting with `prefix`, in key order, until it
+    /// returns `false`.
+    fn scan(&self, cf: Cf, prefix: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StoreError>;
+
+    /// Makes every written batch durable and compacts memtables to files.
+    fn flush(&self) -> Result<(), StoreError>;
+
+    /// Live bytes in table files on disk, where the implementation has a disk.
+    fn disk_bytes(&self) -> Option<u64>;
+}

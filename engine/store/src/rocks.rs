@@ -1,0 +1,141 @@
+//! RocksDB implementation of [`Store`].
+//!
+//! Tuned for point lookups of small records: bloom filters on every family,
+//! index and filter blocks in a bounded LRU block cache (so RSS stays
+//! bounded), LZ4 on upper levels and ZSTD on the bottommost level.
+
+use crate::{Batch, Cf, Store, StoreError};
+use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Options, WriteBatch, WriteOptions, DB};
+use std::path::{Path, PathBuf};
+
+/// Tuning knobs (the `[state]` config section maps onto these).
+#[derive(Debug, Clone)]
+pub struct RocksOptions {
+    /// Shared block cache, bytes.
+    pub block_cache_bytes: usize,
+    /// Memtable size per family, bytes.
+    pub write_buffer_bytes: usize,
+    /// Background compaction and flush threads.
+    pub background_jobs: i32,
+}
+
+impl Default for RocksOptions {
+    fn default() -> Self {
+        Self { block_cache_bytes: 256 << 20, write_buffer_bytes: 64 << 20, background_jobs: 2 }
+    }
+}
+
+pub struct RocksStore {
+    db: DB,
+    path: PathBuf,
+    write_opts: WriteOptions,
+}
+
+impl std::fmt::Debug for RocksStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksStore").field("path", &self.path).finish()
+    }
+}
+
+fn engine(op: &'static str) -> impl Fn(rocksdb::Error) -> StoreError {
+    move |e| StoreError::Engine { op, reason: e.into_string() }
+}
+
+impl RocksStore {
+    pub fn open(path: &Path, o: &RocksOptions) -> Result<Self, StoreError> {
+        let cache = Cache::new_lru_cache(o.block_cache_bytes);
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        table.set_bloom_filter(10.0, false);
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        table.set_format_version(5);
+        table.set_block_size(16 << 10);
+
+        let cf_opts = |cf: Cf| {
+            let mut c = Options::default();
+            c.set_block_based_table_factory(&table);
+            c.set_write_buffer_size(if cf == Cf::Meta { 4 << 20 } else { o.write_buffer_bytes });
+            c.set_max_write_buffer_number(3);
+            c.set_level_compaction_dynamic_level_bytes(true);
+            c.set_compression_type(DBCompressionType::Lz4);
+            c.set_bottommost_compression_type(DBCompressionType::Zstd);
+            c
+        };
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.set_max_background_jobs(o.background_jobs);
+        db_opts.set_max_open_files(512);
+        db_opts.set_keep_log_file_num(3);
+        let cfs = Cf::ALL.iter().map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_opts(*cf)));
+        let db = DB::open_cf_descriptors(&db_opts, path, cfs)
+            .map_err(|e| StoreError::Open { path: path.display().to_string(), reason: e.into_string() })?;
+        let mut write_opts = WriteOptions::default();
+        // The WAL survives a process kill; `flush` syncs for power loss.
+        write_opts.set_sync(false);
+        Ok(Self { db, path: path.to_path_buf(), write_opts })
+    }
+
+    fn cf(&self, cf: Cf) -> Result<&rocksdb::ColumnFamily, StoreError> {
+        self.db.cf_handle(cf.name()).ok_or(StoreError::Engine { op: "open column family", reason: format!("missing family {}", cf.name()) })
+    }
+
+    /// An integer RocksDB property summed over the families (for metrics).
+    pub fn property(&self, name: &str) -> u64 {
+        Cf::ALL
+            .iter()
+            .filter_map(|cf| self.cf(*cf).ok())
+            .filter_map(|h| self.db.property_int_value_cf(h, name).ok().flatten())
+            .sum()
+    }
+}
+
+impl Store for RocksStore {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get_cf(self.cf(cf)?, key).map_err(engine("get"))
+    }
+
+    fn multi_get(&self, cf: Cf, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let h = self.cf(cf)?;
+        self.db
+            .batched_multi_get_cf(h, keys.iter(), false)
+            .into_iter()
+            .map(|r| r.map(|o| o.map(|s| s.to_vec())).map_err(engine("multi_get")))
+            .collect()
+    }
+
+    fn write(&self, batch: Batch) -> Result<(), StoreError> {
+        let mut wb = WriteBatch::default();
+        for (cf, k, v) in &batch.ops {
+            let h = self.cf(*cf)?;
+            match v {
+                Some(v) => wb.put_cf(h, k, v),
+                None => wb.delete_cf(h, k),
+            }
+        }
+        self.db.write_opt(wb, &self.write_opts).map_err(engine("write"))
+    }
+
+    fn scan(&self, cf: Cf, prefix: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StoreError> {
+        let it = self.db.iterator_cf(self.cf(cf)?, rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward));
+        for item in it {
+            let (k, v) = item.map_err(engine("scan"))?;
+            if !k.starts_with(prefix) || !f(&k, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        for cf in Cf::ALL {
+            self.db.flush_cf(self.cf(cf)?).map_err(engine("flush"))?;
+        }
+        self.db.flush_wal(true).map_err(engine("flush"))
+    }
+
+    fn disk_bytes(&self) -> Option<u64> {
+        Some(self.property("rocksdb.total-sst-files-size"))
+    }
+}
