@@ -1,7 +1,9 @@
 //! P partitions in one process over an in-memory bus.
 //!
-//! Delivery is deterministic: partitions are visited in order and each drains
-//! its inbox; commands go to the inbox of the partition their key hashes to.
+//! Delivery is deterministic and goes in waves: every command queued when a
+//! wave starts is delivered, partition by partition in order; what they
+//! produce forms the next wave. Before each wave the loader may prefetch the
+//! records the wave will touch (one multi-get instead of many gets).
 //! [`Cluster::run`] returns when no command is left anywhere (quiescence).
 
 use crate::command::Command;
@@ -38,7 +40,7 @@ impl Cluster {
         if ev.idents.is_empty() {
             return;
         }
-        let cmd = Command::Route(Box::new(ev));
+        let cmd = Command::Route { ev: Box::new(ev), probe: 0 };
         let p = cmd.partition(self.partitions()) as usize;
         self.inbox[p].push_back(cmd);
     }
@@ -48,10 +50,22 @@ impl Cluster {
         let n = self.parts.len();
         let mut fx = Effects::default();
         loop {
-            let mut idle = true;
-            for p in 0..n {
-                while let Some(cmd) = self.inbox[p].pop_front() {
-                    idle = false;
+            let wave: Vec<VecDeque<Command>> = self.inbox.iter_mut().map(std::mem::take).collect();
+            if wave.iter().all(VecDeque::is_empty) {
+                break;
+            }
+            let targets: Vec<(u16, crate::command::Target<'_>)> = wave
+                .iter()
+                .enumerate()
+                .flat_map(|(p, cmds)| cmds.iter().map(move |c| (p as u16, c.target())))
+                .filter(|(p, t)| !self.parts[*p as usize].is_cached(*t))
+                .collect();
+            if !targets.is_empty() {
+                loader.prefetch(&targets);
+            }
+            drop(targets);
+            for (p, cmds) in wave.into_iter().enumerate() {
+                for cmd in cmds {
                     self.delivered += 1;
                     self.parts[p].handle(cmd, loader, &mut fx);
                     for c in fx.cmds.drain(..) {
@@ -59,9 +73,6 @@ impl Cluster {
                         self.inbox[d].push_back(c);
                     }
                 }
-            }
-            if idle {
-                break;
             }
         }
         out.lifecycle.append(&mut fx.lifecycle);

@@ -39,7 +39,10 @@ pub enum AttachOutcome {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
-    Route(Box<Touchpoint>),
+    /// Looks for the first owned identifier of the event, strongest first,
+    /// starting at `probe`; `probe == idents.len()` is the final claim of
+    /// the anchor for a new profile.
+    Route { ev: Box<Touchpoint>, probe: u8 },
     Create { id: ProfileId, ev: Box<Touchpoint> },
     Apply { to: ProfileId, ev: Box<Touchpoint> },
     Attach { to: ProfileId, ident: IdentKey, link: Box<LinkEvidence> },
@@ -65,7 +68,7 @@ pub enum Target<'a> {
 impl Command {
     pub fn target(&self) -> Target<'_> {
         match self {
-            Command::Route(ev) => Target::Ident(&ev.idents[0]),
+            Command::Route { ev, probe } => Target::Ident(ev.idents.get(*probe as usize).unwrap_or(&ev.idents[0])),
             Command::Attach { ident, .. } | Command::Repoint { ident, .. } | Command::RecordRefusal { ident, .. } => Target::Ident(ident),
             Command::Create { id, .. } | Command::CreatePiece { id, .. } | Command::Absorbed { id, .. } | Command::Refused { id, .. } => Target::Profile(*id),
             Command::Apply { to, .. } | Command::AttachDone { to, .. } | Command::Handover { to, .. } | Command::AddEdge { to, .. } => Target::Profile(*to),

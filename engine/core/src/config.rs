@@ -156,8 +156,8 @@ impl CoreConfig {
         if id.shared_threshold < 2 {
             return Err(err("identity.shared-threshold", "must be at least 2"));
         }
-        if id.max_identifiers_per_event < 2 {
-            return Err(err("identity.max-identifiers-per-event", "must be at least 2"));
+        if !(2..=64).contains(&id.max_identifiers_per_event) {
+            return Err(err("identity.max-identifiers-per-event", "must be between 2 and 64"));
         }
         let mut types: Vec<Option<TypeInfo>> = vec![None; 256];
         for (ty, name) in IdentType::BUILT_IN {

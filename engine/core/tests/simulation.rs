@@ -75,7 +75,7 @@ impl Sim {
             }
             if !inputs.is_empty() && (live.is_empty() || rng.gen_bool(0.3)) {
                 let ev = inputs.pop_front().unwrap();
-                self.send(p, Command::Route(Box::new(ev)));
+                self.send(p, Command::Route { ev: Box::new(ev), probe: 0 });
                 continue;
             }
             let (from, to) = live[rng.gen_range(0..live.len())];

@@ -42,7 +42,21 @@ fn engine(op: &'static str) -> impl Fn(rocksdb::Error) -> StoreError {
 }
 
 impl RocksStore {
+    /// Opens (creating if missing) for reading and writing. One process at a
+    /// time: a second `open` of the same path fails with a user error.
     pub fn open(path: &Path, o: &RocksOptions) -> Result<Self, StoreError> {
+        Self::open_mode(path, o, false)
+    }
+
+    /// Opens an existing store for queries, beside a running writer.
+    pub fn open_read_only(path: &Path, o: &RocksOptions) -> Result<Self, StoreError> {
+        if !path.join("CURRENT").exists() {
+            return Err(StoreError::Open { path: path.display().to_string(), reason: "no state store here (run `idgraph replay` first)".into() });
+        }
+        Self::open_mode(path, o, true)
+    }
+
+    fn open_mode(path: &Path, o: &RocksOptions, read_only: bool) -> Result<Self, StoreError> {
         let cache = Cache::new_lru_cache(o.block_cache_bytes);
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&cache);
@@ -69,8 +83,8 @@ impl RocksStore {
         db_opts.set_max_open_files(512);
         db_opts.set_keep_log_file_num(3);
         let cfs = Cf::ALL.iter().map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_opts(*cf)));
-        let db = DB::open_cf_descriptors(&db_opts, path, cfs)
-            .map_err(|e| StoreError::Open { path: path.display().to_string(), reason: e.into_string() })?;
+        let db = if read_only { DB::open_cf_descriptors_read_only(&db_opts, path, cfs, false) } else { DB::open_cf_descriptors(&db_opts, path, cfs) };
+        let db = db.map_err(|e| StoreError::Open { path: path.display().to_string(), reason: e.into_string() })?;
         let mut write_opts = WriteOptions::default();
         // The WAL survives a process kill; `flush` syncs for power loss.
         write_opts.set_sync(false);

@@ -9,29 +9,45 @@ use crate::profile_id::ProfileId;
 use crate::time::Millis;
 
 impl Partition {
-    /// Finds or creates the profile of the event's anchor.
-    pub(super) fn on_route(&mut self, mut ev: Touchpoint, loader: &mut dyn Loader, fx: &mut Effects) {
+    /// Finds the profile of the event: the owner of its strongest owned
+    /// identifier, probing identifiers strongest first (one partition each).
+    /// When none is owned, the anchor (the strongest) is claimed for a new
+    /// profile. The identifier found moves to the front: the event is
+    /// attributed to it.
+    pub(super) fn on_route(&mut self, mut ev: Touchpoint, mut probe: usize, loader: &mut dyn Loader, fx: &mut Effects) {
         loop {
-            let Some(anchor) = ev.idents.first().cloned() else {
+            if ev.idents.is_empty() {
                 self.stats.events_unlinkable += 1;
                 return;
-            };
-            if anchor.partition(self.partitions) != self.id {
-                fx.cmds.push(Command::Route(Box::new(ev)));
+            }
+            let claim = probe >= ev.idents.len();
+            let i = if claim { 0 } else { probe };
+            let key = ev.idents[i].clone();
+            if key.partition(self.partitions) != self.id {
+                let probe = if claim { ev.idents.len() } else { probe };
+                fx.cmds.push(Command::Route { probe: probe.min(u8::MAX as usize) as u8, ev: Box::new(ev) });
                 return;
             }
-            let rec = self.ident_get(&anchor, loader).cloned().unwrap_or_default();
+            let rec = self.ident_get(&key, loader).cloned().unwrap_or_default();
             if rec.shared {
                 self.stats.shared_dropped += 1;
-                ev.idents.remove(0);
+                ev.idents.remove(i);
+                probe = if claim { 0 } else { probe };
                 continue;
             }
             match rec.owner {
-                Some(t) => fx.cmds.push(Command::Apply { to: t, ev: Box::new(ev) }),
-                None => {
-                    let id = ProfileId::for_new(ev.ts, &anchor);
-                    self.ident_mut(&anchor, loader).owner = Some(id);
+                Some(t) => {
+                    ev.idents[..=i].rotate_right(1);
+                    fx.cmds.push(Command::Apply { to: t, ev: Box::new(ev) });
+                }
+                None if claim => {
+                    let id = ProfileId::for_new(ev.ts, &key);
+                    self.ident_mut(&key, loader).owner = Some(id);
                     fx.cmds.push(Command::Create { id, ev: Box::new(ev) });
+                }
+                None => {
+                    probe += 1;
+                    continue;
                 }
             }
             return;

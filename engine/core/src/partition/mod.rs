@@ -18,7 +18,7 @@ mod ident_cmds;
 mod merge;
 mod profile_cmds;
 
-use crate::command::Command;
+use crate::command::{Command, Target};
 use crate::config::CoreConfig;
 use crate::ident::IdentKey;
 use crate::output::{ConsentEvent, IdentOut, LifecycleEvent};
@@ -32,6 +32,8 @@ use std::sync::Arc;
 pub trait Loader {
     fn ident(&mut self, partition: u16, key: &IdentKey) -> Option<IdentRecord>;
     fn profile(&mut self, partition: u16, id: &ProfileId) -> Option<ProfileRecord>;
+    /// Hint: a wave of commands is about to touch these keys (not cached).
+    fn prefetch(&mut self, _wave: &[(u16, Target<'_>)]) {}
 }
 
 /// A loader for a fresh, empty state.
@@ -140,7 +142,7 @@ impl Partition {
     /// Handles one command addressed to this partition.
     pub fn handle(&mut self, cmd: Command, loader: &mut dyn Loader, fx: &mut Effects) {
         match cmd {
-            Command::Route(ev) => self.on_route(*ev, loader, fx),
+            Command::Route { ev, probe } => self.on_route(*ev, probe as usize, loader, fx),
             Command::Attach { to, ident, link } => self.on_attach(to, ident, link, loader, fx),
             Command::Repoint { ident, to, replaces } => self.on_repoint(ident, to, &replaces, loader, fx),
             Command::RecordRefusal { ident, with, at } => self.on_record_refusal(ident, with, at, loader, fx),
@@ -200,6 +202,14 @@ impl Partition {
 }
 
 impl Partition {
+    /// Whether the record a command targets is in the cache.
+    pub fn is_cached(&self, t: Target<'_>) -> bool {
+        match t {
+            Target::Ident(k) => self.idents.contains_key(k),
+            Target::Profile(id) => self.profiles.contains_key(&id),
+        }
+    }
+
     /// Copies every cached record into `snap` (complete only when nothing
     /// was evicted and the loader is empty: simulations and small tests).
     pub fn snapshot_into(&self, snap: &mut crate::invariants::Snapshot) {

@@ -61,7 +61,7 @@ impl Partition {
         let anchor = &ev.idents[0];
         if !lp.contains(anchor) {
             // The anchor moved (split) while the event was in flight.
-            fx.cmds.push(Command::Route(Box::new(ev)));
+            fx.cmds.push(Command::Route { ev: Box::new(ev), probe: 0 });
             return;
         }
         let evidence = crate::record::Evidence { event_id: ev.event_id.clone(), ts: ev.ts, source: ev.source.clone() };

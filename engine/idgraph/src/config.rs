@@ -1,0 +1,302 @@
+//! The TOML configuration (DESIGN §6), environment overrides and validation.
+//!
+//! Every key has a default, unknown keys are refused, and any key can be set
+//! from the environment as `IDGRAPH__SECTION__KEY` (upper-cased, `-` as `_`).
+//! Every error names the offending key.
+
+use idgraph_core::config::{CoreConfig, IdentitySection, TraitsSection};
+use idgraph_core::input::{FieldPath, Format, InputMapping};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Config {
+    pub kafka: KafkaSection,
+    pub inputs: Vec<InputSection>,
+    pub state: StateSection,
+    pub http: HttpSection,
+    pub identity: IdentitySection,
+    pub traits: TraitsSection,
+    pub replay: ReplaySection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct KafkaSection {
+    /// Absent: `run` starts the embedded broker.
+    pub brokers: Option<String>,
+    pub group_id: String,
+    pub topic_prefix: String,
+}
+
+impl Default for KafkaSection {
+    fn default() -> Self {
+        Self { brokers: None, group_id: "idgraph".into(), topic_prefix: "idgraph".into() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct InputSection {
+    pub topic: String,
+    #[serde(default)]
+    pub format: Format,
+    /// Source name for events that carry none.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Extra identifier fields: `{ path = "context.traits.member_no", type = "member_no" }`.
+    #[serde(default)]
+    pub identifiers: Vec<IdentifierField>,
+    /// Extra trait fields: `{ path = "properties.plan", name = "plan" }`.
+    #[serde(default)]
+    pub traits: Vec<TraitField>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct IdentifierField {
+    pub path: String,
+    #[serde(rename = "type")]
+    pub ty: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TraitField {
+    pub path: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct StateSection {
+    pub dir: PathBuf,
+    /// Partitions of the identity graph; fixed when the state is created.
+    pub partitions: u16,
+    /// RocksDB block cache, MiB.
+    pub block_cache_mb: u32,
+    /// RocksDB memtable size per column family, MiB.
+    pub write_buffer_mb: u32,
+    /// Decoded records kept in memory across batches (all partitions).
+    pub cache_entries: usize,
+}
+
+impl Default for StateSection {
+    fn default() -> Self {
+        Self { dir: "idgraph-state".into(), partitions: 8, block_cache_mb: 256, write_buffer_mb: 64, cache_entries: 400_000 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct HttpSection {
+    pub listen: String,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:9464".into() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct ReplaySection {
+    /// Input lines per committed batch.
+    pub batch_size: usize,
+}
+
+impl Default for ReplaySection {
+    fn default() -> Self {
+        Self { batch_size: 4096 }
+    }
+}
+
+/// A configuration error; `Display` names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("config file {path}: {reason}")]
+    Syntax { path: String, reason: String },
+    #[error("config key `{key}`: {problem}")]
+    Key { key: String, problem: String },
+}
+
+fn key_err(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Key { key: key.into(), problem: problem.into() }
+}
+
+impl Config {
+    /// Loads the file (if any), applies `IDGRAPH__…` overrides from `env`,
+    /// and validates.
+    pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let (name, text) = match path {
+            Some(p) => (
+                p.display().to_string(),
+                std::fs::read_to_string(p).map_err(|e| ConfigError::Read { path: p.display().to_string(), reason: e.to_string() })?,
+            ),
+            None => ("<defaults>".to_string(), String::new()),
+        };
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax { path: name.clone(), reason: e.message().to_string() })?;
+        for (k, v) in env {
+            let Some(rest) = k.strip_prefix("IDGRAPH__") else { continue };
+            let parts: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase().replace('_', "-")).collect();
+            let dotted = parts.join(".");
+            if parts.len() < 2 || parts.iter().any(String::is_empty) {
+                return Err(key_err(k.clone(), "environment overrides look like IDGRAPH__SECTION__KEY"));
+            }
+            let value = parse_env_value(&v);
+            let mut t = &mut table;
+            for p in &parts[..parts.len() - 1] {
+                let entry = t.entry(p.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                t = entry.as_table_mut().ok_or_else(|| key_err(dotted.clone(), "cannot be set from the environment (not a table)"))?;
+            }
+            t.insert(parts[parts.len() - 1].clone(), value);
+        }
+        let de = toml::Value::Table(table);
+        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            key_err(if key == "." { "<root>".into() } else { key }, e.into_inner().to_string())
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks values; never "fixes" them.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let core = self.core()?;
+        if self.state.partitions == 0 || self.state.partitions > 4096 {
+            return Err(key_err("state.partitions", "must be between 1 and 4096"));
+        }
+        if self.state.dir.as_os_str().is_empty() {
+            return Err(key_err("state.dir", "must not be empty"));
+        }
+        if self.state.block_cache_mb == 0 || self.state.write_buffer_mb == 0 {
+            return Err(key_err("state.block-cache-mb", "cache and buffer sizes must be at least 1 MiB"));
+        }
+        if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(key_err("http.listen", format!("`{}` is not an address like 127.0.0.1:9464", self.http.listen)));
+        }
+        if self.kafka.topic_prefix.is_empty() || !self.kafka.topic_prefix.bytes().all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c)) {
+            return Err(key_err("kafka.topic-prefix", "use letters, digits, `.`, `_` and `-`"));
+        }
+        if self.kafka.group_id.is_empty() {
+            return Err(key_err("kafka.group-id", "must not be empty"));
+        }
+        if self.replay.batch_size == 0 || self.replay.batch_size > 1_000_000 {
+            return Err(key_err("replay.batch-size", "must be between 1 and 1000000"));
+        }
+        for (i, input) in self.inputs.iter().enumerate() {
+            if input.topic.is_empty() {
+                return Err(key_err(format!("inputs[{i}].topic"), "must not be empty"));
+            }
+            for (j, f) in input.identifiers.iter().enumerate() {
+                if FieldPath::parse(&f.path).is_none() {
+                    return Err(key_err(format!("inputs[{i}].identifiers[{j}].path"), "not a dotted path like context.traits.member_no"));
+                }
+                if core.type_by_name(&f.ty).is_none() {
+                    return Err(key_err(format!("inputs[{i}].identifiers[{j}].type"), format!("unknown identifier type `{}`", f.ty)));
+                }
+            }
+            for (j, f) in input.traits.iter().enumerate() {
+                if FieldPath::parse(&f.path).is_none() {
+                    return Err(key_err(format!("inputs[{i}].traits[{j}].path"), "not a dotted path like properties.plan"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The compiled core configuration.
+    pub fn core(&self) -> Result<CoreConfig, ConfigError> {
+        CoreConfig::build(&self.identity, &self.traits).map_err(|e| key_err(e.key, e.problem))
+    }
+
+    /// The mapping of the first input with this format, or the default one.
+    pub fn mapping_for(&self, format: Format) -> InputMapping {
+        let Some(input) = self.inputs.iter().find(|i| i.format == format) else { return InputMapping::default() };
+        InputMapping {
+            identifiers: input.identifiers.iter().filter_map(|f| Some((FieldPath::parse(&f.path)?, f.ty.clone()))).collect(),
+            traits: input.traits.iter().filter_map(|f| Some((FieldPath::parse(&f.path)?, f.name.clone()))).collect(),
+            default_source: input.source.clone(),
+        }
+    }
+}
+
+/// Environment values are TOML scalars when they parse as one, else strings.
+fn parse_env_value(v: &str) -> toml::Value {
+    if let Ok(i) = v.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    if let Ok(b) = v.parse::<bool>() {
+        return toml::Value::Boolean(b);
+    }
+    if let Ok(f) = v.parse::<f64>() {
+        if v.contains('.') {
+            return toml::Value::Float(f);
+        }
+    }
+    toml::Value::String(v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, text).unwrap();
+        Config::load(Some(&p), env.iter().map(|(a, b)| (a.to_string(), b.to_string())))
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::load(None, Vec::new()).unwrap();
+        assert_eq!(c.kafka.group_id, "idgraph");
+        assert_eq!(c.state.dir, PathBuf::from("idgraph-state"));
+        assert_eq!(c.http.listen, "127.0.0.1:9464");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = load("[state]\ndirr = \"x\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("state.dirr") || e.contains("`dirr`"), "{e}");
+        assert!(e.contains("unknown field"), "{e}");
+        let e = load("[bogus]\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = load("[state]\npartitions = 0\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("`state.partitions`"), "{e}");
+        let e = load("[http]\nlisten = \"nowhere\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("`http.listen`"), "{e}");
+        let e = load("[state]\npartitions = \"many\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("state.partitions"), "{e}");
+        let e = load("[[inputs]]\ntopic = \"t\"\nformat = \"xml\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("inputs[0].format"), "{e}");
+        let e = load("[[inputs]]\ntopic = \"t\"\nidentifiers = [{ path = \"a.b\", type = \"shoe\" }]\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("inputs[0].identifiers[0].type"), "{e}");
+        let e = load("[identity.types.email]\nmax-per-profile = 0\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("identity.types.email.max-per-profile"), "{e}");
+    }
+
+    #[test]
+    fn environment_overrides_any_key() {
+        let c = load(
+            "[state]\ndir = \"a\"\n",
+            &[("IDGRAPH__STATE__DIR", "b"), ("IDGRAPH__KAFKA__BROKERS", "k:9092"), ("IDGRAPH__STATE__PARTITIONS", "4"), ("IDGRAPH__KAFKA__GROUP_ID", "g2"), ("OTHER", "x")],
+        )
+        .unwrap();
+        assert_eq!(c.state.dir, PathBuf::from("b"));
+        assert_eq!(c.kafka.brokers.as_deref(), Some("k:9092"));
+        assert_eq!(c.state.partitions, 4);
+        assert_eq!(c.kafka.group_id, "g2");
+        let e = load("", &[("IDGRAPH__STATE__NOPE", "1")]).unwrap_err().to_string();
+        assert!(e.contains("nope"), "{e}");
+    }
+}

@@ -1,0 +1,305 @@
+//! `idgraph replay`: NDJSON files through the same core as `run`, into a
+//! RocksDB state and NDJSON output streams.
+//!
+//! A reader thread reads and parses lines into batches (never spanning two
+//! files); the main thread runs each batch through the partitions to
+//! quiescence, writes the batch's outputs, then commits the dirty records,
+//! the input position and the output lengths in one atomic write. A crash
+//! anywhere replays the uncommitted batch to the same result (see `sink`).
+
+use crate::config::Config;
+use crate::fault;
+use crate::sink::{Sinks, Stream};
+use crate::state::{self, bump, Counters, StoreLoader};
+use anyhow::{bail, Context, Result};
+use idgraph_core::cluster::Cluster;
+use idgraph_core::event::{DropCounts, Touchpoint};
+use idgraph_core::golden;
+use idgraph_core::input::{Format, Parser, RejectReason};
+use idgraph_core::normalize::Normalizer;
+use idgraph_core::partition::Effects;
+use idgraph_core::record::ProfileRecord;
+use idgraph_store::{Batch, RocksOptions, RocksStore, Store};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Options of one replay run.
+#[derive(Debug, Clone)]
+pub struct ReplayArgs {
+    pub format: Format,
+    pub state: PathBuf,
+    pub out: PathBuf,
+    pub files: Vec<PathBuf>,
+    /// Print rejects to stderr (the first `max_reported`).
+    pub max_reported: u64,
+}
+
+enum Item {
+    Event(Touchpoint),
+    Reject { line: u64, reason: RejectReason, raw: Vec<u8> },
+}
+
+struct InBatch {
+    file: usize,
+    items: Vec<Item>,
+    end_offset: u64,
+    end_line: u64,
+    drops: DropCounts,
+    bytes: u64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, Default, Clone, Copy)]
+struct Progress {
+    offset: u64,
+    line: u64,
+}
+
+/// What a run did; also written to `OUT/summary.json`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Summary {
+    pub lines: u64,
+    pub events: u64,
+    pub rejects: u64,
+    pub rejects_by_reason: Vec<(String, u64)>,
+    pub identifiers_dropped_by_reason: Vec<(String, u64)>,
+    pub profiles_created: u64,
+    pub merges: u64,
+    pub splits: u64,
+    pub conflicts: u64,
+    pub identifiers_shared: u64,
+    pub this_run_events: u64,
+    pub this_run_seconds: f64,
+    pub events_per_second: f64,
+    pub batch_p50_ms: f64,
+    pub batch_p99_ms: f64,
+    pub peak_rss_mb: f64,
+    pub partitions: u16,
+    pub commands_delivered: u64,
+}
+
+fn progress_key(path: &Path) -> String {
+    format!("progress:{}", path.display())
+}
+
+fn out_key(dir: &Path) -> String {
+    format!("out:{}", dir.display())
+}
+
+/// Peak resident set size of this process, in MiB (Linux).
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn reader(files: Vec<(PathBuf, Progress)>, mut parser: Parser, batch_size: usize, tx: crossbeam_channel::Sender<Result<InBatch>>) {
+    let send = |b: Result<InBatch>| tx.send(b).is_ok();
+    for (fi, (path, start)) in files.into_iter().enumerate() {
+        let f = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                send(Err(anyhow::anyhow!("cannot open input {}: {e}", path.display())));
+                return;
+            }
+        };
+        let mut r = BufReader::with_capacity(1 << 20, f);
+        if let Err(e) = r.seek(SeekFrom::Start(start.offset)) {
+            send(Err(anyhow::anyhow!("cannot seek in {}: {e}", path.display())));
+            return;
+        }
+        let (mut offset, mut line_no) = (start.offset, start.line);
+        let mut buf = Vec::with_capacity(4096);
+        let mut batch = InBatch { file: fi, items: Vec::with_capacity(batch_size), end_offset: offset, end_line: line_no, drops: DropCounts::default(), bytes: 0 };
+        loop {
+            buf.clear();
+            // Bounded read: a line longer than the event limit is consumed
+            // but not kept whole.
+            let n = match (&mut r).take(idgraph_core::input::MAX_EVENT_BYTES as u64 + 2).read_until(b'\n', &mut buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    send(Err(anyhow::anyhow!("cannot read {}: {e}", path.display())));
+                    return;
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            let mut consumed = n as u64;
+            if buf.last() != Some(&b'\n') && n > idgraph_core::input::MAX_EVENT_BYTES {
+                // Skip the rest of an oversized line.
+                let mut skip = Vec::new();
+                consumed += r.read_until(b'\n', &mut skip).unwrap_or(0) as u64;
+            }
+            offset += consumed;
+            line_no += 1;
+            let text = buf.strip_suffix(b"\n").unwrap_or(&buf);
+            let text = text.strip_suffix(b"\r").unwrap_or(text);
+            if !text.iter().all(u8::is_ascii_whitespace) {
+                let item = if consumed as usize > idgraph_core::input::MAX_EVENT_BYTES + 1 {
+                    Item::Reject { line: line_no, reason: RejectReason::TooLarge { bytes: consumed as usize }, raw: text[..text.len().min(1024)].to_vec() }
+                } else {
+                    match parser.parse(text) {
+                        Ok(ev) => Item::Event(ev),
+                        Err(reason) => Item::Reject { line: line_no, reason, raw: text.to_vec() },
+                    }
+                };
+                batch.items.push(item);
+            }
+            batch.end_offset = offset;
+            batch.end_line = line_no;
+            batch.bytes += consumed;
+            if batch.items.len() >= batch_size {
+                batch.drops = std::mem::take(&mut parser.drops);
+                let next = InBatch { file: fi, items: Vec::with_capacity(batch_size), end_offset: offset, end_line: line_no, drops: DropCounts::default(), bytes: 0 };
+                if !send(Ok(std::mem::replace(&mut batch, next))) {
+                    return;
+                }
+            }
+        }
+        batch.drops = std::mem::take(&mut parser.drops);
+        if !send(Ok(batch)) {
+            return;
+        }
+    }
+}
+
+pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
+    let core = Arc::new(cfg.core()?);
+    let ropts = RocksOptions {
+        block_cache_bytes: cfg.state.block_cache_mb as usize * (1 << 20),
+        write_buffer_bytes: cfg.state.write_buffer_mb as usize * (1 << 20),
+        ..Default::default()
+    };
+    let store = RocksStore::open(&args.state, &ropts)?;
+    let partitions = state::check_partitions(&store, cfg.state.partitions, true)?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create out dir {}", args.out.display()))?;
+    let out_dir = std::fs::canonicalize(&args.out)?;
+    let committed: [u64; 4] = state::get_meta(&store, &out_key(&out_dir))?.unwrap_or([0; 4]);
+    let mut sinks = Sinks::open(&out_dir, &committed).with_context(|| format!("cannot open outputs in {}", out_dir.display()))?;
+    let mut counters: Counters = state::get_meta(&store, "counters")?.unwrap_or_default();
+    let base = counters.clone();
+
+    let mut files = Vec::new();
+    for f in &args.files {
+        let p = std::fs::canonicalize(f).with_context(|| format!("input file {} not found", f.display()))?;
+        let start: Progress = state::get_meta(&store, &progress_key(&p))?.unwrap_or_default();
+        files.push((p, start));
+    }
+    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
+    let parser = Parser::new(args.format, cfg.mapping_for(args.format), Normalizer::new(core.clone()));
+    let (tx, rx) = crossbeam_channel::bounded(4);
+    let batch_size = cfg.replay.batch_size;
+    let reader_thread = std::thread::Builder::new().name("replay-reader".into()).spawn(move || reader(files, parser, batch_size, tx))?;
+
+    let mut cluster = Cluster::new(partitions, core.clone());
+    let cache_per_partition = (cfg.state.cache_entries / partitions as usize).max(1024);
+    let started = Instant::now();
+    let mut latencies: Vec<f64> = Vec::new();
+    let mut run_events = 0u64;
+    let mut reported = 0u64;
+    for batch in rx {
+        let batch = batch?;
+        let t0 = Instant::now();
+        let file_path = &paths[batch.file];
+        let mut fx = Effects::default();
+        for item in batch.items {
+            counters.lines += 1;
+            match item {
+                Item::Event(ev) => {
+                    counters.events += 1;
+                    run_events += 1;
+                    cluster.submit(ev);
+                }
+                Item::Reject { line, reason, raw } => {
+                    counters.rejects += 1;
+                    bump(&mut counters.rejects_by_reason, reason.code(), 1);
+                    if reported < args.max_reported {
+                        eprintln!("{}:{line}: rejected: {reason}", file_path.display());
+                        reported += 1;
+                    }
+                    let rec = serde_json::json!({
+                        "file": file_path.display().to_string(), "line": line,
+                        "reason": reason.code(), "message": reason.to_string(),
+                        "raw": String::from_utf8_lossy(&raw),
+                    });
+                    sinks.line(Stream::Rejects, &rec.to_string())?;
+                }
+            }
+        }
+        for (name, n) in batch.drops.iter() {
+            bump(&mut counters.drops_by_reason, name, n);
+        }
+        let mut loader = StoreLoader::new(&store);
+        cluster.run(&mut loader, &mut fx);
+        if let Some(e) = loader.error.take() {
+            bail!(e);
+        }
+        fault::point("replay.before-outputs");
+        for le in &fx.lifecycle {
+            sinks.line(Stream::Lifecycle, &serde_json::to_string(le)?)?;
+        }
+        for ce in &fx.consent {
+            sinks.line(Stream::Consent, &serde_json::to_string(ce)?)?;
+        }
+        let mut wb = Batch::default();
+        for part in &mut cluster.parts {
+            for id in part.take_touched() {
+                let line = match part.profile(id, &mut loader) {
+                    Some(ProfileRecord::Live(lp)) if !lp.idents.is_empty() => golden::render(id, lp, &core),
+                    Some(ProfileRecord::Live(_)) => golden::tombstone(id, "emptied"),
+                    Some(ProfileRecord::Alias(_)) => golden::tombstone(id, "merged"),
+                    _ => continue,
+                };
+                sinks.line(Stream::Profiles, &line)?;
+            }
+            let p = part.id;
+            state::write_dirty(&mut wb, p, part.take_dirty());
+        }
+        let lens = sinks.flush()?;
+        let stats = cluster.stats();
+        counters.merges = base.merges + stats.merges;
+        counters.splits = base.splits + stats.splits;
+        counters.conflicts = base.conflicts + stats.conflicts;
+        counters.shared = base.shared + stats.identifiers_shared;
+        counters.created = base.created + stats.profiles_created;
+        state::put_meta(&mut wb, &progress_key(file_path), &Progress { offset: batch.end_offset, line: batch.end_line });
+        state::put_meta(&mut wb, &out_key(&out_dir), &lens);
+        state::put_meta(&mut wb, "counters", &counters);
+        fault::point("replay.before-commit");
+        store.write(wb)?;
+        fault::point("replay.after-commit");
+        for part in &mut cluster.parts {
+            part.end_batch(cache_per_partition);
+        }
+        latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    reader_thread.join().map_err(|_| anyhow::anyhow!("reader thread panicked"))?;
+    let secs = started.elapsed().as_secs_f64();
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let pct = |q: f64| latencies.get(((latencies.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0.0);
+    let summary = Summary {
+        lines: counters.lines,
+        events: counters.events,
+        rejects: counters.rejects,
+        rejects_by_reason: counters.rejects_by_reason.clone(),
+        identifiers_dropped_by_reason: counters.drops_by_reason.clone(),
+        profiles_created: counters.created,
+        merges: counters.merges,
+        splits: counters.splits,
+        conflicts: counters.conflicts,
+        identifiers_shared: counters.shared,
+        this_run_events: run_events,
+        this_run_seconds: secs,
+        events_per_second: if secs > 0.0 { run_events as f64 / secs } else { 0.0 },
+        batch_p50_ms: pct(0.5),
+        batch_p99_ms: pct(0.99),
+        peak_rss_mb: peak_rss_mb(),
+        partitions,
+        commands_delivered: cluster.delivered,
+    };
+    std::fs::write(out_dir.join("summary.json"), serde_json::to_string_pretty(&summary)?)?;
+    Ok(summary)
+}

@@ -1,0 +1,273 @@
+//! The persisted layout of the identity state on a [`Store`]: key encoding,
+//! the loader the partitions read through, and meta records (partition
+//! count, input progress, output positions, counters).
+
+use idgraph_core::command::Target;
+use idgraph_core::ident::IdentKey;
+use idgraph_core::invariants::Snapshot;
+use idgraph_core::partition::{Dirty, Loader};
+use idgraph_core::profile_id::ProfileId;
+use idgraph_core::record::{decode, encode, IdentRecord, ProfileRecord};
+use idgraph_store::{Batch, Cf, Store, StoreError};
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+/// Meta records that belong to no partition use this prefix.
+const GLOBAL: [u8; 2] = [0xFF, 0xFF];
+
+pub fn ident_key(p: u16, k: &IdentKey) -> Vec<u8> {
+    let mut out = Vec::with_capacity(3 + k.value().len());
+    out.extend_from_slice(&p.to_be_bytes());
+    k.encode_into(&mut out);
+    out
+}
+
+pub fn profile_key(p: u16, id: &ProfileId) -> Vec<u8> {
+    let mut out = Vec::with_capacity(18);
+    out.extend_from_slice(&p.to_be_bytes());
+    out.extend_from_slice(&id.0);
+    out
+}
+
+pub fn meta_key(name: &str) -> Vec<u8> {
+    let mut out = GLOBAL.to_vec();
+    out.extend_from_slice(name.as_bytes());
+    out
+}
+
+/// Errors reading state.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("state record under {what} is unreadable: {reason}")]
+    Corrupt { what: &'static str, reason: String },
+    #[error("the state at this path was created with {found} partitions, the config asks for {wanted}; use the same `state.partitions` or a new state dir")]
+    Partitions { found: u16, wanted: u16 },
+}
+
+/// Reads records for the partitions, serving prefetched ones first.
+pub struct StoreLoader<'a> {
+    store: &'a dyn Store,
+    idents: FxHashMap<Vec<u8>, Option<Vec<u8>>>,
+    profiles: FxHashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// The first failure; the batch is abandoned when set.
+    pub error: Option<StateError>,
+    pub reads: u64,
+}
+
+impl<'a> StoreLoader<'a> {
+    pub fn new(store: &'a dyn Store) -> Self {
+        Self { store, idents: FxHashMap::default(), profiles: FxHashMap::default(), error: None, reads: 0 }
+    }
+
+    fn fail(&mut self, e: StateError) {
+        if self.error.is_none() {
+            self.error = Some(e);
+        }
+    }
+
+    fn read(&mut self, cf: Cf, key: Vec<u8>) -> Option<Vec<u8>> {
+        let pre = match cf {
+            Cf::Idents => self.idents.remove(&key),
+            _ => self.profiles.remove(&key),
+        };
+        if let Some(v) = pre {
+            return v;
+        }
+        self.reads += 1;
+        match self.store.get(cf, &key) {
+            Ok(v) => v,
+            Err(e) => {
+                self.fail(e.into());
+                None
+            }
+        }
+    }
+}
+
+impl Loader for StoreLoader<'_> {
+    fn ident(&mut self, p: u16, k: &IdentKey) -> Option<IdentRecord> {
+        let bytes = self.read(Cf::Idents, ident_key(p, k))?;
+        match decode(&bytes) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                self.fail(StateError::Corrupt { what: "idents", reason: e.to_string() });
+                None
+            }
+        }
+    }
+
+    fn profile(&mut self, p: u16, id: &ProfileId) -> Option<ProfileRecord> {
+        let bytes = self.read(Cf::Profiles, profile_key(p, id))?;
+        match decode(&bytes) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                self.fail(StateError::Corrupt { what: "profiles", reason: e.to_string() });
+                None
+            }
+        }
+    }
+
+    /// Reads the records a wave of commands will need with one multi-get
+    /// per family.
+    fn prefetch(&mut self, wave: &[(u16, Target<'_>)]) {
+        let mut ik = Vec::new();
+        let mut pk = Vec::new();
+        for (p, t) in wave {
+            match t {
+                Target::Ident(k) => ik.push(ident_key(*p, k)),
+                Target::Profile(id) => pk.push(profile_key(*p, id)),
+            }
+        }
+        for (cf, keys) in [(Cf::Idents, ik), (Cf::Profiles, pk)] {
+            if keys.is_empty() {
+                continue;
+            }
+            self.reads += keys.len() as u64;
+            match self.store.multi_get(cf, &keys) {
+                Ok(vals) => {
+                    let m = if cf == Cf::Idents { &mut self.idents } else { &mut self.profiles };
+                    m.extend(keys.into_iter().zip(vals));
+                }
+                Err(e) => self.fail(e.into()),
+            }
+        }
+    }
+}
+
+/// Adds dirty records of partition `p` to a batch.
+pub fn write_dirty(batch: &mut Batch, p: u16, d: Dirty) {
+    for (k, v) in d.idents {
+        let key = ident_key(p, &k);
+        match v {
+            Some(r) if r != IdentRecord::default() => batch.put(Cf::Idents, key, encode(&r)),
+            _ => batch.delete(Cf::Idents, key),
+        }
+    }
+    for (id, v) in d.profiles {
+        let key = profile_key(p, &id);
+        match v {
+            Some(r) => batch.put(Cf::Profiles, key, encode(&r)),
+            None => batch.delete(Cf::Profiles, key),
+        }
+    }
+}
+
+pub fn put_meta<T: Serialize>(batch: &mut Batch, name: &str, v: &T) {
+    batch.put(Cf::Meta, meta_key(name), encode(v));
+}
+
+pub fn get_meta<T: for<'de> Deserialize<'de>>(store: &dyn Store, name: &str) -> Result<Option<T>, StateError> {
+    match store.get(Cf::Meta, &meta_key(name))? {
+        None => Ok(None),
+        Some(b) => decode(&b).map(Some).map_err(|e| StateError::Corrupt { what: "meta", reason: e.to_string() }),
+    }
+}
+
+/// The partition count of a state, recorded at creation and checked after.
+pub fn check_partitions(store: &dyn Store, wanted: u16, create: bool) -> Result<u16, StateError> {
+    match get_meta::<u16>(store, "partitions")? {
+        Some(found) if found != wanted && create => Err(StateError::Partitions { found, wanted }),
+        Some(found) => Ok(found),
+        None => {
+            let mut b = Batch::default();
+            put_meta(&mut b, "partitions", &wanted);
+            store.write(b)?;
+            Ok(wanted)
+        }
+    }
+}
+
+/// Reads the partition a profile ID or identifier lives in.
+pub fn load_profile(store: &dyn Store, partitions: u16, id: &ProfileId) -> Result<Option<ProfileRecord>, StateError> {
+    match store.get(Cf::Profiles, &profile_key(id.partition(partitions), id))? {
+        None => Ok(None),
+        Some(b) => decode(&b).map(Some).map_err(|e| StateError::Corrupt { what: "profiles", reason: e.to_string() }),
+    }
+}
+
+pub fn load_ident(store: &dyn Store, partitions: u16, k: &IdentKey) -> Result<Option<IdentRecord>, StateError> {
+    match store.get(Cf::Idents, &ident_key(k.partition(partitions), k))? {
+        None => Ok(None),
+        Some(b) => decode(&b).map(Some).map_err(|e| StateError::Corrupt { what: "idents", reason: e.to_string() }),
+    }
+}
+
+/// Follows aliases to the live profile.
+pub fn resolve(store: &dyn Store, partitions: u16, mut id: ProfileId) -> Result<Option<(ProfileId, Box<idgraph_core::record::LiveProfile>)>, StateError> {
+    for _ in 0..1024 {
+        match load_profile(store, partitions, &id)? {
+            Some(ProfileRecord::Live(lp)) => return Ok(Some((id, lp))),
+            Some(ProfileRecord::Alias(t)) => id = t,
+            _ => return Ok(None),
+        }
+    }
+    Ok(None)
+}
+
+/// Every live profile, in ID order within each partition.
+pub fn for_each_profile(store: &dyn Store, f: &mut dyn FnMut(ProfileId, ProfileRecord)) -> Result<(), StateError> {
+    let mut err = None;
+    store.scan(Cf::Profiles, &[], &mut |k, v| {
+        if k.len() != 18 {
+            return true;
+        }
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&k[2..]);
+        match decode::<ProfileRecord>(v) {
+            Ok(r) => {
+                f(ProfileId(id), r);
+                true
+            }
+            Err(e) => {
+                err = Some(StateError::Corrupt { what: "profiles", reason: e.to_string() });
+                false
+            }
+        }
+    })?;
+    err.map_or(Ok(()), Err)
+}
+
+/// The whole state as a snapshot (tests and invariant checks).
+pub fn snapshot(store: &dyn Store) -> Result<Snapshot, StateError> {
+    let mut s = Snapshot::default();
+    for_each_profile(store, &mut |id, r| {
+        s.profiles.insert(id, r);
+    })?;
+    let mut err = None;
+    store.scan(Cf::Idents, &[], &mut |k, v| {
+        let (Some(key), Ok(rec)) = (IdentKey::decode(&k[2..]), decode::<IdentRecord>(v)) else {
+            err = Some(StateError::Corrupt { what: "idents", reason: "undecodable record".into() });
+            return false;
+        };
+        s.idents.insert(key, rec);
+        true
+    })?;
+    err.map_or(Ok(s), Err)
+}
+
+/// Counters kept with the state so a resumed run reports totals.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Counters {
+    pub lines: u64,
+    pub events: u64,
+    pub rejects: u64,
+    pub rejects_by_reason: Vec<(String, u64)>,
+    pub drops_by_reason: Vec<(String, u64)>,
+    pub merges: u64,
+    pub splits: u64,
+    pub conflicts: u64,
+    pub shared: u64,
+    pub created: u64,
+}
+
+pub fn bump(list: &mut Vec<(String, u64)>, name: &str, n: u64) {
+    match list.iter_mut().find(|(k, _)| k == name) {
+        Some((_, c)) => *c += n,
+        None => {
+            list.push((name.to_string(), n));
+            list.sort();
+        }
+    }
+}

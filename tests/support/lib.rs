@@ -1,0 +1,74 @@
+//! Helpers for end-to-end tests: locate and run the `idgraph` binary.
+//!
+//! The binary is `$IDGRAPH_BIN` when set (the Makefile sets it), else the
+//! `idgraph` next to this test's target directory (`cargo build` first).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn bin() -> PathBuf {
+    if let Ok(p) = std::env::var("IDGRAPH_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let p = dir.join("idgraph");
+    assert!(p.exists(), "idgraph binary not found at {}; run `cargo build -p idgraph` or set IDGRAPH_BIN", p.display());
+    p
+}
+
+/// Runs `idgraph ARGS` and returns its output (never panics on failure).
+pub fn idgraph(args: &[&str]) -> Output {
+    idgraph_env(args, &[])
+}
+
+pub fn idgraph_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(bin());
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("spawn idgraph")
+}
+
+/// Asserts success and returns stdout.
+pub fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "idgraph failed: {}\nstderr:\n{}", o.status, String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Replays `files` into `state`/`out` and returns `profiles` output parsed.
+pub fn replay_and_profiles(format: &str, state: &Path, out: &Path, files: &[&Path]) -> Vec<serde_json::Value> {
+    let mut args = vec!["replay", "--format", format, "--state", state.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    for f in files {
+        args.push(f.to_str().unwrap());
+    }
+    ok(&idgraph(&args));
+    profiles(state)
+}
+
+pub fn profiles(state: &Path) -> Vec<serde_json::Value> {
+    let s = ok(&idgraph(&["profiles", "--state", state.to_str().unwrap()]));
+    s.lines().map(|l| serde_json::from_str(l).expect("profile JSON")).collect()
+}
+
+/// The identifiers of a profile as `type:value` strings, sorted.
+pub fn idents(p: &serde_json::Value) -> Vec<String> {
+    let mut v: Vec<String> = p["identifiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| format!("{}:{}", i["type"].as_str().unwrap(), i["value"].as_str().unwrap()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Writes lines to a file.
+pub fn write_lines(path: &Path, lines: &[String]) {
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
