@@ -2,14 +2,17 @@
 //! emails, junk values, formatting variants, late events): pairwise
 //! precision >= 0.999 and recall >= 0.99.
 
-use idgraph_e2e::{ok, idgraph};
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use idgraph_e2e::{idgraph, ok};
 use idgraph_loadtest::gen::{GenConfig, Generator};
 use idgraph_loadtest::score::{score, Truth};
 
 fn run(segment: bool, seed: u64) {
     let dir = tempfile::tempdir().unwrap();
     let (ev, truth) = (dir.path().join("events.ndjson"), dir.path().join("truth.ndjson"));
-    let mut g = Generator::new(GenConfig { persons: 20_000, events: 150_000, seed, segment, kiosks: 8, family_rate: 0.15, ..Default::default() });
+    let mut g =
+        Generator::new(GenConfig { persons: 20_000, events: 150_000, seed, segment, kiosks: 8, family_rate: 0.15, ..Default::default() });
     let mut w = std::io::BufWriter::new(std::fs::File::create(&ev).unwrap());
     g.write_events(&mut w).unwrap();
     std::io::Write::flush(&mut w).unwrap();
@@ -18,7 +21,18 @@ fn run(segment: bool, seed: u64) {
     std::fs::write(&truth, &t).unwrap();
     let state = dir.path().join("s");
     let fmt = if segment { "segment" } else { "canonical" };
-    ok(&idgraph(&["replay", "--format", fmt, "--report", "0", "--state", state.to_str().unwrap(), "--out", dir.path().join("o").to_str().unwrap(), ev.to_str().unwrap()]));
+    ok(&idgraph(&[
+        "replay",
+        "--format",
+        fmt,
+        "--report",
+        "0",
+        "--state",
+        state.to_str().unwrap(),
+        "--out",
+        dir.path().join("o").to_str().unwrap(),
+        ev.to_str().unwrap(),
+    ]));
     let profiles = ok(&idgraph(&["profiles", "--state", state.to_str().unwrap()]));
     let s = score(&Truth::parse(&String::from_utf8(t).unwrap()).unwrap(), &profiles).unwrap();
     eprintln!("{fmt} seed {seed}: {s:?}");

@@ -1,6 +1,8 @@
 //! Crashes between state write and progress commit, and kill -9 at random
 //! points: the final state and every output stream equal an uncrashed run.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use idgraph_e2e::{bin, idgraph_env, profiles};
 use idgraph_loadtest::gen::{GenConfig, Generator};
 use std::path::Path;
@@ -24,7 +26,10 @@ fn replay_args<'a>(state: &'a str, out: &'a str, input: &'a str) -> Vec<&'a str>
 
 /// Profiles and all output files of a finished state.
 fn result(state: &Path, out: &Path) -> (Vec<serde_json::Value>, Vec<String>) {
-    let files = ["profiles", "lifecycle", "consent", "rejects"].iter().map(|s| std::fs::read_to_string(out.join(format!("{s}.ndjson"))).unwrap()).collect();
+    let files = ["profiles", "lifecycle", "consent", "rejects"]
+        .iter()
+        .map(|s| std::fs::read_to_string(out.join(format!("{s}.ndjson"))).unwrap())
+        .collect();
     (profiles(state), files)
 }
 

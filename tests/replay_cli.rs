@@ -1,5 +1,7 @@
 //! `idgraph replay` / `profiles` / `lookup` / `explain` as a user runs them.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use idgraph_e2e::{idents, idgraph, ok, profiles, replay_and_profiles, stderr, write_lines};
 
 fn seg(lines: &[&str]) -> Vec<String> {
@@ -134,8 +136,14 @@ fn a_state_keeps_its_partition_count() {
     write_lines(&f, &[r#"{"event_id":"e","timestamp":"2026-03-01T10:00:00Z","identifiers":[{"type":"user_id","value":"u"}]}"#.to_string()]);
     let st = dir.path().join("s");
     let (s, o) = (st.to_str().unwrap(), dir.path().join("o"));
-    ok(&idgraph_e2e::idgraph_env(&["replay", "--state", s, "--out", o.to_str().unwrap(), f.to_str().unwrap()], &[("IDGRAPH__STATE__PARTITIONS", "4")]));
-    let bad = idgraph_e2e::idgraph_env(&["replay", "--state", s, "--out", o.to_str().unwrap(), f.to_str().unwrap()], &[("IDGRAPH__STATE__PARTITIONS", "2")]);
+    ok(&idgraph_e2e::idgraph_env(
+        &["replay", "--state", s, "--out", o.to_str().unwrap(), f.to_str().unwrap()],
+        &[("IDGRAPH__STATE__PARTITIONS", "4")],
+    ));
+    let bad = idgraph_e2e::idgraph_env(
+        &["replay", "--state", s, "--out", o.to_str().unwrap(), f.to_str().unwrap()],
+        &[("IDGRAPH__STATE__PARTITIONS", "2")],
+    );
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("4 partitions"), "{}", stderr(&bad));
     assert_eq!(profiles(&st).len(), 1);

@@ -1,5 +1,7 @@
 //! The merge rules end to end: kiosks, family emails, merges across devices.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use idgraph_e2e::{idents, replay_and_profiles, write_lines};
 
 fn identify(id: usize, ts_min: usize, anon: &str, user: &str, email: &str) -> String {
@@ -14,7 +16,8 @@ fn identify(id: usize, ts_min: usize, anon: &str, user: &str, email: &str) -> St
 fn thirty_people_on_one_store_kiosk_stay_thirty_profiles() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("kiosk.ndjson");
-    let lines: Vec<String> = (0..30).map(|i| identify(i, i, "kiosk-browser", &format!("shopper-{i}"), &format!("s{i}@example.com"))).collect();
+    let lines: Vec<String> =
+        (0..30).map(|i| identify(i, i, "kiosk-browser", &format!("shopper-{i}"), &format!("s{i}@example.com"))).collect();
     write_lines(&f, &lines);
     let (state, out) = (dir.path().join("s"), dir.path().join("o"));
     let ps = replay_and_profiles("segment", &state, &out, &[&f]);
@@ -35,7 +38,11 @@ fn a_family_email_does_not_join_people_with_their_own_logins() {
     let f = dir.path().join("family.ndjson");
     write_lines(
         &f,
-        &[identify(1, 1, "a-mum", "mum", "family@home.example"), identify(2, 2, "a-dad", "dad", "family@home.example"), identify(3, 3, "a-mum", "mum", "mum@example.com")],
+        &[
+            identify(1, 1, "a-mum", "mum", "family@home.example"),
+            identify(2, 2, "a-dad", "dad", "family@home.example"),
+            identify(3, 3, "a-mum", "mum", "mum@example.com"),
+        ],
     );
     let ps = replay_and_profiles("segment", &dir.path().join("s"), &dir.path().join("o"), &[&f]);
     assert_eq!(ps.len(), 2, "{ps:?}");
@@ -47,8 +54,19 @@ fn a_family_email_does_not_join_people_with_their_own_logins() {
 fn anonymous_browsing_on_two_devices_merges_at_sign_in() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("journey.ndjson");
-    let page = |id: usize, m: usize, anon: &str| format!(r#"{{"type":"page","messageId":"p{id}","timestamp":"2026-03-01T11:{m:02}:00Z","anonymousId":"{anon}"}}"#);
-    write_lines(&f, &[page(1, 1, "phone-cookie"), page(2, 2, "laptop-cookie"), identify(3, 3, "laptop-cookie", "u-7", "x@example.com"), page(4, 4, "phone-cookie"), identify(5, 5, "phone-cookie", "u-7", "x@example.com")]);
+    let page = |id: usize, m: usize, anon: &str| {
+        format!(r#"{{"type":"page","messageId":"p{id}","timestamp":"2026-03-01T11:{m:02}:00Z","anonymousId":"{anon}"}}"#)
+    };
+    write_lines(
+        &f,
+        &[
+            page(1, 1, "phone-cookie"),
+            page(2, 2, "laptop-cookie"),
+            identify(3, 3, "laptop-cookie", "u-7", "x@example.com"),
+            page(4, 4, "phone-cookie"),
+            identify(5, 5, "phone-cookie", "u-7", "x@example.com"),
+        ],
+    );
     let (state, out) = (dir.path().join("s"), dir.path().join("o"));
     let ps = replay_and_profiles("segment", &state, &out, &[&f]);
     assert_eq!(ps.len(), 1);

@@ -179,7 +179,17 @@ impl Generator {
                 });
                 devs.push(devices.len() - 1);
             }
-            persons.push(Person { user_id, emails, phone, loyalty, devices: devs, family_email: None, ids: Vec::new(), parent: Vec::new(), seen: Vec::new() });
+            persons.push(Person {
+                user_id,
+                emails,
+                phone,
+                loyalty,
+                devices: devs,
+                family_email: None,
+                ids: Vec::new(),
+                parent: Vec::new(),
+                seen: Vec::new(),
+            });
         }
         // Families: 2-4 persons share a tablet and a family email; each
         // member signs in with their own login.
@@ -347,7 +357,16 @@ impl Generator {
                 }
             }
             let src = if d.device_id.is_some() { "app" } else { "web" };
-            (if signed_in { "identify" } else if rng.gen_bool(0.5) { "page" } else { "track" }, src)
+            (
+                if signed_in {
+                    "identify"
+                } else if rng.gen_bool(0.5) {
+                    "page"
+                } else {
+                    "track"
+                },
+                src,
+            )
         };
         let mut locals: Vec<usize> = Vec::new();
         for (t, raw) in &ids {
@@ -466,7 +485,12 @@ impl Generator {
             ctx.push("\"library\":{\"name\":\"analytics.js\",\"version\":\"4.1.0\"}".into());
             let _ = write!(out, ",\"context\":{{{}}}}}", ctx.join(","));
         } else {
-            let _ = write!(out, "{{\"event_id\":\"e-{n}\",\"type\":\"{}\",\"timestamp\":\"{ts}\",\"source\":\"{}\",\"identifiers\":[", if ev.kind == "order" { "order" } else { "track" }, ev.source);
+            let _ = write!(
+                out,
+                "{{\"event_id\":\"e-{n}\",\"type\":\"{}\",\"timestamp\":\"{ts}\",\"source\":\"{}\",\"identifiers\":[",
+                if ev.kind == "order" { "order" } else { "track" },
+                ev.source
+            );
             for (i, (t, v)) in ev.ids.iter().enumerate() {
                 if i > 0 {
                     out.push(',');

@@ -3,6 +3,8 @@
 //! The binary is `$IDGRAPH_BIN` when set (the Makefile sets it), else the
 //! `idgraph` next to this test's target directory (`cargo build` first).
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

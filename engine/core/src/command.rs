@@ -42,20 +42,70 @@ pub enum Command {
     /// Looks for the first owned identifier of the event, strongest first,
     /// starting at `probe`; `probe == idents.len()` is the final claim of
     /// the anchor for a new profile.
-    Route { ev: Box<Touchpoint>, probe: u8 },
-    Create { id: ProfileId, ev: Box<Touchpoint> },
-    Apply { to: ProfileId, ev: Box<Touchpoint> },
-    Attach { to: ProfileId, ident: IdentKey, link: Box<LinkEvidence> },
-    AttachDone { to: ProfileId, ident: IdentKey, outcome: AttachOutcome, link: Box<LinkEvidence> },
-    Link { a: ProfileId, b: ProfileId, link: Box<LinkEvidence> },
-    Handover { to: ProfileId, from: ProfileId, state: Box<LiveProfile>, link: Box<LinkEvidence> },
-    Absorbed { id: ProfileId, into: ProfileId },
-    Refused { id: ProfileId, by: ProfileId },
-    AddEdge { to: ProfileId, link: Box<LinkEvidence> },
-    Repoint { ident: IdentKey, to: ProfileId, replaces: Vec<ProfileId> },
-    RecordRefusal { ident: IdentKey, with: ProfileId, at: Millis },
-    Detach { from: ProfileId, ident: IdentKey },
-    CreatePiece { id: ProfileId, state: Box<LiveProfile> },
+    Route {
+        ev: Box<Touchpoint>,
+        probe: u8,
+    },
+    Create {
+        id: ProfileId,
+        ev: Box<Touchpoint>,
+    },
+    Apply {
+        to: ProfileId,
+        ev: Box<Touchpoint>,
+    },
+    Attach {
+        to: ProfileId,
+        ident: IdentKey,
+        link: Box<LinkEvidence>,
+    },
+    AttachDone {
+        to: ProfileId,
+        ident: IdentKey,
+        outcome: AttachOutcome,
+        link: Box<LinkEvidence>,
+    },
+    Link {
+        a: ProfileId,
+        b: ProfileId,
+        link: Box<LinkEvidence>,
+    },
+    Handover {
+        to: ProfileId,
+        from: ProfileId,
+        state: Box<LiveProfile>,
+        link: Box<LinkEvidence>,
+    },
+    Absorbed {
+        id: ProfileId,
+        into: ProfileId,
+    },
+    Refused {
+        id: ProfileId,
+        by: ProfileId,
+    },
+    AddEdge {
+        to: ProfileId,
+        link: Box<LinkEvidence>,
+    },
+    Repoint {
+        ident: IdentKey,
+        to: ProfileId,
+        replaces: Vec<ProfileId>,
+    },
+    RecordRefusal {
+        ident: IdentKey,
+        with: ProfileId,
+        at: Millis,
+    },
+    Detach {
+        from: ProfileId,
+        ident: IdentKey,
+    },
+    CreatePiece {
+        id: ProfileId,
+        state: Box<LiveProfile>,
+    },
 }
 
 /// Where a command is handled: an identifier or a profile.
@@ -70,8 +120,12 @@ impl Command {
         match self {
             Command::Route { ev, probe } => Target::Ident(ev.idents.get(*probe as usize).unwrap_or(&ev.idents[0])),
             Command::Attach { ident, .. } | Command::Repoint { ident, .. } | Command::RecordRefusal { ident, .. } => Target::Ident(ident),
-            Command::Create { id, .. } | Command::CreatePiece { id, .. } | Command::Absorbed { id, .. } | Command::Refused { id, .. } => Target::Profile(*id),
-            Command::Apply { to, .. } | Command::AttachDone { to, .. } | Command::Handover { to, .. } | Command::AddEdge { to, .. } => Target::Profile(*to),
+            Command::Create { id, .. } | Command::CreatePiece { id, .. } | Command::Absorbed { id, .. } | Command::Refused { id, .. } => {
+                Target::Profile(*id)
+            }
+            Command::Apply { to, .. } | Command::AttachDone { to, .. } | Command::Handover { to, .. } | Command::AddEdge { to, .. } => {
+                Target::Profile(*to)
+            }
             Command::Link { a, b, .. } => Target::Profile((*a).max(*b)),
             Command::Detach { from, .. } => Target::Profile(*from),
         }

@@ -183,7 +183,10 @@ impl CoreConfig {
             let ty = match built_in {
                 Some(t) => {
                     if sec.pattern.is_some() || sec.case.is_some() {
-                        return Err(err(format!("{key}.pattern"), "built-in types have fixed normalisation; `pattern` and `case` are for custom types"));
+                        return Err(err(
+                            format!("{key}.pattern"),
+                            "built-in types have fixed normalisation; `pattern` and `case` are for custom types",
+                        ));
                     }
                     t
                 }
@@ -210,9 +213,9 @@ impl CoreConfig {
                 blocked_regex.push(Regex::new(r).map_err(|e| err(format!("{key}.blocked-regex[{i}]"), format!("invalid regex: {e}")))?);
             }
             let pattern = match (&sec.pattern, built_in) {
-                (Some(p), None) => Some(
-                    Regex::new(&format!("^(?:{p})$")).map_err(|e| err(format!("{key}.pattern"), format!("invalid regex: {e}")))?,
-                ),
+                (Some(p), None) => {
+                    Some(Regex::new(&format!("^(?:{p})$")).map_err(|e| err(format!("{key}.pattern"), format!("invalid regex: {e}")))?)
+                }
                 (None, None) => return Err(err(format!("{key}.pattern"), "custom types need a `pattern`")),
                 _ => None,
             };

@@ -70,9 +70,8 @@ impl DropReason {
 pub const MAX_VALUE_LEN: usize = 256;
 const PHONE_CACHE_CAP: usize = 1 << 16;
 
-const BLOCKED_WORDS: [&str; 11] = [
-    "", "null", "undefined", "none", "nil", "unknown", "anonymous", "0", "-1", "test@test.com", "test@example.com",
-];
+const BLOCKED_WORDS: [&str; 11] =
+    ["", "null", "undefined", "none", "nil", "unknown", "anonymous", "0", "-1", "test@test.com", "test@example.com"];
 
 /// Normalises identifiers under one [`CoreConfig`].
 #[derive(Debug)]
@@ -218,7 +217,11 @@ pub fn valid_email(e: &str) -> bool {
         return false;
     }
     let ok_labels = labels.iter().all(|l| {
-        !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c >= 0x80)
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c >= 0x80)
     });
     ok_labels && labels.last().is_some_and(|t| t.len() >= 2)
 }

@@ -78,12 +78,7 @@ pub fn format_rfc3339(ms: Millis) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
 }
 
 fn is_leap(y: i64) -> bool {
@@ -139,7 +134,16 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        for s in ["", "2026-03-01", "2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z", "2026-03-01T10:00:00", "2026-03-01T10:00:00.Z", "2026-03-01T10:00:00Zjunk", "2026-03-01T25:00:00Z"] {
+        for s in [
+            "",
+            "2026-03-01",
+            "2026-13-01T00:00:00Z",
+            "2026-02-30T00:00:00Z",
+            "2026-03-01T10:00:00",
+            "2026-03-01T10:00:00.Z",
+            "2026-03-01T10:00:00Zjunk",
+            "2026-03-01T25:00:00Z",
+        ] {
             assert_eq!(parse_rfc3339(s), None, "{s}");
         }
     }

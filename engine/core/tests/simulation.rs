@@ -6,6 +6,8 @@
 //! alias resolves to a live profile; and, where no rule can fire, the
 //! profiles equal the connected components of the co-occurrence graph.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use idgraph_core::command::Command;
 use idgraph_core::config::{CoreConfig, IdentitySection, TraitsSection, TypeSection};
 use idgraph_core::event::Touchpoint;
@@ -17,7 +19,8 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
-const TYPES: [IdentType; 6] = [IdentType::USER_ID, IdentType::EMAIL, IdentType::PHONE, IdentType::DEVICE_ID, IdentType::ANONYMOUS_ID, IdentType::LOYALTY_ID];
+const TYPES: [IdentType; 6] =
+    [IdentType::USER_ID, IdentType::EMAIL, IdentType::PHONE, IdentType::DEVICE_ID, IdentType::ANONYMOUS_ID, IdentType::LOYALTY_ID];
 
 fn ident(rng: &mut ChaCha8Rng, universe: u32) -> IdentKey {
     let ty = TYPES[rng.gen_range(0..TYPES.len())];
@@ -127,10 +130,13 @@ fn components(evs: &[Touchpoint]) -> BTreeSet<Vec<IdentKey>> {
         let r = find(&mut parent, &k);
         groups.entry(r).or_default().push(k);
     }
-    groups.into_values().map(|mut v| {
-        v.sort();
-        v
-    }).collect()
+    groups
+        .into_values()
+        .map(|mut v| {
+            v.sort();
+            v
+        })
+        .collect()
 }
 
 /// Seeds per partition count (`SIM_SEEDS` overrides, for long soak runs).

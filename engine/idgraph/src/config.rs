@@ -139,7 +139,8 @@ impl Config {
             ),
             None => ("<defaults>".to_string(), String::new()),
         };
-        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax { path: name.clone(), reason: e.message().to_string() })?;
+        let mut table: toml::Table =
+            text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax { path: name.clone(), reason: e.message().to_string() })?;
         for (k, v) in env {
             let Some(rest) = k.strip_prefix("IDGRAPH__") else { continue };
             let parts: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase().replace('_', "-")).collect();
@@ -179,7 +180,8 @@ impl Config {
         if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(key_err("http.listen", format!("`{}` is not an address like 127.0.0.1:9464", self.http.listen)));
         }
-        if self.kafka.topic_prefix.is_empty() || !self.kafka.topic_prefix.bytes().all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c)) {
+        if self.kafka.topic_prefix.is_empty() || !self.kafka.topic_prefix.bytes().all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c))
+        {
             return Err(key_err("kafka.topic-prefix", "use letters, digits, `.`, `_` and `-`"));
         }
         if self.kafka.group_id.is_empty() {
@@ -289,7 +291,13 @@ mod tests {
     fn environment_overrides_any_key() {
         let c = load(
             "[state]\ndir = \"a\"\n",
-            &[("IDGRAPH__STATE__DIR", "b"), ("IDGRAPH__KAFKA__BROKERS", "k:9092"), ("IDGRAPH__STATE__PARTITIONS", "4"), ("IDGRAPH__KAFKA__GROUP_ID", "g2"), ("OTHER", "x")],
+            &[
+                ("IDGRAPH__STATE__DIR", "b"),
+                ("IDGRAPH__KAFKA__BROKERS", "k:9092"),
+                ("IDGRAPH__STATE__PARTITIONS", "4"),
+                ("IDGRAPH__KAFKA__GROUP_ID", "g2"),
+                ("OTHER", "x"),
+            ],
         )
         .unwrap();
         assert_eq!(c.state.dir, PathBuf::from("b"));

@@ -17,7 +17,8 @@ use std::sync::Arc;
 
 pub fn open(dir: &Path) -> Result<(RocksStore, u16)> {
     let store = RocksStore::open_read_only(dir, &RocksOptions { block_cache_bytes: 64 << 20, ..Default::default() })?;
-    let p = state::get_meta::<u16>(&store, "partitions")?.context("the state has no partition count; was it written by `idgraph replay`?")?;
+    let p =
+        state::get_meta::<u16>(&store, "partitions")?.context("the state has no partition count; was it written by `idgraph replay`?")?;
     Ok((store, p))
 }
 

@@ -112,7 +112,14 @@ fn reader(files: Vec<(PathBuf, Progress)>, mut parser: Parser, batch_size: usize
         }
         let (mut offset, mut line_no) = (start.offset, start.line);
         let mut buf = Vec::with_capacity(4096);
-        let mut batch = InBatch { file: fi, items: Vec::with_capacity(batch_size), end_offset: offset, end_line: line_no, drops: DropCounts::default(), bytes: 0 };
+        let mut batch = InBatch {
+            file: fi,
+            items: Vec::with_capacity(batch_size),
+            end_offset: offset,
+            end_line: line_no,
+            drops: DropCounts::default(),
+            bytes: 0,
+        };
         loop {
             buf.clear();
             // Bounded read: a line longer than the event limit is consumed
@@ -139,7 +146,11 @@ fn reader(files: Vec<(PathBuf, Progress)>, mut parser: Parser, batch_size: usize
             let text = text.strip_suffix(b"\r").unwrap_or(text);
             if !text.iter().all(u8::is_ascii_whitespace) {
                 let item = if consumed as usize > idgraph_core::input::MAX_EVENT_BYTES + 1 {
-                    Item::Reject { line: line_no, reason: RejectReason::TooLarge { bytes: consumed as usize }, raw: text[..text.len().min(1024)].to_vec() }
+                    Item::Reject {
+                        line: line_no,
+                        reason: RejectReason::TooLarge { bytes: consumed as usize },
+                        raw: text[..text.len().min(1024)].to_vec(),
+                    }
                 } else {
                     match parser.parse(text) {
                         Ok(ev) => Item::Event(ev),
@@ -153,7 +164,14 @@ fn reader(files: Vec<(PathBuf, Progress)>, mut parser: Parser, batch_size: usize
             batch.bytes += consumed;
             if batch.items.len() >= batch_size {
                 batch.drops = std::mem::take(&mut parser.drops);
-                let next = InBatch { file: fi, items: Vec::with_capacity(batch_size), end_offset: offset, end_line: line_no, drops: DropCounts::default(), bytes: 0 };
+                let next = InBatch {
+                    file: fi,
+                    items: Vec::with_capacity(batch_size),
+                    end_offset: offset,
+                    end_line: line_no,
+                    drops: DropCounts::default(),
+                    bytes: 0,
+                };
                 if !send(Ok(std::mem::replace(&mut batch, next))) {
                     return;
                 }
@@ -277,6 +295,9 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
         latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
     }
     reader_thread.join().map_err(|_| anyhow::anyhow!("reader thread panicked"))?;
+    // Memtables to table files and the WAL synced: the state is durable and
+    // its size on disk is what it will stay.
+    store.flush()?;
     let secs = started.elapsed().as_secs_f64();
     latencies.sort_by(|a, b| a.total_cmp(b));
     let pct = |q: f64| latencies.get(((latencies.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0.0);

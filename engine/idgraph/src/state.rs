@@ -195,7 +195,11 @@ pub fn load_ident(store: &dyn Store, partitions: u16, k: &IdentKey) -> Result<Op
 }
 
 /// Follows aliases to the live profile.
-pub fn resolve(store: &dyn Store, partitions: u16, mut id: ProfileId) -> Result<Option<(ProfileId, Box<idgraph_core::record::LiveProfile>)>, StateError> {
+pub fn resolve(
+    store: &dyn Store,
+    partitions: u16,
+    mut id: ProfileId,
+) -> Result<Option<(ProfileId, Box<idgraph_core::record::LiveProfile>)>, StateError> {
     for _ in 0..1024 {
         match load_profile(store, partitions, &id)? {
             Some(ProfileRecord::Live(lp)) => return Ok(Some((id, lp))),

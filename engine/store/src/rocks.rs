@@ -51,7 +51,10 @@ impl RocksStore {
     /// Opens an existing store for queries, beside a running writer.
     pub fn open_read_only(path: &Path, o: &RocksOptions) -> Result<Self, StoreError> {
         if !path.join("CURRENT").exists() {
-            return Err(StoreError::Open { path: path.display().to_string(), reason: "no state store here (run `idgraph replay` first)".into() });
+            return Err(StoreError::Open {
+                path: path.display().to_string(),
+                reason: "no state store here (run `idgraph replay` first)".into(),
+            });
         }
         Self::open_mode(path, o, true)
     }
@@ -83,7 +86,11 @@ impl RocksStore {
         db_opts.set_max_open_files(512);
         db_opts.set_keep_log_file_num(3);
         let cfs = Cf::ALL.iter().map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_opts(*cf)));
-        let db = if read_only { DB::open_cf_descriptors_read_only(&db_opts, path, cfs, false) } else { DB::open_cf_descriptors(&db_opts, path, cfs) };
+        let db = if read_only {
+            DB::open_cf_descriptors_read_only(&db_opts, path, cfs, false)
+        } else {
+            DB::open_cf_descriptors(&db_opts, path, cfs)
+        };
         let db = db.map_err(|e| StoreError::Open { path: path.display().to_string(), reason: e.into_string() })?;
         let mut write_opts = WriteOptions::default();
         // The WAL survives a process kill; `flush` syncs for power loss.
@@ -97,11 +104,7 @@ impl RocksStore {
 
     /// An integer RocksDB property summed over the families (for metrics).
     pub fn property(&self, name: &str) -> u64 {
-        Cf::ALL
-            .iter()
-            .filter_map(|cf| self.cf(*cf).ok())
-            .filter_map(|h| self.db.property_int_value_cf(h, name).ok().flatten())
-            .sum()
+        Cf::ALL.iter().filter_map(|cf| self.cf(*cf).ok()).filter_map(|h| self.db.property_int_value_cf(h, name).ok().flatten()).sum()
     }
 }
 

@@ -1,5 +1,7 @@
 //! One conformance suite run against both stores.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use idgraph_store::{Batch, Cf, MemStore, RocksOptions, RocksStore, Store};
 use proptest::prelude::*;
 use std::collections::BTreeMap;

@@ -70,7 +70,8 @@ pub(super) fn parse(
         Some(Value::Array(items)) => {
             for it in items {
                 let o = it.as_object().ok_or(RejectReason::InvalidField("consent"))?;
-                let purpose = str_field(o, "purpose").ok().flatten().filter(|p| !p.is_empty()).ok_or(RejectReason::InvalidField("consent"))?;
+                let purpose =
+                    str_field(o, "purpose").ok().flatten().filter(|p| !p.is_empty()).ok_or(RejectReason::InvalidField("consent"))?;
                 let granted = o.get("granted").and_then(Value::as_bool).ok_or(RejectReason::InvalidField("consent"))?;
                 consent.push(ConsentInput {
                     purpose: purpose.to_string(),

@@ -129,7 +129,8 @@ mod tests {
     #[test]
     fn segment_identify_maps_the_documented_fields() {
         let mut p = parser(Format::Segment);
-        let line = br#"{"type":"identify","messageId":"m1","timestamp":"2026-03-01T10:00:00Z","userId":"u1","anonymousId":"A-1","channel":"web",
+        let line =
+            br#"{"type":"identify","messageId":"m1","timestamp":"2026-03-01T10:00:00Z","userId":"u1","anonymousId":"A-1","channel":"web",
           "traits":{"email":" Ann@Example.com","phone":"415.555.0100","first_name":"Ann","loyalty_id":"L9"},
           "context":{"device":{"id":"dev-1","advertisingId":"6D92078A-8246-4BA4-AE5B-76104861E7DC"},
                      "consent":{"categoryPreferences":{"email_marketing":true,"ads":false}}}}"#;
@@ -137,7 +138,15 @@ mod tests {
         let types: Vec<IdentType> = ev.idents.iter().map(|k| k.ty()).collect();
         assert_eq!(
             types,
-            vec![IdentType::USER_ID, IdentType::LOYALTY_ID, IdentType::EMAIL, IdentType::PHONE, IdentType::ADVERTISING_ID, IdentType::DEVICE_ID, IdentType::ANONYMOUS_ID]
+            vec![
+                IdentType::USER_ID,
+                IdentType::LOYALTY_ID,
+                IdentType::EMAIL,
+                IdentType::PHONE,
+                IdentType::ADVERTISING_ID,
+                IdentType::DEVICE_ID,
+                IdentType::ANONYMOUS_ID
+            ]
         );
         assert_eq!(ev.idents[2].value(), "ann@example.com");
         assert_eq!(ev.idents[3].value(), "+14155550100");
@@ -149,7 +158,8 @@ mod tests {
     #[test]
     fn segment_alias_track_and_page() {
         let mut p = parser(Format::Segment);
-        let ev = p.parse(br#"{"type":"alias","messageId":"m2","timestamp":"2026-03-01T10:00:00Z","userId":"u1","previousId":"a-9"}"#).unwrap();
+        let ev =
+            p.parse(br#"{"type":"alias","messageId":"m2","timestamp":"2026-03-01T10:00:00Z","userId":"u1","previousId":"a-9"}"#).unwrap();
         assert_eq!(ev.idents.len(), 2);
         let ev = p
             .parse(br#"{"type":"track","event":"Order Completed","messageId":"m3","timestamp":"2026-03-01T10:00:00Z","anonymousId":"a-9","properties":{"revenue":"12.5","loyalty_id":"L1"},"context":{"traits":{"email":"b@c.de"}}}"#)
@@ -164,10 +174,22 @@ mod tests {
     #[test]
     fn segment_rejects_with_reasons() {
         let mut p = parser(Format::Segment);
-        assert_eq!(p.parse(br#"{"type":"bogus","messageId":"m","timestamp":"2026-03-01T10:00:00Z","userId":"u"}"#), Err(RejectReason::UnsupportedType));
-        assert_eq!(p.parse(br#"{"type":"track","timestamp":"2026-03-01T10:00:00Z","userId":"u"}"#), Err(RejectReason::MissingField("messageId")));
-        assert_eq!(p.parse(br#"{"type":"track","messageId":"m","timestamp":"yesterday","userId":"u"}"#), Err(RejectReason::InvalidTimestamp("timestamp")));
-        assert_eq!(p.parse(br#"{"type":"track","messageId":"m","timestamp":"2026-03-01T10:00:00Z","userId":"null"}"#), Err(RejectReason::NoIdentifiers));
+        assert_eq!(
+            p.parse(br#"{"type":"bogus","messageId":"m","timestamp":"2026-03-01T10:00:00Z","userId":"u"}"#),
+            Err(RejectReason::UnsupportedType)
+        );
+        assert_eq!(
+            p.parse(br#"{"type":"track","timestamp":"2026-03-01T10:00:00Z","userId":"u"}"#),
+            Err(RejectReason::MissingField("messageId"))
+        );
+        assert_eq!(
+            p.parse(br#"{"type":"track","messageId":"m","timestamp":"yesterday","userId":"u"}"#),
+            Err(RejectReason::InvalidTimestamp("timestamp"))
+        );
+        assert_eq!(
+            p.parse(br#"{"type":"track","messageId":"m","timestamp":"2026-03-01T10:00:00Z","userId":"null"}"#),
+            Err(RejectReason::NoIdentifiers)
+        );
         assert!(matches!(p.parse(br#"{"type":"track""#), Err(RejectReason::InvalidJson { .. })));
         assert_eq!(p.parse(b"[1]"), Err(RejectReason::NotAnObject));
         assert_eq!(p.drops.iter().collect::<Vec<_>>(), vec![("blocked", 1)]);
@@ -177,15 +199,19 @@ mod tests {
     fn canonical_example_from_the_design() {
         let mut p = parser(Format::Canonical);
         let ev = p
-            .parse(br#"{"event_id": "e-1", "type": "track", "timestamp": "2026-03-01T10:00:00Z", "source": "web",
+            .parse(
+                br#"{"event_id": "e-1", "type": "track", "timestamp": "2026-03-01T10:00:00Z", "source": "web",
                "identifiers": [{"type": "email", "value": "Ann@Example.com"}, {"type": "anonymous_id", "value": "a-1"}],
                "traits": {"first_name": "Ann"}, "properties": {"revenue": 42.5, "currency": "EUR"},
-               "consent": [{"purpose": "email_marketing", "granted": true, "policy_version": "2026-01", "jurisdiction": "EU"}]}"#)
+               "consent": [{"purpose": "email_marketing", "granted": true, "policy_version": "2026-01", "jurisdiction": "EU"}]}"#,
+            )
             .unwrap();
         assert_eq!(ev.idents.len(), 2);
         assert_eq!(ev.revenue, Some(42.5));
         assert_eq!(ev.consent[0].jurisdiction.as_deref(), Some("EU"));
-        let e = p.parse(br#"{"event_id":"e","timestamp":"2026-03-01T10:00:00Z","identifiers":[{"type":"shoe_size","value":"9"}]}"#).unwrap_err();
+        let e = p
+            .parse(br#"{"event_id":"e","timestamp":"2026-03-01T10:00:00Z","identifiers":[{"type":"shoe_size","value":"9"}]}"#)
+            .unwrap_err();
         assert_eq!(e, RejectReason::NoIdentifiers);
         assert_eq!(p.drops.iter().collect::<Vec<_>>(), vec![("unknown_type", 1)]);
     }

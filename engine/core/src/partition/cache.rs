@@ -6,7 +6,6 @@ use crate::profile_id::ProfileId;
 use crate::record::{IdentRecord, ProfileRecord};
 
 impl Partition {
-
     pub(super) fn ident_mut(&mut self, key: &IdentKey, loader: &mut dyn Loader) -> &mut IdentRecord {
         let gen = self.gen;
         let id = self.id;
@@ -76,7 +75,7 @@ impl Partition {
             d.profiles.push((*k, s.val.clone()));
         }
         d.idents.sort_by(|a, b| a.0.cmp(&b.0));
-        d.profiles.sort_by(|a, b| a.0.cmp(&b.0));
+        d.profiles.sort_by_key(|a| a.0);
         d
     }
 
@@ -106,5 +105,4 @@ impl Partition {
     pub fn cached_entries(&self) -> usize {
         self.idents.len() + self.profiles.len()
     }
-
 }

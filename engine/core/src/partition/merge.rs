@@ -50,7 +50,8 @@ impl Partition {
             return;
         }
         let purposes: Vec<String> = {
-            let mut p: Vec<String> = lp.fragments.iter().chain(state.fragments.iter()).flat_map(|f| f.consent.iter().map(|c| c.purpose.clone())).collect();
+            let mut p: Vec<String> =
+                lp.fragments.iter().chain(state.fragments.iter()).flat_map(|f| f.consent.iter().map(|c| c.purpose.clone())).collect();
             p.sort();
             p.dedup();
             p

@@ -113,7 +113,15 @@ pub struct Partition {
 }
 
 fn lifecycle(kind: &'static str, profile: ProfileId, at: Millis) -> LifecycleEvent {
-    LifecycleEvent { kind, profile_id: profile.to_string(), related: Vec::new(), rule: None, identifier: None, event_id: None, at: format_rfc3339(at) }
+    LifecycleEvent {
+        kind,
+        profile_id: profile.to_string(),
+        related: Vec::new(),
+        rule: None,
+        identifier: None,
+        event_id: None,
+        at: format_rfc3339(at),
+    }
 }
 
 impl Partition {
@@ -146,7 +154,7 @@ impl Partition {
             Command::Attach { to, ident, link } => self.on_attach(to, ident, link, loader, fx),
             Command::Repoint { ident, to, replaces } => self.on_repoint(ident, to, &replaces, loader, fx),
             Command::RecordRefusal { ident, with, at } => self.on_record_refusal(ident, with, at, loader, fx),
-            Command::Create { id, ev } => self.on_create(id, ev, loader, fx),
+            Command::Create { id, ev } => self.on_create(id, *ev, loader, fx),
             Command::CreatePiece { id, state } => self.on_create_piece(id, state, loader, fx),
             c @ Command::Apply { .. } => self.on_apply(c, loader, fx),
             c @ Command::AttachDone { .. } => self.on_attach_done(c, loader, fx),
@@ -162,7 +170,14 @@ impl Partition {
     /// Takes a live, admissible profile out of the cache, or forwards the
     /// command (alias) or queues it (frozen, busy, not yet created). The
     /// caller puts the profile back.
-    fn admit(&mut self, id: ProfileId, cmd: Command, need_idle: bool, loader: &mut dyn Loader, fx: &mut Effects) -> Option<(Box<LiveProfile>, Command)> {
+    fn admit(
+        &mut self,
+        id: ProfileId,
+        cmd: Command,
+        need_idle: bool,
+        loader: &mut dyn Loader,
+        fx: &mut Effects,
+    ) -> Option<(Box<LiveProfile>, Command)> {
         match self.take_profile(id, loader) {
             Some(ProfileRecord::Alias(t)) => {
                 self.put_profile(id, Some(ProfileRecord::Alias(t)));
@@ -198,7 +213,6 @@ impl Partition {
             self.handle(c, loader, fx);
         }
     }
-
 }
 
 impl Partition {

@@ -10,7 +10,7 @@ use crate::record::{LiveProfile, ProfileRecord};
 use crate::time::format_rfc3339;
 
 impl Partition {
-    pub(super) fn on_create(&mut self, id: ProfileId, ev: Box<Touchpoint>, loader: &mut dyn Loader, fx: &mut Effects) {
+    pub(super) fn on_create(&mut self, id: ProfileId, ev: Touchpoint, loader: &mut dyn Loader, fx: &mut Effects) {
         let queue = match self.take_profile(id, loader) {
             None => Vec::new(),
             Some(ProfileRecord::Placeholder(q)) => q,
@@ -26,7 +26,7 @@ impl Partition {
         let mut le = lifecycle("created", id, ev.ts);
         le.event_id = Some(ev.event_id.clone());
         fx.lifecycle.push(le);
-        self.apply_event(id, &mut lp, *ev, fx);
+        self.apply_event(id, &mut lp, ev, fx);
         lp.queue.extend(queue);
         self.put_live(id, lp, loader, fx);
     }
@@ -98,7 +98,13 @@ impl Partition {
             if lp.pending.contains(x) {
                 continue;
             }
-            let link = Box::new(LinkEvidence { anchor: anchor.clone(), ident: x.clone(), event_id: ev.event_id.clone(), ts: ev.ts, source: ev.source.clone() });
+            let link = Box::new(LinkEvidence {
+                anchor: anchor.clone(),
+                ident: x.clone(),
+                event_id: ev.event_id.clone(),
+                ts: ev.ts,
+                source: ev.source.clone(),
+            });
             if let Some(v) = counts.room_for(x.ty(), &self.cfg) {
                 self.stats.conflicts += 1;
                 let mut le = lifecycle("conflict", id, ev.ts);

@@ -1,0 +1,57 @@
+# idgraph — `make help` lists the targets.
+#
+# Slow, stable artefacts live outside the clone so a fresh clone builds warm:
+# the cargo target dir (with the compiled RocksDB) under ~/.cache/idgraph.
+SHELL := /bin/bash
+CACHE ?= $(HOME)/.cache/idgraph
+export CARGO_TARGET_DIR ?= $(CACHE)/target
+CARGO ?= cargo
+BIN := $(CARGO_TARGET_DIR)/release
+export IDGRAPH_BIN := $(BIN)/idgraph
+RUN_DIR ?= out/run
+BENCH_DIR ?= $(CACHE)/bench
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+deps: ## Install what the build needs (libclang for RocksDB bindings)
+	@if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1; then \
+		echo "installing libclang-dev (bindgen for RocksDB)"; \
+		(apt-get update -qq && apt-get install -y -qq libclang-dev) >/dev/null; \
+	fi
+
+build: deps ## Build release binaries; leaves target/release/idgraph
+	$(CARGO) build --release --workspace --bins
+	@mkdir -p target/release
+	@cp -f $(BIN)/idgraph target/release/idgraph
+	@echo "built target/release/idgraph"
+
+run: build ## Generate sample touchpoints, replay them, show profiles (no external service)
+	@rm -rf $(RUN_DIR) && mkdir -p $(RUN_DIR)
+	$(BIN)/idgraph-loadgen --persons 2000 --events 20000 --format segment --out $(RUN_DIR)/events.ndjson --truth $(RUN_DIR)/truth.ndjson
+	$(BIN)/idgraph replay --format segment --state $(RUN_DIR)/state --out $(RUN_DIR)/out $(RUN_DIR)/events.ndjson
+	$(BIN)/idgraph profiles --state $(RUN_DIR)/state > $(RUN_DIR)/profiles.ndjson
+	@echo; echo "first profile:"; head -n 1 $(RUN_DIR)/profiles.ndjson; echo
+	$(BIN)/idgraph-score --truth $(RUN_DIR)/truth.ndjson --profiles $(RUN_DIR)/profiles.ndjson
+	@echo; echo "outputs in $(RUN_DIR)/out: profiles.ndjson lifecycle.ndjson consent.ndjson rejects.ndjson"
+	@echo "try: target/release/idgraph lookup --state $(RUN_DIR)/state user_id:u000000001"
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+lint: deps ## rustfmt check and clippy -D warnings
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+test: deps lint build ## Lint, build, then run every test (unit, simulation, end-to-end)
+	$(CARGO) test --release --workspace
+
+bench-core: build ## Replay 10M events (P=1 and P=8) next to the union-find baseline
+	BENCH_DIR=$(BENCH_DIR) BIN=$(BIN) loadtest/bench-core.sh
+
+clean: ## Remove build outputs of this clone (keeps the shared cache)
+	rm -rf target out
+
+.PHONY: help deps build run fmt lint test bench-core clean
