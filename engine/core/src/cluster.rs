@@ -54,10 +54,16 @@ impl Cluster {
             if wave.iter().all(VecDeque::is_empty) {
                 break;
             }
+            let parts = n as u16;
             let targets: Vec<(u16, crate::command::Target<'_>)> = wave
                 .iter()
                 .enumerate()
-                .flat_map(|(p, cmds)| cmds.iter().map(move |c| (p as u16, c.target())))
+                .flat_map(|(p, cmds)| {
+                    cmds.iter().flat_map(move |c| {
+                        std::iter::once((p as u16, c.target()))
+                            .chain(c.also_reads().iter().map(move |k| (k.partition(parts), crate::command::Target::Ident(k))))
+                    })
+                })
                 .filter(|(p, t)| !self.parts[*p as usize].is_cached(*t))
                 .collect();
             if !targets.is_empty() {

@@ -184,23 +184,39 @@ impl Fragment {
     }
 }
 
-/// The golden view of a set of fragments.
+/// The golden view of a set of fragments (borrowing their values).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Rollup {
+pub struct Rollup<'a> {
     pub metrics: Metrics,
-    pub traits: Vec<TraitCandidate>,
-    pub consent: Vec<ConsentRecord>,
+    /// Winning candidate per trait, sorted by name.
+    pub traits: Vec<&'a TraitCandidate>,
+    /// Winning record per purpose, sorted by purpose.
+    pub consent: Vec<&'a ConsentRecord>,
 }
 
-pub fn rollup<'a>(frags: impl IntoIterator<Item = &'a Fragment>, cfg: &CoreConfig) -> Rollup {
+pub fn rollup<'a>(frags: impl IntoIterator<Item = &'a Fragment>, cfg: &CoreConfig) -> Rollup<'a> {
     let mut r = Rollup { metrics: Metrics::empty(), traits: Vec::new(), consent: Vec::new() };
     for f in frags {
         r.metrics.merge(&f.metrics);
         for t in &f.traits {
-            fold_candidate(&mut r.traits, t.clone(), cfg);
+            match r.traits.binary_search_by(|c| c.name.as_str().cmp(&t.name)) {
+                Ok(i) => {
+                    if candidate_beats(t, r.traits[i], cfg.survivorship(&t.name), cfg) {
+                        r.traits[i] = t;
+                    }
+                }
+                Err(i) => r.traits.insert(i, t),
+            }
         }
         for c in &f.consent {
-            fold_consent(&mut r.consent, c.clone());
+            match r.consent.binary_search_by(|x| x.purpose.as_str().cmp(&c.purpose)) {
+                Ok(i) => {
+                    if consent_cmp(c, r.consent[i]) == Ordering::Greater {
+                        r.consent[i] = c;
+                    }
+                }
+                Err(i) => r.consent.insert(i, c),
+            }
         }
     }
     r

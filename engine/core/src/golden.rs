@@ -8,7 +8,7 @@ use crate::config::CoreConfig;
 use crate::fragment::rollup;
 use crate::profile_id::ProfileId;
 use crate::record::LiveProfile;
-use crate::time::format_rfc3339;
+use crate::time::push_rfc3339;
 use std::fmt::Write;
 
 fn push_str(out: &mut String, s: &str) {
@@ -55,7 +55,11 @@ pub fn render(id: ProfileId, lp: &LiveProfile, cfg: &CoreConfig) -> String {
         push_str(&mut out, cfg.type_name(e.key.ty()));
         out.push_str(",\"value\":");
         push_str(&mut out, e.key.value());
-        let _ = write!(out, ",\"first_seen\":\"{}\",\"last_seen\":\"{}\"}}", format_rfc3339(e.first_seen), format_rfc3339(e.last_seen));
+        out.push_str(",\"first_seen\":\"");
+        push_rfc3339(&mut out, e.first_seen);
+        out.push_str("\",\"last_seen\":\"");
+        push_rfc3339(&mut out, e.last_seen);
+        out.push_str("\"}");
     }
     out.push_str("],\"traits\":{");
     for (i, t) in r.traits.iter().enumerate() {
@@ -71,7 +75,9 @@ pub fn render(id: ProfileId, lp: &LiveProfile, cfg: &CoreConfig) -> String {
         if ms == i64::MAX || ms == i64::MIN {
             out.push_str("null");
         } else {
-            let _ = write!(out, "\"{}\"", format_rfc3339(ms));
+            out.push('"');
+            push_rfc3339(out, ms);
+            out.push('"');
         }
     };
     let _ = write!(out, "}},\"metrics\":{{\"event_count\":{},\"first_seen\":", m.event_count);
@@ -94,7 +100,9 @@ pub fn render(id: ProfileId, lp: &LiveProfile, cfg: &CoreConfig) -> String {
             out.push(',');
         }
         push_str(&mut out, &c.purpose);
-        let _ = write!(out, ":{{\"granted\":{},\"at\":\"{}\",\"policy_version\":", c.granted, format_rfc3339(c.at));
+        let _ = write!(out, ":{{\"granted\":{},\"at\":\"", c.granted);
+        push_rfc3339(&mut out, c.at);
+        out.push_str("\",\"policy_version\":");
         match &c.policy_version {
             Some(v) => push_str(&mut out, v),
             None => out.push_str("null"),
@@ -115,7 +123,9 @@ pub fn render(id: ProfileId, lp: &LiveProfile, cfg: &CoreConfig) -> String {
         }
         let _ = write!(out, "\"{m}\"");
     }
-    let _ = write!(out, "],\"updated_at\":\"{}\"}}", format_rfc3339(lp.updated));
+    out.push_str("],\"updated_at\":\"");
+    push_rfc3339(&mut out, lp.updated);
+    out.push_str("\"}");
     out
 }
 

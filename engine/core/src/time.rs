@@ -73,12 +73,39 @@ pub fn parse_rfc3339(s: &str) -> Option<Millis> {
 
 /// Formats as `YYYY-MM-DDTHH:MM:SS.mmmZ` (always UTC, always milliseconds).
 pub fn format_rfc3339(ms: Millis) -> String {
+    let mut out = String::with_capacity(24);
+    push_rfc3339(&mut out, ms);
+    out
+}
+
+/// Appends [`format_rfc3339`] to `out` without allocating (hot in outputs).
+pub fn push_rfc3339(out: &mut String, ms: Millis) {
     let secs = ms.div_euclid(1000);
     let millis = ms.rem_euclid(1000);
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
+    if !(0..=9999).contains(&y) {
+        use std::fmt::Write;
+        let _ = write!(out, "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z", rem / 3600, (rem % 3600) / 60, rem % 60);
+        return;
+    }
+    let mut b = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut v: i64| {
+        for i in (0..width).rev() {
+            b[at + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, y);
+    put(5, 2, m);
+    put(8, 2, d);
+    put(11, 2, rem / 3600);
+    put(14, 2, (rem % 3600) / 60);
+    put(17, 2, rem % 60);
+    put(20, 3, millis);
+    // Only ASCII digits and separators were written.
+    out.push_str(std::str::from_utf8(&b).unwrap_or_default());
 }
 
 fn is_leap(y: i64) -> bool {

@@ -109,7 +109,7 @@ pub struct ReplaySection {
 
 impl Default for ReplaySection {
     fn default() -> Self {
-        Self { batch_size: 4096 }
+        Self { batch_size: 16_384 }
     }
 }
 

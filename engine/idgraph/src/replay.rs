@@ -77,6 +77,19 @@ pub struct Summary {
     pub peak_rss_mb: f64,
     pub partitions: u16,
     pub commands_delivered: u64,
+    /// Where the main thread spent its time: waiting for input, the core,
+    /// outputs, encoding, the RocksDB write, cache eviction.
+    pub phase_seconds: Phases,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Phases {
+    pub input_wait: f64,
+    pub core: f64,
+    pub outputs: f64,
+    pub encode: f64,
+    pub write: f64,
+    pub evict: f64,
 }
 
 fn progress_key(path: &Path) -> String {
@@ -218,9 +231,12 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
     let mut latencies: Vec<f64> = Vec::new();
     let mut run_events = 0u64;
     let mut reported = 0u64;
+    let mut ph = Phases::default();
+    let mut tw = Instant::now();
     for batch in rx {
         let batch = batch?;
         let t0 = Instant::now();
+        ph.input_wait += (t0 - tw).as_secs_f64();
         let file_path = &paths[batch.file];
         let mut fx = Effects::default();
         for item in batch.items {
@@ -255,6 +271,9 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
         if let Some(e) = loader.error.take() {
             bail!(e);
         }
+        let t1 = Instant::now();
+        ph.core += (t1 - t0).as_secs_f64();
+        let mut t_enc = 0.0;
         fault::point("replay.before-outputs");
         for le in &fx.lifecycle {
             sinks.line(Stream::Lifecycle, &serde_json::to_string(le)?)?;
@@ -273,8 +292,9 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
                 };
                 sinks.line(Stream::Profiles, &line)?;
             }
-            let p = part.id;
-            state::write_dirty(&mut wb, p, part.take_dirty());
+            let te = Instant::now();
+            state::write_dirty(&mut wb, part);
+            t_enc += te.elapsed().as_secs_f64();
         }
         let lens = sinks.flush()?;
         let stats = cluster.stats();
@@ -287,11 +307,18 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
         state::put_meta(&mut wb, &out_key(&out_dir), &lens);
         state::put_meta(&mut wb, "counters", &counters);
         fault::point("replay.before-commit");
+        let t2 = Instant::now();
+        ph.encode += t_enc;
+        ph.outputs += (t2 - t1).as_secs_f64() - t_enc;
         store.write(wb)?;
         fault::point("replay.after-commit");
+        let t3 = Instant::now();
+        ph.write += (t3 - t2).as_secs_f64();
         for part in &mut cluster.parts {
             part.end_batch(cache_per_partition);
         }
+        tw = Instant::now();
+        ph.evict += (tw - t3).as_secs_f64();
         latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
     }
     reader_thread.join().map_err(|_| anyhow::anyhow!("reader thread panicked"))?;
@@ -320,6 +347,7 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
         peak_rss_mb: peak_rss_mb(),
         partitions,
         commands_delivered: cluster.delivered,
+        phase_seconds: ph,
     };
     std::fs::write(out_dir.join("summary.json"), serde_json::to_string_pretty(&summary)?)?;
     Ok(summary)

@@ -5,7 +5,7 @@
 use idgraph_core::command::Target;
 use idgraph_core::ident::IdentKey;
 use idgraph_core::invariants::Snapshot;
-use idgraph_core::partition::{Dirty, Loader};
+use idgraph_core::partition::{DirtyRef, Loader, Partition};
 use idgraph_core::profile_id::ProfileId;
 use idgraph_core::record::{decode, encode, IdentRecord, ProfileRecord};
 use idgraph_store::{Batch, Cf, Store, StoreError};
@@ -136,22 +136,15 @@ impl Loader for StoreLoader<'_> {
     }
 }
 
-/// Adds dirty records of partition `p` to a batch.
-pub fn write_dirty(batch: &mut Batch, p: u16, d: Dirty) {
-    for (k, v) in d.idents {
-        let key = ident_key(p, &k);
-        match v {
-            Some(r) if r != IdentRecord::default() => batch.put(Cf::Idents, key, encode(&r)),
-            _ => batch.delete(Cf::Idents, key),
-        }
-    }
-    for (id, v) in d.profiles {
-        let key = profile_key(p, &id);
-        match v {
-            Some(r) => batch.put(Cf::Profiles, key, encode(&r)),
-            None => batch.delete(Cf::Profiles, key),
-        }
-    }
+/// Adds the records a partition dirtied to a batch (encoded in place).
+pub fn write_dirty(batch: &mut Batch, part: &mut Partition) {
+    let p = part.id;
+    part.drain_dirty(&mut |d| match d {
+        DirtyRef::Ident(k, Some(r)) if *r != IdentRecord::default() => batch.put(Cf::Idents, ident_key(p, k), encode(r)),
+        DirtyRef::Ident(k, _) => batch.delete(Cf::Idents, ident_key(p, k)),
+        DirtyRef::Profile(id, Some(r)) => batch.put(Cf::Profiles, profile_key(p, &id), encode(r)),
+        DirtyRef::Profile(id, None) => batch.delete(Cf::Profiles, profile_key(p, &id)),
+    });
 }
 
 pub fn put_meta<T: Serialize>(batch: &mut Batch, name: &str, v: &T) {

@@ -75,6 +75,10 @@ impl RocksStore {
             c.set_write_buffer_size(if cf == Cf::Meta { 4 << 20 } else { o.write_buffer_bytes });
             c.set_max_write_buffer_number(3);
             c.set_level_compaction_dynamic_level_bytes(true);
+            // Most lookups are for identifiers never seen before: a memtable
+            // bloom filter answers those without walking the skip list.
+            c.set_memtable_whole_key_filtering(true);
+            c.set_memtable_prefix_bloom_ratio(0.1);
             c.set_compression_type(DBCompressionType::Lz4);
             c.set_bottommost_compression_type(DBCompressionType::Zstd);
             c
@@ -122,7 +126,11 @@ impl Store for RocksStore {
             .collect()
     }
 
-    fn write(&self, batch: Batch) -> Result<(), StoreError> {
+    fn write(&self, mut batch: Batch) -> Result<(), StoreError> {
+        // Sorted inserts let the memtable skip list reuse its last position
+        // (splice) instead of searching from the top for every key. The
+        // stable sort keeps the last write of a key last.
+        batch.ops.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         let mut wb = WriteBatch::default();
         for (cf, k, v) in &batch.ops {
             let h = self.cf(*cf)?;

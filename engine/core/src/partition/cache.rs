@@ -1,34 +1,66 @@
 //! The write-back record cache of a partition.
+//!
+//! Records are decoded once and kept across batches (bounded by
+//! [`Partition::end_batch`]). Changed keys are listed as they are dirtied, so
+//! draining a batch costs what the batch changed, not the cache size.
 
-use super::{Dirty, Loader, Partition, Slot};
+use super::{Loader, Partition, Slot};
 use crate::ident::IdentKey;
 use crate::profile_id::ProfileId;
 use crate::record::{IdentRecord, ProfileRecord};
 
+/// A dirty record lent to [`Partition::drain_dirty`]; `None` deletes.
+#[derive(Debug)]
+pub enum DirtyRef<'a> {
+    Ident(&'a IdentKey, Option<&'a IdentRecord>),
+    Profile(ProfileId, Option<&'a ProfileRecord>),
+}
+
 impl Partition {
-    pub(super) fn ident_mut(&mut self, key: &IdentKey, loader: &mut dyn Loader) -> &mut IdentRecord {
+    /// The cached slot of an identifier, loading it on a miss. A hit costs
+    /// one hash lookup and no key clone.
+    fn ident_slot(&mut self, key: &IdentKey, loader: &mut dyn Loader) -> &mut Slot<IdentRecord> {
         let gen = self.gen;
-        let id = self.id;
-        let slot = self.idents.entry(key.clone()).or_insert_with(|| Slot { val: loader.ident(id, key), dirty: false, gen });
-        slot.gen = gen;
+        if !self.idents.contains_key(key) {
+            let val = loader.ident(self.id, key);
+            self.idents.insert(key.clone(), Slot { val, dirty: false, gen: 0 });
+        }
+        match self.idents.get_mut(key) {
+            Some(slot) => {
+                slot.gen = gen;
+                slot
+            }
+            None => unreachable!("inserted above"),
+        }
+    }
+
+    pub(super) fn ident_mut(&mut self, key: &IdentKey, loader: &mut dyn Loader) -> &mut IdentRecord {
+        let slot = self.ident_slot(key, loader);
+        let newly_dirty = !slot.dirty;
         slot.dirty = true;
-        slot.val.get_or_insert_with(IdentRecord::default)
+        if newly_dirty {
+            self.dirty_idents.push(key.clone());
+        }
+        match self.idents.get_mut(key) {
+            Some(slot) => slot.val.get_or_insert_with(IdentRecord::default),
+            None => unreachable!("loaded above"),
+        }
     }
 
     pub(super) fn ident_get(&mut self, key: &IdentKey, loader: &mut dyn Loader) -> Option<&IdentRecord> {
-        let gen = self.gen;
-        let id = self.id;
-        let slot = self.idents.entry(key.clone()).or_insert_with(|| Slot { val: loader.ident(id, key), dirty: false, gen });
-        slot.gen = gen;
-        slot.val.as_ref()
+        self.ident_slot(key, loader).val.as_ref()
     }
 
-    pub(super) fn take_profile(&mut self, id: ProfileId, loader: &mut dyn Loader) -> Option<ProfileRecord> {
+    fn profile_slot(&mut self, id: ProfileId, loader: &mut dyn Loader) -> &mut Slot<ProfileRecord> {
         let gen = self.gen;
         let pid = self.id;
         let slot = self.profiles.entry(id).or_insert_with(|| Slot { val: loader.profile(pid, &id), dirty: false, gen });
         slot.gen = gen;
-        slot.val.take()
+        slot
+    }
+
+    pub(super) fn take_profile(&mut self, id: ProfileId, loader: &mut dyn Loader) -> Option<ProfileRecord> {
+        self.profile_slot(id, loader).val.take()
     }
 
     /// Puts a record back (after [`Self::take_profile`]) and marks it dirty.
@@ -36,15 +68,15 @@ impl Partition {
         let gen = self.gen;
         let slot = self.profiles.entry(id).or_insert(Slot { val: None, dirty: false, gen });
         slot.val = rec;
-        slot.dirty = true;
+        if !slot.dirty {
+            slot.dirty = true;
+            self.dirty_profiles.push(id);
+        }
     }
 
     /// Reads a profile record (for outputs and queries).
     pub fn profile(&mut self, id: ProfileId, loader: &mut dyn Loader) -> Option<&ProfileRecord> {
-        let gen = self.gen;
-        let pid = self.id;
-        let slot = self.profiles.entry(id).or_insert_with(|| Slot { val: loader.profile(pid, &id), dirty: false, gen });
-        slot.val.as_ref()
+        self.profile_slot(id, loader).val.as_ref()
     }
 
     pub fn ident(&mut self, key: &IdentKey, loader: &mut dyn Loader) -> Option<&IdentRecord> {
@@ -63,24 +95,26 @@ impl Partition {
         std::mem::take(&mut self.touched)
     }
 
-    /// Dirty records since the last call; they stay cached, clean.
-    pub fn take_dirty(&mut self) -> Dirty {
-        let mut d = Dirty::default();
-        for (k, s) in self.idents.iter_mut().filter(|(_, s)| s.dirty) {
-            s.dirty = false;
-            d.idents.push((k.clone(), s.val.clone()));
+    /// Lends every record dirtied since the last call, in the order they
+    /// were first dirtied, and marks them clean (they stay cached).
+    pub fn drain_dirty(&mut self, f: &mut dyn FnMut(DirtyRef<'_>)) {
+        for k in std::mem::take(&mut self.dirty_idents) {
+            if let Some(s) = self.idents.get_mut(&k) {
+                s.dirty = false;
+                f(DirtyRef::Ident(&k, s.val.as_ref()));
+            }
         }
-        for (k, s) in self.profiles.iter_mut().filter(|(_, s)| s.dirty) {
-            s.dirty = false;
-            d.profiles.push((*k, s.val.clone()));
+        for id in std::mem::take(&mut self.dirty_profiles) {
+            if let Some(s) = self.profiles.get_mut(&id) {
+                s.dirty = false;
+                f(DirtyRef::Profile(id, s.val.as_ref()));
+            }
         }
-        d.idents.sort_by(|a, b| a.0.cmp(&b.0));
-        d.profiles.sort_by_key(|a| a.0);
-        d
     }
 
     /// Starts a new cache generation and, above `max_entries`, evicts clean
-    /// records not used in the last generation.
+    /// records not used in the last generation (all clean ones if that is
+    /// not enough).
     pub fn end_batch(&mut self, max_entries: usize) {
         self.gen = self.gen.wrapping_add(1);
         if self.idents.len() + self.profiles.len() > max_entries {
@@ -94,10 +128,13 @@ impl Partition {
         }
     }
 
-    /// Drops every cached record (used after a failed commit).
+    /// Drops every cached record and pending change (after a failed commit
+    /// the caller restarts from the store).
     pub fn clear_cache(&mut self) {
         self.idents.clear();
         self.profiles.clear();
+        self.dirty_idents.clear();
+        self.dirty_profiles.clear();
         self.touched.clear();
         self.touched_set.clear();
     }

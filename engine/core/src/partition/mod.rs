@@ -4,7 +4,7 @@
 //! `handle(command)` reads and writes records through a write-back cache
 //! (misses go to a [`Loader`]), and appends commands for other partitions
 //! and output events to [`Effects`]. The driver persists the dirty records
-//! ([`Partition::take_dirty`]) together with its progress.
+//! ([`Partition::drain_dirty`]) together with its progress.
 //!
 //! # Layout
 //! - `mod.rs`: the partition, its counters and command dispatch.
@@ -92,12 +92,7 @@ struct Slot<T> {
     gen: u32,
 }
 
-/// Dirty records to persist: `None` deletes.
-#[derive(Debug, Default)]
-pub struct Dirty {
-    pub idents: Vec<(IdentKey, Option<IdentRecord>)>,
-    pub profiles: Vec<(ProfileId, Option<ProfileRecord>)>,
-}
+pub use cache::DirtyRef;
 
 #[derive(Debug)]
 pub struct Partition {
@@ -106,6 +101,8 @@ pub struct Partition {
     cfg: Arc<CoreConfig>,
     idents: FxHashMap<IdentKey, Slot<IdentRecord>>,
     profiles: FxHashMap<ProfileId, Slot<ProfileRecord>>,
+    dirty_idents: Vec<IdentKey>,
+    dirty_profiles: Vec<ProfileId>,
     touched: Vec<ProfileId>,
     touched_set: FxHashSet<ProfileId>,
     gen: u32,
@@ -132,6 +129,8 @@ impl Partition {
             cfg,
             idents: FxHashMap::default(),
             profiles: FxHashMap::default(),
+            dirty_idents: Vec::new(),
+            dirty_profiles: Vec::new(),
             touched: Vec::new(),
             touched_set: FxHashSet::default(),
             gen: 0,

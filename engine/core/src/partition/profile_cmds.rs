@@ -93,7 +93,7 @@ impl Partition {
                 }
             }
         }
-        let mut counts = lp.counts();
+        let mut counts = if outsiders.is_empty() { Default::default() } else { lp.counts() };
         for x in outsiders {
             if lp.pending.contains(x) {
                 continue;
