@@ -41,9 +41,11 @@ run: build ## Generate sample touchpoints, replay them, show profiles (no extern
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-lint: deps ## rustfmt check and clippy -D warnings
+lint: deps ## rustfmt check, clippy -D warnings, and no identifier values in log lines
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+	@if git grep -nE '(eprintln!|info!|warn!|error!|debug!|trace!)\(.*\.value\(\)' -- '*.rs'; then \
+		echo "identifier values must not reach logs: print the IdentKey (redacted) instead"; exit 1; fi
 
 test: deps lint build ## Lint, build, then run every test (unit, simulation, end-to-end)
 	$(CARGO) test --release --workspace

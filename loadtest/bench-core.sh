@@ -44,6 +44,7 @@ PY
 )
   table="$table
 $row"
+  cp "$out/summary.json" "$BENCH_DIR/summary-p$p.json"
   rm -rf "$out"
 done
 echo

@@ -118,7 +118,11 @@ pub enum Target<'a> {
 impl Command {
     pub fn target(&self) -> Target<'_> {
         match self {
-            Command::Route { ev, probe } => Target::Ident(ev.idents.get(*probe as usize).unwrap_or(&ev.idents[0])),
+            Command::Route { ev, probe } => match ev.idents.get(*probe as usize).or(ev.idents.first()) {
+                Some(k) => Target::Ident(k),
+                // Never sent (routes carry identifiers); partition 0 counts it.
+                None => Target::Profile(ProfileId([0; 16])),
+            },
             Command::Attach { ident, .. } | Command::Repoint { ident, .. } | Command::RecordRefusal { ident, .. } => Target::Ident(ident),
             Command::Create { id, .. } | Command::CreatePiece { id, .. } | Command::Absorbed { id, .. } | Command::Refused { id, .. } => {
                 Target::Profile(*id)

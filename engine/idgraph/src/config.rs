@@ -84,7 +84,7 @@ pub struct StateSection {
 
 impl Default for StateSection {
     fn default() -> Self {
-        Self { dir: "idgraph-state".into(), partitions: 8, block_cache_mb: 256, write_buffer_mb: 64, cache_entries: 400_000 }
+        Self { dir: "idgraph-state".into(), partitions: 8, block_cache_mb: 256, write_buffer_mb: 32, cache_entries: 400_000 }
     }
 }
 

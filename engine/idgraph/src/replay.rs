@@ -50,6 +50,12 @@ struct InBatch {
     bytes: u64,
 }
 
+impl InBatch {
+    fn new(file: usize, capacity: usize, offset: u64, line: u64) -> Self {
+        Self { file, items: Vec::with_capacity(capacity), end_offset: offset, end_line: line, drops: DropCounts::default(), bytes: 0 }
+    }
+}
+
 #[derive(serde::Serialize, serde::Deserialize, Debug, Default, Clone, Copy)]
 struct Progress {
     offset: u64,
@@ -125,14 +131,7 @@ fn reader(files: Vec<(PathBuf, Progress)>, mut parser: Parser, batch_size: usize
         }
         let (mut offset, mut line_no) = (start.offset, start.line);
         let mut buf = Vec::with_capacity(4096);
-        let mut batch = InBatch {
-            file: fi,
-            items: Vec::with_capacity(batch_size),
-            end_offset: offset,
-            end_line: line_no,
-            drops: DropCounts::default(),
-            bytes: 0,
-        };
+        let mut batch = InBatch::new(fi, batch_size, offset, line_no);
         loop {
             buf.clear();
             // Bounded read: a line longer than the event limit is consumed
@@ -177,14 +176,7 @@ fn reader(files: Vec<(PathBuf, Progress)>, mut parser: Parser, batch_size: usize
             batch.bytes += consumed;
             if batch.items.len() >= batch_size {
                 batch.drops = std::mem::take(&mut parser.drops);
-                let next = InBatch {
-                    file: fi,
-                    items: Vec::with_capacity(batch_size),
-                    end_offset: offset,
-                    end_line: line_no,
-                    drops: DropCounts::default(),
-                    bytes: 0,
-                };
+                let next = InBatch::new(fi, batch_size, offset, line_no);
                 if !send(Ok(std::mem::replace(&mut batch, next))) {
                     return;
                 }

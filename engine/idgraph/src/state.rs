@@ -86,27 +86,27 @@ impl<'a> StoreLoader<'a> {
     }
 }
 
-impl Loader for StoreLoader<'_> {
-    fn ident(&mut self, p: u16, k: &IdentKey) -> Option<IdentRecord> {
-        let bytes = self.read(Cf::Idents, ident_key(p, k))?;
+impl StoreLoader<'_> {
+    /// Reads and decodes one record; a failure is kept and reads as absent.
+    fn read_decoded<T: for<'de> Deserialize<'de>>(&mut self, cf: Cf, key: Vec<u8>) -> Option<T> {
+        let bytes = self.read(cf, key)?;
         match decode(&bytes) {
             Ok(r) => Some(r),
             Err(e) => {
-                self.fail(StateError::Corrupt { what: "idents", reason: e.to_string() });
+                self.fail(StateError::Corrupt { what: cf.name(), reason: e.to_string() });
                 None
             }
         }
     }
+}
+
+impl Loader for StoreLoader<'_> {
+    fn ident(&mut self, p: u16, k: &IdentKey) -> Option<IdentRecord> {
+        self.read_decoded(Cf::Idents, ident_key(p, k))
+    }
 
     fn profile(&mut self, p: u16, id: &ProfileId) -> Option<ProfileRecord> {
-        let bytes = self.read(Cf::Profiles, profile_key(p, id))?;
-        match decode(&bytes) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                self.fail(StateError::Corrupt { what: "profiles", reason: e.to_string() });
-                None
-            }
-        }
+        self.read_decoded(Cf::Profiles, profile_key(p, id))
     }
 
     /// Reads the records a wave of commands will need with one multi-get

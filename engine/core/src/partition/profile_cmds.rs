@@ -10,18 +10,28 @@ use crate::record::{LiveProfile, ProfileRecord};
 use crate::time::format_rfc3339;
 
 impl Partition {
-    pub(super) fn on_create(&mut self, id: ProfileId, ev: Touchpoint, loader: &mut dyn Loader, fx: &mut Effects) {
-        let queue = match self.take_profile(id, loader) {
-            None => Vec::new(),
-            Some(ProfileRecord::Placeholder(q)) => q,
+    /// The commands queued for a profile about to be created, or `None`
+    /// when a record already exists (a 128-bit ID collision: the record is
+    /// kept and the collision counted).
+    fn creation_queue(&mut self, id: ProfileId, loader: &mut dyn Loader) -> Option<Vec<Command>> {
+        match self.take_profile(id, loader) {
+            None => Some(Vec::new()),
+            Some(ProfileRecord::Placeholder(q)) => Some(q),
             Some(other) => {
-                // A 128-bit ID collision: keep the record, count it.
                 self.put_profile(id, Some(other));
                 self.stats.internal_errors += 1;
-                return;
+                None
             }
+        }
+    }
+
+    pub(super) fn on_create(&mut self, id: ProfileId, ev: Touchpoint, loader: &mut dyn Loader, fx: &mut Effects) {
+        let Some(anchor) = ev.idents.first().cloned() else {
+            self.stats.internal_errors += 1;
+            return;
         };
-        let mut lp = Box::new(LiveProfile::new(ev.idents[0].clone(), ev.ts));
+        let Some(queue) = self.creation_queue(id, loader) else { return };
+        let mut lp = Box::new(LiveProfile::new(anchor, ev.ts));
         self.stats.profiles_created += 1;
         let mut le = lifecycle("created", id, ev.ts);
         le.event_id = Some(ev.event_id.clone());
@@ -32,15 +42,7 @@ impl Partition {
     }
 
     pub(super) fn on_create_piece(&mut self, id: ProfileId, state: Box<LiveProfile>, loader: &mut dyn Loader, fx: &mut Effects) {
-        let queue = match self.take_profile(id, loader) {
-            None => Vec::new(),
-            Some(ProfileRecord::Placeholder(q)) => q,
-            Some(other) => {
-                self.put_profile(id, Some(other));
-                self.stats.internal_errors += 1;
-                return;
-            }
-        };
+        let Some(queue) = self.creation_queue(id, loader) else { return };
         let mut lp = state;
         lp.queue.extend(queue);
         self.touch(id);
@@ -58,7 +60,10 @@ impl Partition {
     /// Folds an event into a live profile and starts attaching the event's
     /// other identifiers, strongest first, each within the rules.
     fn apply_event(&mut self, id: ProfileId, lp: &mut LiveProfile, ev: Touchpoint, fx: &mut Effects) {
-        let anchor = &ev.idents[0];
+        let Some(anchor) = ev.idents.first() else {
+            self.stats.internal_errors += 1;
+            return;
+        };
         if !lp.contains(anchor) {
             // The anchor moved (split) while the event was in flight.
             fx.cmds.push(Command::Route { ev: Box::new(ev), probe: 0 });
