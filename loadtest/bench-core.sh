@@ -12,7 +12,8 @@ EVENTS=${EVENTS:-10000000}
 PERSONS=${PERSONS:-3000000}
 PARTS=${PARTS:-1 8}
 mkdir -p "$BENCH_DIR"
-data="$BENCH_DIR/events-$EVENTS-$PERSONS.ndjson"
+# The generator version is part of the name: changed data is regenerated.
+data="$BENCH_DIR/events-v2-$EVENTS-$PERSONS.ndjson"
 if [ ! -s "$data" ]; then
   echo "generating $EVENTS events for $PERSONS persons -> $data"
   "$BIN/idgraph-loadgen" --persons "$PERSONS" --events "$EVENTS" --format segment --seed 42 --out "$data.tmp"

@@ -8,7 +8,9 @@ use idgraph_e2e::{idgraph, ok};
 use idgraph_loadtest::gen::{GenConfig, Generator};
 use idgraph_loadtest::score::{score, Truth};
 
-fn run(segment: bool, seed: u64) {
+/// `batch`: lines per committed batch; small batches make events arrive one
+/// after the other, large ones let many race within a batch.
+fn run(segment: bool, seed: u64, batch: &str) {
     let dir = tempfile::tempdir().unwrap();
     let (ev, truth) = (dir.path().join("events.ndjson"), dir.path().join("truth.ndjson"));
     let mut g =
@@ -21,7 +23,8 @@ fn run(segment: bool, seed: u64) {
     std::fs::write(&truth, &t).unwrap();
     let state = dir.path().join("s");
     let fmt = if segment { "segment" } else { "canonical" };
-    ok(&idgraph(&[
+    let out = dir.path().join("o");
+    let args = [
         "replay",
         "--format",
         fmt,
@@ -30,9 +33,10 @@ fn run(segment: bool, seed: u64) {
         "--state",
         state.to_str().unwrap(),
         "--out",
-        dir.path().join("o").to_str().unwrap(),
+        out.to_str().unwrap(),
         ev.to_str().unwrap(),
-    ]));
+    ];
+    ok(&idgraph_e2e::idgraph_env(&args, &[("IDGRAPH__REPLAY__BATCH_SIZE", batch)]));
     let profiles = ok(&idgraph(&["profiles", "--state", state.to_str().unwrap()]));
     let s = score(&Truth::parse(&String::from_utf8(t).unwrap()).unwrap(), &profiles).unwrap();
     eprintln!("{fmt} seed {seed}: {s:?}");
@@ -43,10 +47,10 @@ fn run(segment: bool, seed: u64) {
 
 #[test]
 fn segment_data_meets_precision_and_recall() {
-    run(true, 11);
+    run(true, 11, "256");
 }
 
 #[test]
 fn canonical_data_meets_precision_and_recall() {
-    run(false, 12);
+    run(false, 12, "16384");
 }

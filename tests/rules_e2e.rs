@@ -74,3 +74,39 @@ fn anonymous_browsing_on_two_devices_merges_at_sign_in() {
     assert_eq!(ps[0]["metrics"]["event_count"], 5);
     assert_eq!(ps[0]["merged_from"].as_array().unwrap().len(), 1, "the laptop profile (younger) became an alias of the phone profile");
 }
+
+#[test]
+fn kiosk_sign_ins_arriving_one_batch_at_a_time_stay_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("kiosk.ndjson");
+    let lines: Vec<String> =
+        (0..10).map(|i| identify(i, i, "kiosk-browser", &format!("shopper-{i}"), &format!("s{i}@example.com"))).collect();
+    write_lines(&f, &lines);
+    let (state, out) = (dir.path().join("s"), dir.path().join("o"));
+    let args = ["replay", "--format", "segment", "--state", state.to_str().unwrap(), "--out", out.to_str().unwrap(), f.to_str().unwrap()];
+    idgraph_e2e::ok(&idgraph_e2e::idgraph_env(&args, &[("IDGRAPH__REPLAY__BATCH_SIZE", "1")]));
+    let ps = idgraph_e2e::profiles(&state);
+    assert_eq!(ps.len(), 10, "{ps:?}");
+    for p in &ps {
+        let ids = idents(p);
+        assert_eq!(ids.iter().filter(|i| i.starts_with("user_id:")).count(), 1, "{ids:?}");
+        assert_eq!(ids.iter().filter(|i| i.starts_with("email:")).count(), 1, "each shopper keeps their own email only: {ids:?}");
+        assert!(!ids.contains(&"anonymous_id:kiosk-browser".to_string()), "{ids:?}");
+    }
+    let lc = std::fs::read_to_string(out.join("lifecycle.ndjson")).unwrap();
+    assert_eq!(lc.lines().filter(|l| l.contains("\"identifier_shared\"")).count(), 1);
+}
+
+#[test]
+fn a_family_email_seen_first_does_not_absorb_a_second_login_arriving_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("family.ndjson");
+    write_lines(&f, &[identify(1, 1, "a-mum", "mum", "family@home.example"), identify(2, 2, "a-dad", "dad", "family@home.example")]);
+    let (state, out) = (dir.path().join("s"), dir.path().join("o"));
+    let args = ["replay", "--format", "segment", "--state", state.to_str().unwrap(), "--out", out.to_str().unwrap(), f.to_str().unwrap()];
+    idgraph_e2e::ok(&idgraph_e2e::idgraph_env(&args, &[("IDGRAPH__REPLAY__BATCH_SIZE", "1")]));
+    let ps = idgraph_e2e::profiles(&state);
+    assert_eq!(ps.len(), 2, "{ps:?}");
+    let dad = ps.iter().find(|p| idents(p).contains(&"user_id:dad".to_string())).expect("dad has a profile");
+    assert_eq!(idents(dad), vec!["anonymous_id:a-dad", "user_id:dad"], "the family email stays with the first holder");
+}

@@ -92,10 +92,12 @@ fn uuid(rng: &mut ChaCha8Rng) -> String {
     format!("{}-{}-4{}-a{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
 }
 
-/// A US number in E.164 within the valid 415/628/650 ranges.
-fn phone(rng: &mut ChaCha8Rng) -> String {
-    let area = ["415", "628", "650", "212", "646"][rng.gen_range(0..5)];
-    format!("+1{area}{}{:04}", rng.gen_range(201..=989), rng.gen_range(0..10000))
+/// A valid US number in E.164, unique per person (up to 39M persons), so
+/// that two persons never share a phone by accident.
+fn phone(person: u64) -> String {
+    let area = ["415", "628", "650", "212", "646"][(person % 5) as usize];
+    let rest = person / 5;
+    format!("+1{area}{}{:04}", 201 + (rest / 10_000) % 789, rest % 10_000)
 }
 
 /// A formatting variant of an E.164 US number.
@@ -165,7 +167,7 @@ impl Generator {
             let user_id = rng.gen_bool(0.7).then(|| format!("u{i:09}"));
             let n_emails = if rng.gen_bool(0.8) { rng.gen_range(1..=2) } else { 0 };
             let emails = (0..n_emails).map(|j| format!("p{i}.{j}@{}", ["example.com", "mail.test", "post.example"][j % 3])).collect();
-            let phone = rng.gen_bool(0.5).then(|| phone(&mut rng));
+            let phone = rng.gen_bool(0.5).then(|| phone(i));
             let loyalty = rng.gen_bool(0.3).then(|| format!("L{i:010}"));
             let n_dev = rng.gen_range(1..=3);
             let mut devs = Vec::new();

@@ -69,6 +69,30 @@ impl Partition {
             fx.cmds.push(Command::Route { ev: Box::new(ev), probe: 0 });
             return;
         }
+        if let Some((stronger, v)) = self.stronger_that_cannot_join(lp, &ev) {
+            // Segment semantics: the weakest identifier gives way. The event
+            // was attributed to a weaker known identifier (a kiosk cookie, a
+            // family email) than an identifier this profile cannot take (a
+            // second login): drop the known one and route the rest anew. The
+            // refusal is counted against the stronger identifier, so the
+            // known one becomes shared after enough distinct people.
+            let anchor = anchor.clone();
+            self.stats.conflicts += 1;
+            let mut le = lifecycle("conflict", id, ev.ts);
+            le.rule = Some(v.rule_name(&self.cfg));
+            le.identifier = Some(self.ident_out(&anchor));
+            le.event_id = Some(ev.event_id.clone());
+            fx.lifecycle.push(le);
+            fx.cmds.push(Command::RecordRefusal { ident: anchor.clone(), with: ProfileId::for_new(0, &stronger), at: ev.ts });
+            let mut ev = ev;
+            ev.idents.retain(|k| k != &anchor);
+            if ev.idents.is_empty() {
+                self.stats.events_unlinkable += 1;
+            } else {
+                fx.cmds.push(Command::Route { ev: Box::new(ev), probe: 0 });
+            }
+            return;
+        }
         let evidence = crate::record::Evidence { event_id: ev.event_id.clone(), ts: ev.ts, source: ev.source.clone() };
         let mut members: Vec<u32> = Vec::with_capacity(ev.idents.len());
         let mut outsiders = Vec::new();
@@ -128,6 +152,26 @@ impl Partition {
         lp.updated = lp.updated.max(ev.ts);
         self.stats.events_applied += 1;
         self.touch(id);
+    }
+
+    /// The first identifier of the event stronger than its anchor that this
+    /// profile cannot take under the rules, with the rule it would break.
+    fn stronger_that_cannot_join(&self, lp: &LiveProfile, ev: &Touchpoint) -> Option<(crate::ident::IdentKey, crate::rules::Violation)> {
+        let anchor = ev.idents.first()?;
+        let rank = |k: &crate::ident::IdentKey| (self.cfg.priority(k.ty()), k.clone());
+        let anchor_rank = rank(anchor);
+        let mut counts: Option<crate::rules::TypeCounts> = None;
+        for x in &ev.idents[1..] {
+            if rank(x) >= anchor_rank || lp.contains(x) || lp.pending.contains(x) {
+                continue;
+            }
+            let c = counts.get_or_insert_with(|| lp.counts());
+            if let Some(v) = c.room_for(x.ty(), &self.cfg) {
+                return Some((x.clone(), v));
+            }
+            c.add(x.ty(), 1);
+        }
+        None
     }
 
     pub(super) fn consent_event(&self, id: ProfileId, r: &crate::fragment::ConsentRecord) -> ConsentEvent {
