@@ -83,6 +83,8 @@ pub struct Summary {
     pub peak_rss_mb: f64,
     pub partitions: u16,
     pub commands_delivered: u64,
+    /// Records read from RocksDB (cache misses, prefetched or not).
+    pub store_reads: u64,
     /// Where the main thread spent its time: waiting for input, the core,
     /// outputs, encoding, the RocksDB write, cache eviction.
     pub phase_seconds: Phases,
@@ -224,6 +226,7 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
     let mut run_events = 0u64;
     let mut reported = 0u64;
     let mut ph = Phases::default();
+    let mut store_reads = 0u64;
     let mut tw = Instant::now();
     for batch in rx {
         let batch = batch?;
@@ -260,6 +263,7 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
         }
         let mut loader = StoreLoader::new(&store);
         cluster.run(&mut loader, &mut fx);
+        store_reads += loader.reads;
         if let Some(e) = loader.error.take() {
             bail!(e);
         }
@@ -339,6 +343,7 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
         peak_rss_mb: peak_rss_mb(),
         partitions,
         commands_delivered: cluster.delivered,
+        store_reads,
         phase_seconds: ph,
     };
     std::fs::write(out_dir.join("summary.json"), serde_json::to_string_pretty(&summary)?)?;
