@@ -8,9 +8,11 @@
 //! - `sink.rs`: NDJSON output streams with crash-safe positions.
 //! - `query.rs`: `profiles`, `lookup`, `explain` (and `check`, in `main.rs`).
 //! - `fault.rs`: fault injection points for crash tests.
+//! - `known.rs`: Bloom filter of stored keys (skips reads of new keys).
 
 mod config;
 mod fault;
+mod known;
 mod query;
 mod replay;
 mod sink;

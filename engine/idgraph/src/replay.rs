@@ -9,6 +9,7 @@
 
 use crate::config::Config;
 use crate::fault;
+use crate::known::KnownKeys;
 use crate::sink::{Sinks, Stream};
 use crate::state::{self, bump, Counters, StoreLoader};
 use anyhow::{bail, Context, Result};
@@ -24,6 +25,10 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
+
+/// Keys the known-keys filter holds before it stops answering "absent"
+/// (at least; it is sized for twice the keys already stored). 30 MB.
+const KNOWN_KEYS_MIN_CAPACITY: u64 = 24_000_000;
 
 /// Options of one replay run.
 #[derive(Debug, Clone)]
@@ -85,6 +90,8 @@ pub struct Summary {
     pub commands_delivered: u64,
     /// Records read from RocksDB (cache misses, prefetched or not).
     pub store_reads: u64,
+    /// Lookups of keys never written, answered by the filter without a read.
+    pub store_reads_skipped: u64,
     /// Where the main thread spent its time: waiting for input, the core,
     /// outputs, encoding, the RocksDB write, cache eviction.
     pub phase_seconds: Phases,
@@ -205,6 +212,7 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
     let committed: [u64; 4] = state::get_meta(&store, &out_key(&out_dir))?.unwrap_or([0; 4]);
     let mut sinks = Sinks::open(&out_dir, &committed).with_context(|| format!("cannot open outputs in {}", out_dir.display()))?;
     let mut counters: Counters = state::get_meta(&store, "counters")?.unwrap_or_default();
+    let mut known = KnownKeys::build(&store, KNOWN_KEYS_MIN_CAPACITY)?;
     let base = counters.clone();
 
     let mut files = Vec::new();
@@ -227,6 +235,7 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
     let mut reported = 0u64;
     let mut ph = Phases::default();
     let mut store_reads = 0u64;
+    let mut store_reads_skipped = 0u64;
     let mut tw = Instant::now();
     for batch in rx {
         let batch = batch?;
@@ -261,15 +270,15 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
         for (name, n) in batch.drops.iter() {
             bump(&mut counters.drops_by_reason, name, n);
         }
-        let mut loader = StoreLoader::new(&store);
+        let mut loader = StoreLoader::new(&store, &known);
         cluster.run(&mut loader, &mut fx);
         store_reads += loader.reads;
+        store_reads_skipped += loader.skipped;
         if let Some(e) = loader.error.take() {
             bail!(e);
         }
         let t1 = Instant::now();
         ph.core += (t1 - t0).as_secs_f64();
-        let mut t_enc = 0.0;
         fault::point("replay.before-outputs");
         for le in &fx.lifecycle {
             sinks.line(Stream::Lifecycle, &serde_json::to_string(le)?)?;
@@ -277,7 +286,6 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
         for ce in &fx.consent {
             sinks.line(Stream::Consent, &serde_json::to_string(ce)?)?;
         }
-        let mut wb = Batch::default();
         for part in &mut cluster.parts {
             for id in part.take_touched() {
                 let line = match part.profile(id, &mut loader) {
@@ -288,10 +296,17 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
                 };
                 sinks.line(Stream::Profiles, &line)?;
             }
-            let te = Instant::now();
-            state::write_dirty(&mut wb, part);
-            t_enc += te.elapsed().as_secs_f64();
         }
+        if let Some(e) = loader.error.take() {
+            bail!(e);
+        }
+        drop(loader);
+        let te = Instant::now();
+        let mut wb = Batch::default();
+        for part in &mut cluster.parts {
+            state::write_dirty(&mut wb, part, &mut known);
+        }
+        let t_enc = te.elapsed().as_secs_f64();
         let lens = sinks.flush()?;
         let stats = cluster.stats();
         counters.merges = base.merges + stats.merges;
@@ -344,6 +359,7 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
         partitions,
         commands_delivered: cluster.delivered,
         store_reads,
+        store_reads_skipped,
         phase_seconds: ph,
     };
     std::fs::write(out_dir.join("summary.json"), serde_json::to_string_pretty(&summary)?)?;

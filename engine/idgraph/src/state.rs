@@ -2,6 +2,7 @@
 //! the loader the partitions read through, and meta records (partition
 //! count, input progress, output positions, counters).
 
+use crate::known::KnownKeys;
 use idgraph_core::command::Target;
 use idgraph_core::ident::IdentKey;
 use idgraph_core::invariants::Snapshot;
@@ -49,16 +50,19 @@ pub enum StateError {
 /// Reads records for the partitions, serving prefetched ones first.
 pub struct StoreLoader<'a> {
     store: &'a dyn Store,
+    known: &'a KnownKeys,
     idents: FxHashMap<Vec<u8>, Option<Vec<u8>>>,
     profiles: FxHashMap<Vec<u8>, Option<Vec<u8>>>,
     /// The first failure; the batch is abandoned when set.
     pub error: Option<StateError>,
     pub reads: u64,
+    /// Lookups answered "absent" by the filter without a read.
+    pub skipped: u64,
 }
 
 impl<'a> StoreLoader<'a> {
-    pub fn new(store: &'a dyn Store) -> Self {
-        Self { store, idents: FxHashMap::default(), profiles: FxHashMap::default(), error: None, reads: 0 }
+    pub fn new(store: &'a dyn Store, known: &'a KnownKeys) -> Self {
+        Self { store, known, idents: FxHashMap::default(), profiles: FxHashMap::default(), error: None, reads: 0, skipped: 0 }
     }
 
     fn fail(&mut self, e: StateError) {
@@ -74,6 +78,10 @@ impl<'a> StoreLoader<'a> {
         };
         if let Some(v) = pre {
             return v;
+        }
+        if !self.known.may_contain(cf, &key) {
+            self.skipped += 1;
+            return None;
         }
         self.reads += 1;
         match self.store.get(cf, &key) {
@@ -115,9 +123,14 @@ impl Loader for StoreLoader<'_> {
         let mut ik = Vec::new();
         let mut pk = Vec::new();
         for (p, t) in wave {
-            match t {
-                Target::Ident(k) => ik.push(ident_key(*p, k)),
-                Target::Profile(id) => pk.push(profile_key(*p, id)),
+            let (cf, key, list) = match t {
+                Target::Ident(k) => (Cf::Idents, ident_key(*p, k), &mut ik),
+                Target::Profile(id) => (Cf::Profiles, profile_key(*p, id), &mut pk),
+            };
+            if self.known.may_contain(cf, &key) {
+                list.push(key);
+            } else {
+                self.skipped += 1;
             }
         }
         for (cf, keys) in [(Cf::Idents, ik), (Cf::Profiles, pk)] {
@@ -136,14 +149,23 @@ impl Loader for StoreLoader<'_> {
     }
 }
 
-/// Adds the records a partition dirtied to a batch (encoded in place).
-pub fn write_dirty(batch: &mut Batch, part: &mut Partition) {
+/// Adds the records a partition dirtied to a batch (encoded in place), and
+/// their keys to the known-keys filter.
+pub fn write_dirty(batch: &mut Batch, part: &mut Partition, known: &mut KnownKeys) {
     let p = part.id;
-    part.drain_dirty(&mut |d| match d {
-        DirtyRef::Ident(k, Some(r)) if *r != IdentRecord::default() => batch.put(Cf::Idents, ident_key(p, k), encode(r)),
-        DirtyRef::Ident(k, _) => batch.delete(Cf::Idents, ident_key(p, k)),
-        DirtyRef::Profile(id, Some(r)) => batch.put(Cf::Profiles, profile_key(p, &id), encode(r)),
-        DirtyRef::Profile(id, None) => batch.delete(Cf::Profiles, profile_key(p, &id)),
+    part.drain_dirty(&mut |d| {
+        let (cf, key, value) = match d {
+            DirtyRef::Ident(k, Some(r)) if *r != IdentRecord::default() => (Cf::Idents, ident_key(p, k), Some(encode(r))),
+            DirtyRef::Ident(k, _) => (Cf::Idents, ident_key(p, k), None),
+            DirtyRef::Profile(id, r) => (Cf::Profiles, profile_key(p, &id), r.map(encode)),
+        };
+        match value {
+            Some(v) => {
+                known.insert(cf, &key);
+                batch.put(cf, key, v);
+            }
+            None => batch.delete(cf, key),
+        }
     });
 }
 
