@@ -36,7 +36,8 @@ run: build ## Generate sample touchpoints, replay them, show profiles (no extern
 	@echo; echo "first profile:"; head -n 1 $(RUN_DIR)/profiles.ndjson; echo
 	$(BIN)/idgraph-score --truth $(RUN_DIR)/truth.ndjson --profiles $(RUN_DIR)/profiles.ndjson
 	@echo; echo "outputs in $(RUN_DIR)/out: profiles.ndjson lifecycle.ndjson consent.ndjson rejects.ndjson"
-	@echo "try: target/release/idgraph lookup --state $(RUN_DIR)/state user_id:u000000001"
+	@id=$$(head -n 1 $(RUN_DIR)/profiles.ndjson | python3 -c 'import json,sys; i=json.load(sys.stdin)["identifiers"][0]; print(i["type"] + ":" + i["value"])'); \
+		echo "try: target/release/idgraph lookup --state $(RUN_DIR)/state $$id"
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
