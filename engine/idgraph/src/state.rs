@@ -92,9 +92,7 @@ impl<'a> StoreLoader<'a> {
             }
         }
     }
-}
 
-impl StoreLoader<'_> {
     /// Reads and decodes one record; a failure is kept and reads as absent.
     fn read_decoded<T: for<'de> Deserialize<'de>>(&mut self, cf: Cf, key: Vec<u8>) -> Option<T> {
         let bytes = self.read(cf, key)?;
