@@ -185,7 +185,7 @@ fn without_rule_firings_profiles_are_the_connected_components() {
 #[test]
 fn with_default_rules_every_invariant_holds() {
     let cfg = Arc::new(CoreConfig::default());
-    let mut conflicts = 0;
+    let (mut conflicts, mut shared, mut splits, mut merges) = (0, 0, 0, 0);
     for p in [1u16, 4, 16] {
         for seed in 0..seeds() {
             let mut rng = ChaCha8Rng::seed_from_u64(seed * 7919 + u64::from(p));
@@ -203,9 +203,13 @@ fn with_default_rules_every_invariant_holds() {
             assert_eq!(applied + unlinkable, n, "P={p} seed={seed}: every event applied once or unlinkable");
             assert_eq!(event_count(&snap), applied, "P={p} seed={seed}");
             conflicts += sim.parts.iter().map(|x| x.stats.conflicts).sum::<u64>();
+            shared += sim.parts.iter().map(|x| x.stats.identifiers_shared).sum::<u64>();
+            splits += sim.parts.iter().map(|x| x.stats.splits).sum::<u64>();
+            merges += sim.parts.iter().map(|x| x.stats.merges).sum::<u64>();
         }
     }
-    assert!(conflicts > 0, "the generator must make rules fire");
+    eprintln!("conflicts {conflicts}, shared {shared}, splits {splits}, merges {merges}");
+    assert!(conflicts > 0 && shared > 0 && splits > 0 && merges > 0, "the generator must make every rule path run");
 }
 
 #[test]
