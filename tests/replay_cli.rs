@@ -80,6 +80,9 @@ fn segment_events_resolve_into_one_profile_with_normalised_identifiers() {
     let e = ok(&idgraph(&["explain", "--state", st, "anonymous_id:a-3", "phone:415.555.0100"]));
     assert!(e.starts_with(&format!("profile {}", p["profile_id"].as_str().unwrap())), "{e}");
     assert!(e.contains("event m4") && e.contains(" -- "), "{e}");
+    let unjoined = idgraph(&["explain", "--state", st, "email:nobody@example.com", "user_id:u1"]);
+    assert_eq!(unjoined.status.code(), Some(1), "not found is exit code 1");
+    assert!(stderr(&unjoined).contains("in no profile"));
     let miss = idgraph(&["lookup", "--state", st, "email:nobody@example.com"]);
     assert_eq!(miss.status.code(), Some(1));
     assert!(!stderr(&miss).contains("nobody"), "no PII in messages");

@@ -95,6 +95,15 @@ impl LiveProfile {
         self.idents.iter().position(|e| &e.key == k)
     }
 
+    /// Widens an identifier's first/last seen to include `ts`.
+    pub fn saw(&mut self, k: &IdentKey, ts: Millis) {
+        if let Some(i) = self.index_of(k) {
+            let e = &mut self.idents[i];
+            e.first_seen = e.first_seen.min(ts);
+            e.last_seen = e.last_seen.max(ts);
+        }
+    }
+
     pub fn contains(&self, k: &IdentKey) -> bool {
         self.index_of(k).is_some()
     }

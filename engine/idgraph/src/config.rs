@@ -227,8 +227,16 @@ impl Config {
     }
 }
 
-/// Environment values are TOML scalars when they parse as one, else strings.
+/// Environment values are TOML values when they parse as one (numbers,
+/// booleans, arrays like `["crm","web"]`), else strings.
 fn parse_env_value(v: &str) -> toml::Value {
+    if v.trim_start().starts_with('[') {
+        if let Ok(mut t) = format!("v = {v}").parse::<toml::Table>() {
+            if let Some(arr) = t.remove("v") {
+                return arr;
+            }
+        }
+    }
     if let Ok(i) = v.parse::<i64>() {
         return toml::Value::Integer(i);
     }
@@ -296,6 +304,7 @@ mod tests {
                 ("IDGRAPH__KAFKA__BROKERS", "k:9092"),
                 ("IDGRAPH__STATE__PARTITIONS", "4"),
                 ("IDGRAPH__KAFKA__GROUP_ID", "g2"),
+                ("IDGRAPH__TRAITS__SOURCE_PRIORITY", "[\"crm\", \"web\"]"),
                 ("OTHER", "x"),
             ],
         )
@@ -304,6 +313,7 @@ mod tests {
         assert_eq!(c.kafka.brokers.as_deref(), Some("k:9092"));
         assert_eq!(c.state.partitions, 4);
         assert_eq!(c.kafka.group_id, "g2");
+        assert_eq!(c.traits.source_priority, vec!["crm".to_string(), "web".to_string()]);
         let e = load("", &[("IDGRAPH__STATE__NOPE", "1")]).unwrap_err().to_string();
         assert!(e.contains("nope"), "{e}");
     }

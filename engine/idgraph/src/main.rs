@@ -48,8 +48,10 @@ enum Cmd {
     Replay {
         #[arg(long)]
         config: Option<PathBuf>,
-        #[arg(long, value_enum, default_value = "canonical")]
-        format: FormatArg,
+        /// Input format; default: the format of the first `[[inputs]]` of the
+        /// config, else canonical.
+        #[arg(long, value_enum)]
+        format: Option<FormatArg>,
         /// State directory (RocksDB); overrides `state.dir`.
         #[arg(long)]
         state: Option<PathBuf>,
@@ -121,8 +123,9 @@ fn real_main() -> Result<ExitCode> {
             let cfg = load_config(config.as_ref())?;
             let args = replay::ReplayArgs {
                 format: match format {
-                    FormatArg::Canonical => Format::Canonical,
-                    FormatArg::Segment => Format::Segment,
+                    Some(FormatArg::Canonical) => Format::Canonical,
+                    Some(FormatArg::Segment) => Format::Segment,
+                    None => cfg.inputs.first().map_or(Format::Canonical, |i| i.format),
                 },
                 state: state.unwrap_or_else(|| cfg.state.dir.clone()),
                 out,
@@ -180,10 +183,18 @@ fn real_main() -> Result<ExitCode> {
             let core = Arc::new(cfg.core()?);
             let (ka, kb) = (query::parse_ident(&core, &a)?, query::parse_ident(&core, &b)?);
             let (store, p) = query::open(&state)?;
-            for line in query::explain(&store, p, &core, &ka, &kb)? {
-                println!("{line}");
+            match query::explain(&store, p, &core, &ka, &kb)? {
+                Ok(lines) => {
+                    for line in lines {
+                        println!("{line}");
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(not_joined) => {
+                    eprintln!("{not_joined}");
+                    Ok(ExitCode::from(1))
+                }
             }
-            Ok(ExitCode::SUCCESS)
         }
     }
 }
@@ -192,7 +203,7 @@ fn print_summary(s: &replay::Summary) {
     eprintln!("replay summary");
     eprintln!("  lines read           {}", s.lines);
     eprintln!("  events applied       {}", s.events);
-    eprintln!("  lines rejected       {}", s.rejects);
+    eprintln!("  lines rejected       {} (all in rejects.ndjson)", s.rejects);
     for (r, n) in &s.rejects_by_reason {
         eprintln!("    {r:<28} {n}");
     }

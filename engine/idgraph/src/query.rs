@@ -1,7 +1,7 @@
 //! Read-only queries over a state: `profiles`, `lookup`, `explain`.
 
 use crate::state::{self, StateError};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use idgraph_core::config::CoreConfig;
 use idgraph_core::golden;
 use idgraph_core::ident::IdentKey;
@@ -63,12 +63,13 @@ pub fn lookup(store: &dyn Store, partitions: u16, k: &IdentKey) -> Result<Option
 }
 
 /// The chain of links joining two identifiers, one line per hop, with the
-/// evidence (first event they co-occurred in).
-pub fn explain(store: &dyn Store, partitions: u16, cfg: &CoreConfig, a: &IdentKey, b: &IdentKey) -> Result<Vec<String>> {
-    let Some((pa, lp)) = lookup(store, partitions, a)? else { bail!("the first identifier is in no profile") };
-    let Some((pb, _)) = lookup(store, partitions, b)? else { bail!("the second identifier is in no profile") };
+/// evidence (first event they co-occurred in). The inner `Err` says why
+/// nothing joins them (not found: exit code 1); the outer one is a failure.
+pub fn explain(store: &dyn Store, partitions: u16, cfg: &CoreConfig, a: &IdentKey, b: &IdentKey) -> Result<Result<Vec<String>, String>> {
+    let Some((pa, lp)) = lookup(store, partitions, a)? else { return Ok(Err("the first identifier is in no profile".into())) };
+    let Some((pb, _)) = lookup(store, partitions, b)? else { return Ok(Err("the second identifier is in no profile".into())) };
     if pa != pb {
-        bail!("the identifiers are in different profiles ({pa} and {pb}): nothing joins them");
+        return Ok(Err(format!("the identifiers are in different profiles ({pa} and {pb}): nothing joins them")));
     }
     let (ia, ib) = (lp.index_of(a).unwrap_or(0), lp.index_of(b).unwrap_or(0));
     let n = lp.idents.len();
@@ -96,7 +97,7 @@ pub fn explain(store: &dyn Store, partitions: u16, cfg: &CoreConfig, a: &IdentKe
         }
     }
     if !seen[ib] {
-        bail!("no chain of stored links joins them in profile {pa}");
+        return Ok(Err(format!("no chain of stored links joins them in profile {pa}")));
     }
     let show = |i: usize| format!("{}:{}", cfg.type_name(lp.idents[i].key.ty()), lp.idents[i].key.value());
     let mut hops = Vec::new();
@@ -118,5 +119,5 @@ pub fn explain(store: &dyn Store, partitions: u16, cfg: &CoreConfig, a: &IdentKe
     hops.reverse();
     let mut out = vec![format!("profile {pa}: {} link(s)", hops.len())];
     out.extend(hops);
-    Ok(out)
+    Ok(Ok(out))
 }

@@ -333,6 +333,10 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
         latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
     }
     reader_thread.join().map_err(|_| anyhow::anyhow!("reader thread panicked"))?;
+    let this_run_rejects = counters.rejects - base.rejects;
+    if this_run_rejects > reported {
+        eprintln!("... {} more rejected lines not shown (see rejects.ndjson)", this_run_rejects - reported);
+    }
     // Memtables to table files and the WAL synced: the state is durable and
     // its size on disk is what it will stay.
     store.flush()?;

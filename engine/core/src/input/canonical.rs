@@ -48,7 +48,10 @@ pub(super) fn parse(
 
     let mut traits = Vec::new();
     match obj.get("traits") {
-        None | Some(Value::Null) | Some(Value::Object(_)) => traits_of(obj.get("traits"), &[], &mut traits),
+        None | Some(Value::Null) | Some(Value::Object(_)) => {
+            let skip: Vec<&str> = mapping.identifiers.iter().map(|(p, _)| p.last()).collect();
+            traits_of(obj.get("traits"), &skip, &mut traits)
+        }
         Some(_) => return Err(RejectReason::InvalidField("traits")),
     }
     for (path, name) in &mapping.traits {

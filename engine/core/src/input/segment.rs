@@ -8,8 +8,9 @@
 //! `properties.loyalty_id`, `traits.loyalty_id`, `context.traits.loyalty_id`→loyalty_id;
 //! `properties.revenue`→revenue; `context.consent.categoryPreferences`→consent.
 //! Source is `channel`, else the input's default source, else `segment`.
-//! Traits are `traits` (identify, group) and `context.traits`, less the fields
-//! mapped to identifiers.
+//! Traits are `traits` (not for `group`, whose traits describe the group) and
+//! `context.traits`, less the fields mapped to identifiers (built in or by
+//! config).
 
 use super::common::{number, scalar_text, str_field, traits_of};
 use super::{InputMapping, RejectReason};
@@ -48,7 +49,8 @@ pub(super) fn parse(
     let ts = parse_rfc3339(ts_text).ok_or(RejectReason::InvalidTimestamp(ts_field))?;
     let source = str_field(obj, "channel")?.or(mapping.default_source.as_deref()).unwrap_or("segment").to_string();
 
-    let traits_obj = object(obj.get("traits"), "traits")?;
+    // A `group` call's traits describe the group (a company), not the person.
+    let traits_obj = if kind == "group" { None } else { object(obj.get("traits"), "traits")? };
     let context = object(obj.get("context"), "context")?;
     let ctx_traits = object(context.and_then(|c| c.get("traits")), "context.traits")?;
     let device = object(context.and_then(|c| c.get("device")), "context.device")?;
@@ -88,9 +90,14 @@ pub(super) fn parse(
     }
     let idents = ids.finish(norm, drops);
 
+    // Fields mapped to identifiers by config are not traits either.
+    let mut skip: Vec<&str> = IDENTIFIER_TRAITS.to_vec();
+    skip.extend(mapping.identifiers.iter().map(|(p, _)| p.last()));
     let mut traits = Vec::new();
-    traits_of(context.and_then(|c| c.get("traits")), &IDENTIFIER_TRAITS, &mut traits);
-    traits_of(obj.get("traits"), &IDENTIFIER_TRAITS, &mut traits);
+    traits_of(context.and_then(|c| c.get("traits")), &skip, &mut traits);
+    if kind != "group" {
+        traits_of(obj.get("traits"), &skip, &mut traits);
+    }
     for (path, name) in &mapping.traits {
         if let Some(v) = path.get(root).filter(|v| !v.is_null()) {
             traits.push((name.clone(), v.to_string()));
@@ -169,6 +176,23 @@ mod tests {
         assert_eq!(ev.idents.len(), 3);
         let ev = p.parse(br#"{"type":"page","messageId":"m4","originalTimestamp":"2026-03-01T10:00:00Z","anonymousId":"a-9"}"#).unwrap();
         assert!(!ev.is_order);
+    }
+
+    #[test]
+    fn group_traits_and_mapped_identifiers_are_not_person_traits() {
+        let mut mapping = InputMapping::default();
+        mapping.identifiers.push((crate::input::FieldPath::parse("context.traits.member_no").unwrap(), "user_id".into()));
+        let mut p = Parser::new(Format::Segment, mapping, Normalizer::new(Arc::new(CoreConfig::default())));
+        let ev = p
+            .parse(br#"{"type":"group","messageId":"g","timestamp":"2026-03-01T10:00:00Z","userId":"u1","groupId":"acme","traits":{"name":"Acme","email":"billing@acme.com"}}"#)
+            .unwrap();
+        assert_eq!(ev.idents.len(), 1, "the group's email is not the person's");
+        assert!(ev.traits.is_empty());
+        let ev = p
+            .parse(br#"{"type":"track","messageId":"t","timestamp":"2026-03-01T10:00:00Z","context":{"traits":{"member_no":"M1","plan":"pro"}}}"#)
+            .unwrap();
+        assert_eq!(ev.idents[0].value(), "M1");
+        assert_eq!(ev.traits, vec![("plan".to_string(), "\"pro\"".to_string())]);
     }
 
     #[test]

@@ -203,6 +203,7 @@ impl Partition {
                 self.touch(to);
             }
             AttachOutcome::Member => {
+                lp.saw(&ident, link.ts);
                 lp.add_edge(&link.anchor, &ident, &link.evidence());
             }
             AttachOutcome::Linking | AttachOutcome::Shared => {}
@@ -214,6 +215,7 @@ impl Partition {
         let Command::AddEdge { to, .. } = &cmd else { return };
         let to = *to;
         let Some((mut lp, Command::AddEdge { link, .. })) = self.admit(to, cmd, false, loader, fx) else { return };
+        lp.saw(&link.ident, link.ts);
         lp.add_edge(&link.anchor, &link.ident, &link.evidence());
         self.put_live(to, lp, loader, fx);
     }
