@@ -139,8 +139,9 @@ impl Config {
             ),
             None => ("<defaults>".to_string(), String::new()),
         };
-        let mut table: toml::Table =
-            text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax { path: name.clone(), reason: e.message().to_string() })?;
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Syntax { path: name.clone(), reason: e.to_string().trim_end().to_string() })?;
         for (k, v) in env {
             let Some(rest) = k.strip_prefix("IDGRAPH__") else { continue };
             let parts: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase().replace('_', "-")).collect();

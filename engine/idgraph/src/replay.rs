@@ -205,6 +205,12 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
         write_buffer_bytes: cfg.state.write_buffer_mb as usize * (1 << 20),
         ..Default::default()
     };
+    // Inputs first: a missing file fails before any state or output exists.
+    let inputs: Vec<PathBuf> = args
+        .files
+        .iter()
+        .map(|f| std::fs::canonicalize(f).with_context(|| format!("input file {} not found", f.display())))
+        .collect::<Result<_>>()?;
     let store = RocksStore::open(&args.state, &ropts)?;
     let partitions = state::check_partitions(&store, cfg.state.partitions, true)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create out dir {}", args.out.display()))?;
@@ -216,8 +222,7 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
     let base = counters.clone();
 
     let mut files = Vec::new();
-    for f in &args.files {
-        let p = std::fs::canonicalize(f).with_context(|| format!("input file {} not found", f.display()))?;
+    for p in inputs {
         let start: Progress = state::get_meta(&store, &progress_key(&p))?.unwrap_or_default();
         files.push((p, start));
     }
