@@ -76,7 +76,7 @@ fn kill_dash_nine_at_random_points_loses_nothing_and_applies_nothing_twice() {
     for _ in 0..200 {
         let mut child = Command::new(bin()).args(&args).env(BATCH.0, BATCH.1).stderr(std::process::Stdio::null()).spawn().unwrap();
         x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        std::thread::sleep(Duration::from_millis(20 + (x >> 33) % 120));
+        std::thread::sleep(Duration::from_millis(10 + (x >> 33) % 60));
         if child.try_wait().unwrap().is_some() {
             break;
         }
