@@ -49,7 +49,10 @@ lint: deps ## rustfmt check, clippy -D warnings, and no identifier values in log
 		echo "identifier values must not reach logs: print the IdentKey (redacted) instead"; exit 1; fi
 
 test: deps lint build ## Lint, build, then run every test (unit, simulation, end-to-end)
-	$(CARGO) test --release --workspace
+	@mkdir -p out; set -o pipefail; status=0; \
+	$(CARGO) test --release --workspace 2>&1 | tee out/test.log || status=$$?; \
+	awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}' out/test.log; \
+	exit $$status
 
 bench-core: build ## Replay 10M events (P=1 and P=8) next to the union-find baseline
 	BENCH_DIR=$(BENCH_DIR) BIN=$(BIN) loadtest/bench-core.sh
