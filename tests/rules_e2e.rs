@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
-use idgraph_e2e::{idents, replay_and_profiles, write_lines};
+use idgraph_e2e::{idents, replay_and_profiles, replay_env_and_profiles, write_lines};
 
 fn identify(id: usize, ts_min: usize, anon: &str, user: &str, email: &str) -> String {
     format!(
@@ -83,9 +83,7 @@ fn kiosk_sign_ins_arriving_one_batch_at_a_time_stay_apart() {
         (0..10).map(|i| identify(i, i, "kiosk-browser", &format!("shopper-{i}"), &format!("s{i}@example.com"))).collect();
     write_lines(&f, &lines);
     let (state, out) = (dir.path().join("s"), dir.path().join("o"));
-    let args = ["replay", "--format", "segment", "--state", state.to_str().unwrap(), "--out", out.to_str().unwrap(), f.to_str().unwrap()];
-    idgraph_e2e::ok(&idgraph_e2e::idgraph_env(&args, &[("IDGRAPH__REPLAY__BATCH_SIZE", "1")]));
-    let ps = idgraph_e2e::profiles(&state);
+    let ps = replay_env_and_profiles("segment", &state, &out, &[&f], &[("IDGRAPH__REPLAY__BATCH_SIZE", "1")]);
     assert_eq!(ps.len(), 10, "{ps:?}");
     for p in &ps {
         let ids = idents(p);
@@ -103,9 +101,7 @@ fn a_family_email_seen_first_does_not_absorb_a_second_login_arriving_later() {
     let f = dir.path().join("family.ndjson");
     write_lines(&f, &[identify(1, 1, "a-mum", "mum", "family@home.example"), identify(2, 2, "a-dad", "dad", "family@home.example")]);
     let (state, out) = (dir.path().join("s"), dir.path().join("o"));
-    let args = ["replay", "--format", "segment", "--state", state.to_str().unwrap(), "--out", out.to_str().unwrap(), f.to_str().unwrap()];
-    idgraph_e2e::ok(&idgraph_e2e::idgraph_env(&args, &[("IDGRAPH__REPLAY__BATCH_SIZE", "1")]));
-    let ps = idgraph_e2e::profiles(&state);
+    let ps = replay_env_and_profiles("segment", &state, &out, &[&f], &[("IDGRAPH__REPLAY__BATCH_SIZE", "1")]);
     assert_eq!(ps.len(), 2, "{ps:?}");
     let dad = ps.iter().find(|p| idents(p).contains(&"user_id:dad".to_string())).expect("dad has a profile");
     assert_eq!(idents(dad), vec!["anonymous_id:a-dad", "user_id:dad"], "the family email stays with the first holder");

@@ -45,11 +45,16 @@ pub fn stderr(o: &Output) -> String {
 
 /// Replays `files` into `state`/`out` and returns `profiles` output parsed.
 pub fn replay_and_profiles(format: &str, state: &Path, out: &Path, files: &[&Path]) -> Vec<serde_json::Value> {
+    replay_env_and_profiles(format, state, out, files, &[])
+}
+
+/// [`replay_and_profiles`] with extra environment (config overrides).
+pub fn replay_env_and_profiles(format: &str, state: &Path, out: &Path, files: &[&Path], env: &[(&str, &str)]) -> Vec<serde_json::Value> {
     let mut args = vec!["replay", "--format", format, "--state", state.to_str().unwrap(), "--out", out.to_str().unwrap()];
     for f in files {
         args.push(f.to_str().unwrap());
     }
-    ok(&idgraph(&args));
+    ok(&idgraph_env(&args, env));
     profiles(state)
 }
 
