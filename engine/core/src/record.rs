@@ -115,7 +115,7 @@ impl LiveProfile {
 
     /// Per-type counts of members plus pending reservations.
     pub fn counts(&self) -> TypeCounts {
-        let mut c = TypeCounts::from_types(self.idents.iter().map(|e| e.key.ty()).collect::<Vec<_>>().iter());
+        let mut c = TypeCounts::from_types(self.idents.iter().map(|e| e.key.ty()));
         for p in &self.pending {
             c.add(p.ty(), 1);
         }
@@ -255,7 +255,7 @@ impl LiveProfile {
 
     /// Rule check of this profile alone (used by invariants).
     pub fn violation(&self, cfg: &CoreConfig) -> Option<crate::rules::Violation> {
-        TypeCounts::from_types(self.idents.iter().map(|e| e.key.ty()).collect::<Vec<_>>().iter()).violation(cfg)
+        TypeCounts::from_types(self.idents.iter().map(|e| e.key.ty())).violation(cfg)
     }
 }
 

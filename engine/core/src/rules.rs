@@ -60,10 +60,10 @@ impl TypeCounts {
         }
     }
 
-    pub fn from_types<'a>(types: impl IntoIterator<Item = &'a IdentType>) -> Self {
+    pub fn from_types(types: impl IntoIterator<Item = IdentType>) -> Self {
         let mut c = Self::default();
         for t in types {
-            c.add(*t, 1);
+            c.add(t, 1);
         }
         c
     }
@@ -114,7 +114,7 @@ mod tests {
     #[test]
     fn two_user_ids_break_the_user_id_rule() {
         let cfg = CoreConfig::default();
-        let mut c = TypeCounts::from_types(&[IdentType::USER_ID, IdentType::EMAIL]);
+        let mut c = TypeCounts::from_types([IdentType::USER_ID, IdentType::EMAIL]);
         assert_eq!(c.violation(&cfg), None);
         assert!(c.room_for(IdentType::USER_ID, &cfg).is_some());
         assert!(c.room_for(IdentType::EMAIL, &cfg).is_none());

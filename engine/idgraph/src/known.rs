@@ -27,20 +27,24 @@ fn hash(cf: Cf, key: &[u8]) -> (u64, u64) {
 
 impl KnownKeys {
     /// Scans both families of `store` into a filter sized for at least
-    /// `min_capacity` keys (and twice what is already stored).
+    /// `min_capacity` keys (and twice what is already stored). Two scans,
+    /// one to count and one to insert, so start-up never holds the keys.
     pub fn build(store: &dyn Store, min_capacity: u64) -> Result<Self, StoreError> {
-        let mut keys: Vec<(Cf, Vec<u8>)> = Vec::new();
+        let mut stored = 0u64;
         for cf in [Cf::Idents, Cf::Profiles] {
-            store.scan(cf, &[], &mut |k, _| {
-                keys.push((cf, k.to_vec()));
+            store.scan(cf, &[], &mut |_, _| {
+                stored += 1;
                 true
             })?;
         }
-        let capacity = min_capacity.max(2 * keys.len() as u64).max(1024);
+        let capacity = min_capacity.max(2 * stored).max(1024);
         let nbits = (capacity * BITS_PER_KEY).div_ceil(64) * 64;
         let mut f = Self { bits: vec![0; (nbits / 64) as usize], nbits, capacity, inserted: 0 };
-        for (cf, k) in keys {
-            f.insert(cf, &k);
+        for cf in [Cf::Idents, Cf::Profiles] {
+            store.scan(cf, &[], &mut |k, _| {
+                f.insert(cf, k);
+                true
+            })?;
         }
         Ok(f)
     }

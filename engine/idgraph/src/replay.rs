@@ -52,12 +52,11 @@ struct InBatch {
     end_offset: u64,
     end_line: u64,
     drops: DropCounts,
-    bytes: u64,
 }
 
 impl InBatch {
     fn new(file: usize, capacity: usize, offset: u64, line: u64) -> Self {
-        Self { file, items: Vec::with_capacity(capacity), end_offset: offset, end_line: line, drops: DropCounts::default(), bytes: 0 }
+        Self { file, items: Vec::with_capacity(capacity), end_offset: offset, end_line: line, drops: DropCounts::default() }
     }
 }
 
@@ -182,7 +181,6 @@ fn reader(files: Vec<(PathBuf, Progress)>, mut parser: Parser, batch_size: usize
             }
             batch.end_offset = offset;
             batch.end_line = line_no;
-            batch.bytes += consumed;
             if batch.items.len() >= batch_size {
                 batch.drops = std::mem::take(&mut parser.drops);
                 let next = InBatch::new(fi, batch_size, offset, line_no);
@@ -212,7 +210,7 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
         .map(|f| std::fs::canonicalize(f).with_context(|| format!("input file {} not found", f.display())))
         .collect::<Result<_>>()?;
     let store = RocksStore::open(&args.state, &ropts)?;
-    let partitions = state::check_partitions(&store, cfg.state.partitions, true)?;
+    let partitions = state::check_partitions(&store, cfg.state.partitions)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create out dir {}", args.out.display()))?;
     let out_dir = std::fs::canonicalize(&args.out)?;
     let committed: [u64; 4] = state::get_meta(&store, &out_key(&out_dir))?.unwrap_or([0; 4]);

@@ -24,7 +24,6 @@ pub enum Stream {
 pub struct Sinks {
     files: Vec<BufWriter<File>>,
     lens: Vec<u64>,
-    pub lines: [u64; 4],
 }
 
 impl Sinks {
@@ -40,7 +39,7 @@ impl Sinks {
             std::io::Seek::seek(w.get_mut(), std::io::SeekFrom::End(0))?;
             files.push(w);
         }
-        Ok(Self { files, lens: committed.to_vec(), lines: [0; 4] })
+        Ok(Self { files, lens: committed.to_vec() })
     }
 
     pub fn line(&mut self, s: Stream, line: &str) -> std::io::Result<()> {
@@ -48,7 +47,6 @@ impl Sinks {
         w.write_all(line.as_bytes())?;
         w.write_all(b"\n")?;
         self.lens[s as usize] += line.len() as u64 + 1;
-        self.lines[s as usize] += 1;
         Ok(())
     }
 

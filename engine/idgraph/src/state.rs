@@ -179,9 +179,9 @@ pub fn get_meta<T: for<'de> Deserialize<'de>>(store: &dyn Store, name: &str) -> 
 }
 
 /// The partition count of a state, recorded at creation and checked after.
-pub fn check_partitions(store: &dyn Store, wanted: u16, create: bool) -> Result<u16, StateError> {
+pub fn check_partitions(store: &dyn Store, wanted: u16) -> Result<u16, StateError> {
     match get_meta::<u16>(store, "partitions")? {
-        Some(found) if found != wanted && create => Err(StateError::Partitions { found, wanted }),
+        Some(found) if found != wanted => Err(StateError::Partitions { found, wanted }),
         Some(found) => Ok(found),
         None => {
             let mut b = Batch::default();

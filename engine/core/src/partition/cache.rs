@@ -79,10 +79,6 @@ impl Partition {
         self.profile_slot(id, loader).val.as_ref()
     }
 
-    pub fn ident(&mut self, key: &IdentKey, loader: &mut dyn Loader) -> Option<&IdentRecord> {
-        self.ident_get(key, loader)
-    }
-
     pub(super) fn touch(&mut self, id: ProfileId) {
         if self.touched_set.insert(id) {
             self.touched.push(id);
@@ -126,20 +122,5 @@ impl Partition {
                 self.profiles.retain(|_, s| s.dirty);
             }
         }
-    }
-
-    /// Drops every cached record and pending change (after a failed commit
-    /// the caller restarts from the store).
-    pub fn clear_cache(&mut self) {
-        self.idents.clear();
-        self.profiles.clear();
-        self.dirty_idents.clear();
-        self.dirty_profiles.clear();
-        self.touched.clear();
-        self.touched_set.clear();
-    }
-
-    pub fn cached_entries(&self) -> usize {
-        self.idents.len() + self.profiles.len()
     }
 }

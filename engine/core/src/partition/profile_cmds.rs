@@ -158,11 +158,10 @@ impl Partition {
     /// profile cannot take under the rules, with the rule it would break.
     fn stronger_that_cannot_join(&self, lp: &LiveProfile, ev: &Touchpoint) -> Option<(crate::ident::IdentKey, crate::rules::Violation)> {
         let anchor = ev.idents.first()?;
-        let rank = |k: &crate::ident::IdentKey| (self.cfg.priority(k.ty()), k.clone());
-        let anchor_rank = rank(anchor);
+        let anchor_rank = (self.cfg.priority(anchor.ty()), anchor);
         let mut counts: Option<crate::rules::TypeCounts> = None;
         for x in &ev.idents[1..] {
-            if rank(x) >= anchor_rank || lp.contains(x) || lp.pending.contains(x) {
+            if (self.cfg.priority(x.ty()), x) >= anchor_rank || lp.contains(x) || lp.pending.contains(x) {
                 continue;
             }
             let c = counts.get_or_insert_with(|| lp.counts());
