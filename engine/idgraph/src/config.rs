@@ -19,6 +19,7 @@ pub struct Config {
     pub identity: IdentitySection,
     pub traits: TraitsSection,
     pub replay: ReplaySection,
+    pub run: RunSection,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -113,6 +114,21 @@ impl Default for ReplaySection {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct RunSection {
+    /// Records of `idgraph.cmd` per committed batch (at most).
+    pub batch_records: usize,
+    /// How long a batch waits for more records once it has one, ms.
+    pub batch_linger_ms: u64,
+}
+
+impl Default for RunSection {
+    fn default() -> Self {
+        Self { batch_records: 2_000, batch_linger_ms: 5 }
+    }
+}
+
 /// A configuration error; `Display` names the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -191,7 +207,16 @@ impl Config {
         if self.replay.batch_size == 0 || self.replay.batch_size > 1_000_000 {
             return Err(key_err("replay.batch-size", "must be between 1 and 1000000"));
         }
+        if self.run.batch_records == 0 || self.run.batch_records > 1_000_000 {
+            return Err(key_err("run.batch-records", "must be between 1 and 1000000"));
+        }
+        if self.run.batch_linger_ms > 10_000 {
+            return Err(key_err("run.batch-linger-ms", "must be at most 10000"));
+        }
         for (i, input) in self.inputs.iter().enumerate() {
+            if let Some(j) = self.inputs[..i].iter().position(|o| o.topic == input.topic) {
+                return Err(key_err(format!("inputs[{i}].topic"), format!("`{}` is already inputs[{j}]", input.topic)));
+            }
             if input.topic.is_empty() {
                 return Err(key_err(format!("inputs[{i}].topic"), "must not be empty"));
             }
@@ -220,6 +245,14 @@ impl Config {
     /// The mapping of the first input with this format, or the default one.
     pub fn mapping_for(&self, format: Format) -> InputMapping {
         let Some(input) = self.inputs.iter().find(|i| i.format == format) else { return InputMapping::default() };
+        input.mapping()
+    }
+}
+
+impl InputSection {
+    /// The field mapping of this input (paths were checked by `validate`).
+    pub fn mapping(&self) -> InputMapping {
+        let input = self;
         InputMapping {
             identifiers: input.identifiers.iter().filter_map(|f| Some((FieldPath::parse(&f.path)?, f.ty.clone()))).collect(),
             traits: input.traits.iter().filter_map(|f| Some((FieldPath::parse(&f.path)?, f.name.clone()))).collect(),

@@ -3,20 +3,16 @@
 //! # Layout
 //! - `main.rs`: the command line.
 //! - `config.rs`: TOML config, `IDGRAPH__…` overrides, validation.
-//! - `state.rs`: key layout and meta records on the store.
+//! - `run.rs`: the `run` driver (streaming engine, embedded broker).
 //! - `replay.rs`: the `replay` driver.
 //! - `sink.rs`: NDJSON output streams with crash-safe positions.
 //! - `query.rs`: `profiles`, `lookup`, `explain` (and `check`, in `main.rs`).
-//! - `fault.rs`: fault injection points for crash tests.
-//! - `known.rs`: Bloom filter of stored keys (skips reads of new keys).
 
 mod config;
-mod fault;
-mod known;
 mod query;
 mod replay;
+mod run;
 mod sink;
-mod state;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -43,6 +39,12 @@ enum FormatArg {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
+    /// The streaming engine: input topics in, profile / lifecycle / consent
+    /// topics out. Without `kafka.brokers` it starts an embedded broker.
+    Run {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Process NDJSON files in order through the identity core into a state
     /// dir, writing each output stream as OUT/<stream>.ndjson.
     Replay {
@@ -102,11 +104,15 @@ fn load_config(path: Option<&PathBuf>) -> Result<config::Config> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("IDGRAPH_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
-    match real_main() {
+    let cli = Cli::parse();
+    let filter = |default: &str| tracing_subscriber::EnvFilter::try_from_env("IDGRAPH_LOG").unwrap_or_else(|_| default.into());
+    if matches!(cli.cmd, Cmd::Run { .. }) {
+        // The service logs JSON lines (no identifier values: keys are redacted).
+        tracing_subscriber::fmt().json().with_env_filter(filter("info")).with_writer(std::io::stderr).init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter("warn")).with_writer(std::io::stderr).init();
+    }
+    match real_main(cli) {
         Ok(code) => code,
         Err(e) => {
             // `{:#}` prints the context chain, one cause per colon.
@@ -116,9 +122,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn real_main() -> Result<ExitCode> {
-    let cli = Cli::parse();
+fn real_main(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
+        Cmd::Run { config } => {
+            let cfg = load_config(config.as_ref())?;
+            run::run(&cfg)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Replay { config, format, state, out, report, files } => {
             let cfg = load_config(config.as_ref())?;
             let args = replay::ReplayArgs {
@@ -164,7 +174,7 @@ fn real_main() -> Result<ExitCode> {
         Cmd::Check { config, state } => {
             let cfg = load_config(config.as_ref())?;
             let (store, _) = query::open(&state)?;
-            let snap = state::snapshot(&store)?;
+            let snap = idgraph_state::snapshot(&store)?;
             let errs = idgraph_core::invariants::check(&snap, &cfg.core()?);
             let live = snap.live_groups().values().filter(|g| !g.is_empty()).count();
             println!("{} identifiers, {} profile records, {live} live profiles", snap.idents.len(), snap.profiles.len());

@@ -1,6 +1,5 @@
 //! Read-only queries over a state: `profiles`, `lookup`, `explain`.
 
-use crate::state::{self, StateError};
 use anyhow::{Context, Result};
 use idgraph_core::config::CoreConfig;
 use idgraph_core::golden;
@@ -9,6 +8,7 @@ use idgraph_core::normalize::Normalizer;
 use idgraph_core::profile_id::ProfileId;
 use idgraph_core::record::{LiveProfile, ProfileRecord};
 use idgraph_core::time::format_rfc3339;
+use idgraph_state::{self as state, StateError};
 use idgraph_store::{RocksOptions, RocksStore, Store};
 use std::collections::VecDeque;
 use std::io::Write;

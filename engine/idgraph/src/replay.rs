@@ -8,10 +8,7 @@
 //! anywhere replays the uncommitted batch to the same result (see `sink`).
 
 use crate::config::Config;
-use crate::fault;
-use crate::known::KnownKeys;
 use crate::sink::{Sinks, Stream};
-use crate::state::{self, bump, Counters, StoreLoader};
 use anyhow::{bail, Context, Result};
 use idgraph_core::cluster::Cluster;
 use idgraph_core::event::{DropCounts, Touchpoint};
@@ -20,7 +17,9 @@ use idgraph_core::input::{Format, Parser, RejectReason};
 use idgraph_core::normalize::Normalizer;
 use idgraph_core::partition::Effects;
 use idgraph_core::record::ProfileRecord;
+use idgraph_state::{self as state, bump, Counters, KnownKeys, StoreLoader};
 use idgraph_store::{Batch, RocksOptions, RocksStore, Store};
+use idgraph_stream::fault;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

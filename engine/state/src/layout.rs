@@ -60,6 +60,12 @@ pub struct StoreLoader<'a> {
     pub skipped: u64,
 }
 
+impl std::fmt::Debug for StoreLoader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreLoader").field("reads", &self.reads).field("skipped", &self.skipped).finish_non_exhaustive()
+    }
+}
+
 impl<'a> StoreLoader<'a> {
     pub fn new(store: &'a dyn Store, known: &'a KnownKeys) -> Self {
         Self { store, known, idents: FxHashMap::default(), profiles: FxHashMap::default(), error: None, reads: 0, skipped: 0 }

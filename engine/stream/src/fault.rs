@@ -1,7 +1,8 @@
 //! Fault injection for crash tests: `IDGRAPH_FAULT=<point>:<n>` aborts the
 //! process (as `kill -9` would: no unwinding, no flushing) the n-th time
 //! execution reaches `<point>`. Unset in production; costs one atomic load.
-//! Points: `replay.before-outputs`, `replay.before-commit`, `replay.after-commit`.
+//! Points: `replay.before-outputs`, `replay.before-commit`, `replay.after-commit`,
+//! `run.after-commit` (state and outbox written, outbox not yet produced).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;

@@ -1,0 +1,71 @@
+//! `idgraph run`: the streaming engine on the configured broker, or on the
+//! embedded one when `kafka.brokers` is not set.
+
+use crate::config::Config;
+use anyhow::{Context, Result};
+use idgraph_core::input::{Format, InputMapping};
+use idgraph_stream::embedded::Embedded;
+use idgraph_stream::topics::Topics;
+use idgraph_stream::{EngineConfig, InputSpec};
+use std::io::Write;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// The input used when the config names none: Segment-spec JSON on
+/// `touchpoints`.
+pub const DEFAULT_INPUT: &str = "touchpoints";
+
+pub fn run(cfg: &Config) -> Result<()> {
+    let core = Arc::new(cfg.core()?);
+    let inputs: Vec<InputSpec> = if cfg.inputs.is_empty() {
+        vec![InputSpec { topic: DEFAULT_INPUT.into(), format: Format::Segment, mapping: InputMapping::default() }]
+    } else {
+        cfg.inputs.iter().map(|i| InputSpec { topic: i.topic.clone(), format: i.format, mapping: i.mapping() }).collect()
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone()).context("cannot install the signal handler")?;
+    }
+    let p = cfg.state.partitions;
+    let (brokers, embedded) = match &cfg.kafka.brokers {
+        Some(b) => (b.clone(), None),
+        None => {
+            let topics = Topics::new(&cfg.kafka.topic_prefix);
+            let mut specs: Vec<(&str, i32)> = topics.specs(p).into_iter().map(|(n, k, _)| (n, k)).collect();
+            specs.extend(inputs.iter().map(|i| (i.topic.as_str(), p as i32)));
+            let e = Embedded::start(&specs)?;
+            (e.bootstrap(), Some(e))
+        }
+    };
+    let mut out = std::io::stdout();
+    writeln!(out, "kafka bootstrap: {brokers}")?;
+    if embedded.is_some() {
+        writeln!(out, "embedded broker (no kafka.brokers configured): produce to `{}`, read the outputs from it", inputs[0].topic)?;
+    }
+    out.flush()?;
+    let ecfg = EngineConfig {
+        brokers,
+        group_id: cfg.kafka.group_id.clone(),
+        topic_prefix: cfg.kafka.topic_prefix.clone(),
+        inputs,
+        partitions: p,
+        state_dir: cfg.state.dir.clone(),
+        block_cache_mb: cfg.state.block_cache_mb,
+        write_buffer_mb: cfg.state.write_buffer_mb,
+        cache_entries: cfg.state.cache_entries,
+        http_listen: cfg.http.listen.clone(),
+        max_batch_records: cfg.run.batch_records,
+        batch_linger_ms: cfg.run.batch_linger_ms,
+        create_topics: embedded.is_none(),
+        core,
+    };
+    idgraph_stream::run(ecfg, stop, |s| {
+        let t = &s.topics;
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "http: http://{}/metrics  /healthz  /readyz", s.http);
+        let _ = writeln!(out, "outputs: {} (compacted, key = profile id), {}, {}, {}", t.profiles, t.lifecycle, t.consent, t.rejects);
+        let _ = out.flush();
+    })?;
+    drop(embedded);
+    Ok(())
+}

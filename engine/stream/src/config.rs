@@ -1,0 +1,35 @@
+//! What the engine needs to run; the binary builds it from the TOML config.
+
+use idgraph_core::config::CoreConfig;
+use idgraph_core::input::{Format, InputMapping};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+pub struct InputSpec {
+    pub topic: String,
+    pub format: Format,
+    pub mapping: InputMapping,
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub brokers: String,
+    pub group_id: String,
+    pub topic_prefix: String,
+    pub inputs: Vec<InputSpec>,
+    pub partitions: u16,
+    pub state_dir: PathBuf,
+    pub block_cache_mb: u32,
+    pub write_buffer_mb: u32,
+    pub cache_entries: usize,
+    pub http_listen: String,
+    /// Records taken from `idgraph.cmd` per committed batch (at most).
+    pub max_batch_records: usize,
+    /// How long a batch waits for more records once it has one, ms.
+    pub batch_linger_ms: u64,
+    /// Create missing topics at start (not on the embedded broker, where
+    /// the caller creates them).
+    pub create_topics: bool,
+    pub core: Arc<CoreConfig>,
+}

@@ -1,0 +1,63 @@
+//! Wiring: topics, HTTP, the core worker (this thread) and ingest (its own
+//! thread); graceful shutdown when `stop` is set (each loop finishes its
+//! batch, the outbox is drained, the state flushed).
+
+use crate::config::EngineConfig;
+use crate::error::StreamError;
+use crate::http;
+use crate::ingest::Ingest;
+use crate::metrics::Metrics;
+use crate::outbox::Sender;
+use crate::topics::{self, Topics};
+use crate::worker::Worker;
+use idgraph_core::input::Parser;
+use idgraph_core::normalize::Normalizer;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// What a started engine tells its caller.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub http: SocketAddr,
+    pub topics: Topics,
+}
+
+/// Runs the engine until `stop` is set or a part fails.
+pub fn run(cfg: EngineConfig, stop: Arc<AtomicBool>, on_start: impl FnOnce(&Started)) -> Result<(), StreamError> {
+    let topics = Topics::new(&cfg.topic_prefix);
+    if cfg.create_topics {
+        topics::create(&cfg.brokers, &topics.specs(cfg.partitions))?;
+    }
+    topics::check(&cfg.brokers, &topics, cfg.partitions)?;
+    let metrics = Arc::new(Metrics::default());
+    let http_stop = Arc::new(AtomicBool::new(false));
+    let (addr, http) = http::serve(&cfg.http_listen, metrics.clone(), http_stop.clone())?;
+    on_start(&Started { http: addr, topics: topics.clone() });
+
+    let worker = Worker::open(cfg.clone(), &topics, metrics.clone())?;
+    let parsers: Vec<(String, Parser)> =
+        cfg.inputs.iter().map(|i| (i.topic.clone(), Parser::new(i.format, i.mapping.clone(), Normalizer::new(cfg.core.clone())))).collect();
+    let ingest = Ingest::new(&cfg.brokers, &cfg.group_id, Sender::new(&cfg.brokers, topics.clone())?, parsers, cfg.partitions, metrics)?;
+    let ingest_stop = stop.clone();
+    let ingest = std::thread::Builder::new()
+        .name("ingest".into())
+        .spawn(move || {
+            let r = ingest.run(&ingest_stop);
+            if r.is_err() {
+                // One failing part stops the whole engine.
+                ingest_stop.store(true, Ordering::Relaxed);
+            }
+            r
+        })
+        .map_err(|e| StreamError::Internal(format!("cannot start the ingest thread: {e}")))?;
+    let core = worker.run(&stop);
+    if core.is_err() {
+        stop.store(true, Ordering::Relaxed);
+    }
+    let ingest = ingest.join().unwrap_or_else(|_| Err(StreamError::Internal("the ingest thread panicked".into())));
+    http_stop.store(true, Ordering::Relaxed);
+    let _ = http.join();
+    core?;
+    ingest
+}

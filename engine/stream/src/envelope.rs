@@ -1,0 +1,52 @@
+//! The framing of records on `idgraph.cmd` (ADR 0003): a format byte, then
+//! a postcard-encoded [`Envelope`].
+
+use idgraph_core::command::Command;
+use idgraph_core::event::Touchpoint;
+use serde::{Deserialize, Serialize};
+
+const FORMAT: u8 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Envelope {
+    /// Events read from one input partition, with their offsets (ascending).
+    Input { topic: String, partition: i32, items: Vec<(i64, Touchpoint)> },
+    /// Commands from partition `from`, numbered from `first_seq` on.
+    Internal { from: u16, first_seq: u64, cmds: Vec<Command> },
+}
+
+pub fn encode(e: &Envelope) -> Vec<u8> {
+    let mut out = vec![FORMAT];
+    // Serialising owned, finite data into a Vec cannot fail.
+    out.extend(postcard::to_stdvec(e).unwrap_or_default());
+    out
+}
+
+pub fn decode(b: &[u8]) -> Result<Envelope, String> {
+    match b.split_first() {
+        Some((&FORMAT, rest)) => postcard::from_bytes(rest).map_err(|e| e.to_string()),
+        Some((f, _)) => Err(format!("unknown envelope format {f}")),
+        None => Err("empty envelope".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use idgraph_core::ident::{IdentKey, IdentType};
+
+    #[test]
+    fn round_trip_and_bad_bytes() {
+        let k = IdentKey::new(IdentType::EMAIL, "a@b.c");
+        let e = Envelope::Internal {
+            from: 3,
+            first_seq: 7,
+            cmds: vec![Command::RecordRefusal { ident: k.clone(), with: idgraph_core::profile_id::ProfileId([1; 16]), at: 5 }],
+        };
+        assert_eq!(decode(&encode(&e)).unwrap(), e);
+        assert!(decode(&[]).is_err());
+        assert!(decode(&[9, 1, 2]).unwrap_err().contains("format 9"));
+        assert!(decode(&[FORMAT, 0xFF, 0xFF]).is_err());
+    }
+}

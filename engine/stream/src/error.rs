@@ -1,0 +1,42 @@
+//! Errors of the streaming engine. `Display` names what failed, never an
+//! identifier value, and does not print the source chain.
+
+use rdkafka::error::KafkaError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The broker refused or failed an operation (external; often retryable).
+    #[error("kafka: {what}: {source}")]
+    Kafka {
+        what: String,
+        #[source]
+        source: KafkaError,
+    },
+    /// The topics do not match the configuration (user).
+    #[error("topic `{topic}`: {problem}")]
+    Topic { topic: String, problem: String },
+    /// Local state could not be read or written (internal).
+    #[error(transparent)]
+    State(#[from] idgraph_state::StateError),
+    #[error(transparent)]
+    Store(#[from] idgraph_store::StoreError),
+    /// Records the producer could not deliver after its retries (external).
+    #[error("delivery failed for {failed} records: {first}")]
+    Delivery { failed: u64, first: String },
+    #[error("http listener {addr}: {reason}")]
+    Http { addr: String, reason: String },
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl StreamError {
+    pub fn kafka(what: impl Into<String>) -> impl FnOnce(KafkaError) -> StreamError {
+        let what = what.into();
+        move |source| StreamError::Kafka { what, source }
+    }
+
+    /// Whether retrying the operation later can succeed.
+    pub fn retryable(&self) -> bool {
+        matches!(self, StreamError::Kafka { .. } | StreamError::Delivery { .. })
+    }
+}

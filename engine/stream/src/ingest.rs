@@ -1,0 +1,174 @@
+//! Ingest: the input topics (consumer group `kafka.group-id`) to `Route`
+//! envelopes on `idgraph.cmd` and rejects on `idgraph.rejects`.
+//!
+//! Stateless by design (ADR 0003): a poll batch is parsed, its envelopes
+//! (one per input partition and destination partition) and rejects are
+//! produced and acknowledged, then the consumed offsets are committed.
+//! After a crash the batch is read and sent again; the core drops events
+//! whose input offset it has already applied.
+
+use crate::client;
+use crate::envelope::{self, Envelope};
+use crate::error::StreamError;
+use crate::metrics::Metrics;
+use crate::outbox::{Dest, OutRecord, Sender};
+use idgraph_core::event::Touchpoint;
+use idgraph_core::input::Parser;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use rustc_hash::FxHashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Records per ingest batch (at most).
+const MAX_BATCH: usize = 20_000;
+/// How long a batch waits for more records once it has one.
+const LINGER: Duration = Duration::from_millis(5);
+
+pub struct Ingest {
+    consumer: BaseConsumer,
+    sender: Sender,
+    parsers: Vec<(String, Parser)>,
+    partitions: u16,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Ingest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingest").field("partitions", &self.partitions).finish_non_exhaustive()
+    }
+}
+
+/// One input partition's share of a batch.
+struct Slice {
+    /// Per destination partition: (offset, event).
+    items: FxHashMap<u16, Vec<(i64, Touchpoint)>>,
+    next_offset: i64,
+}
+
+impl Ingest {
+    pub fn new(
+        brokers: &str,
+        group: &str,
+        sender: Sender,
+        parsers: Vec<(String, Parser)>,
+        partitions: u16,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StreamError> {
+        let consumer: BaseConsumer = client::consumer(brokers, group).create().map_err(StreamError::kafka("ingest consumer"))?;
+        let topics: Vec<&str> = parsers.iter().map(|(t, _)| t.as_str()).collect();
+        consumer.subscribe(&topics).map_err(StreamError::kafka("subscribe to the input topics"))?;
+        Ok(Self { consumer, sender, parsers, partitions, metrics })
+    }
+
+    /// Runs until `stop`; the batch in hand is finished first.
+    pub fn run(mut self, stop: &AtomicBool) -> Result<(), StreamError> {
+        while !stop.load(Ordering::Relaxed) {
+            self.batch()?;
+        }
+        Ok(())
+    }
+
+    fn batch(&mut self) -> Result<(), StreamError> {
+        let mut slices: FxHashMap<(usize, i32), Slice> = FxHashMap::default();
+        let mut rejects: Vec<OutRecord> = Vec::new();
+        let mut n = 0usize;
+        let mut deadline: Option<Instant> = None;
+        while n < MAX_BATCH {
+            let wait = match deadline {
+                None => Duration::from_millis(100),
+                Some(d) => d.saturating_duration_since(Instant::now()),
+            };
+            let Some(m) = self.consumer.poll(wait) else { break };
+            let m = match m {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "ingest consumer error");
+                    continue;
+                }
+            };
+            deadline.get_or_insert_with(|| Instant::now() + LINGER);
+            n += 1;
+            let Some(ti) = self.parsers.iter().position(|(t, _)| t == m.topic()) else { continue };
+            let (topic, partition, offset) = (m.topic(), m.partition(), m.offset());
+            self.metrics.events_in.add(topic, 1);
+            let slice = slices.entry((ti, partition)).or_insert_with(|| Slice { items: FxHashMap::default(), next_offset: 0 });
+            slice.next_offset = offset + 1;
+            let payload = m.payload().unwrap_or_default();
+            match self.parsers[ti].1.parse(payload) {
+                Ok(ev) if ev.idents.is_empty() => {
+                    // Counted (no identifier survived), links nothing.
+                    self.metrics.identifiers_dropped.add("event_without_identifiers", 1);
+                }
+                Ok(ev) => {
+                    let dest = ev.idents[0].partition(self.partitions);
+                    slice.items.entry(dest).or_default().push((offset, ev));
+                }
+                Err(reason) => {
+                    self.metrics.rejects.add(reason.code(), 1);
+                    rejects.push(reject(topic, partition, offset, reason.code(), &reason.to_string(), payload));
+                }
+            }
+        }
+        for (name, k) in self.parsers.iter_mut().flat_map(|(_, p)| std::mem::take(&mut p.drops).iter().collect::<Vec<_>>()) {
+            self.metrics.identifiers_dropped.add(name, k);
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        let mut out: Vec<(u64, OutRecord)> = Vec::with_capacity(slices.len() * 2 + rejects.len());
+        let mut commit = TopicPartitionList::new();
+        let mut keys: Vec<_> = slices.keys().copied().collect();
+        keys.sort_unstable();
+        for key in keys {
+            let Some(slice) = slices.remove(&key) else { continue };
+            let topic = &self.parsers[key.0].0;
+            let mut dests: Vec<_> = slice.items.into_iter().collect();
+            dests.sort_unstable_by_key(|(d, _)| *d);
+            for (dest, items) in dests {
+                let env = Envelope::Input { topic: topic.clone(), partition: key.1, items };
+                out.push((
+                    0,
+                    OutRecord {
+                        dest: Dest::Cmd,
+                        partition: Some(dest as i32),
+                        key: None,
+                        value: Some(envelope::encode(&env)),
+                        headers: vec![],
+                    },
+                ));
+            }
+            commit.add_partition_offset(topic, key.1, Offset::Offset(slice.next_offset)).map_err(StreamError::kafka("offset list"))?;
+        }
+        out.extend(rejects.into_iter().map(|r| (0, r)));
+        self.sender.deliver(&out)?;
+        self.metrics.records_out.add("cmd", out.iter().filter(|(_, r)| r.dest == Dest::Cmd).count() as u64);
+        self.metrics.records_out.add("rejects", out.iter().filter(|(_, r)| r.dest == Dest::Rejects).count() as u64);
+        if let Err(e) = self.consumer.commit(&commit, CommitMode::Sync) {
+            // A rebalance took the partitions: their new owner re-reads the
+            // batch and the core drops what it already applied.
+            tracing::warn!(error = %e, "ingest offset commit failed; the batch will be re-read");
+        }
+        Ok(())
+    }
+}
+
+/// A rejected input record: the original bytes, the reason and the source
+/// position in headers.
+pub fn reject(topic: &str, partition: i32, offset: i64, code: &str, message: &str, payload: &[u8]) -> OutRecord {
+    OutRecord {
+        dest: Dest::Rejects,
+        partition: None,
+        key: Some(format!("{topic}/{partition}/{offset}").into_bytes()),
+        value: Some(payload.to_vec()),
+        headers: vec![
+            ("idgraph.reason".into(), code.as_bytes().to_vec()),
+            ("idgraph.message".into(), message.as_bytes().to_vec()),
+            ("idgraph.source.topic".into(), topic.as_bytes().to_vec()),
+            ("idgraph.source.partition".into(), partition.to_string().into_bytes()),
+            ("idgraph.source.offset".into(), offset.to_string().into_bytes()),
+        ],
+    }
+}

@@ -1,0 +1,40 @@
+//! # idgraph-stream — the Kafka streaming engine (`idgraph run`)
+//!
+//! Ingest reads the input topics and sends a `Route` per event over
+//! `idgraph.cmd`; the core runs the partitions of ADR 0002 on the records of
+//! `idgraph.cmd`, commits state, progress and an outbox in one RocksDB write
+//! per batch, then drains the outbox with an idempotent producer (ADR 0003).
+//!
+//! # Layout
+//! - [`config`]: what the engine needs to run (built by the binary).
+//! - [`error`]: the crate's error type, classified.
+//! - [`fault`]: fault injection points for crash tests.
+//! - [`client`]: the one factory of rdkafka clients.
+//! - [`topics`]: topic names, creation and the partition-count check.
+//! - [`envelope`]: the framing of records on `idgraph.cmd`.
+//! - [`outbox`]: records to produce, persisted with the state, and the
+//!   producer that drains them.
+//! - [`ingest`]: input topics to `Route` envelopes and rejects.
+//! - [`worker`]: the partitions' batch loop over `idgraph.cmd`.
+//! - [`metrics`]: counters and histograms, Prometheus text.
+//! - [`http`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`embedded`]: the in-process mock broker of `make run`.
+//! - [`engine`]: wiring, start-up and graceful shutdown.
+
+pub mod client;
+pub mod config;
+pub mod embedded;
+pub mod engine;
+pub mod envelope;
+pub mod error;
+pub mod fault;
+pub mod http;
+pub mod ingest;
+pub mod metrics;
+pub mod outbox;
+pub mod topics;
+pub mod worker;
+
+pub use config::{EngineConfig, InputSpec};
+pub use engine::run;
+pub use error::StreamError;

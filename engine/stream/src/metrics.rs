@@ -1,0 +1,180 @@
+//! The engine's metrics (names and labels per `docs/METRICS.md`), rendered
+//! in the Prometheus text format. Label values are bounded: topic names
+//! from config, reason codes from a fixed list, partition numbers below P.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Upper bounds (seconds) of the latency histograms.
+const BUCKETS: [f64; 14] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+#[derive(Debug, Default)]
+pub struct Histogram {
+    counts: [AtomicU64; BUCKETS.len()],
+    inf: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, secs: f64) {
+        match BUCKETS.iter().position(|b| secs <= *b) {
+            Some(i) => self.counts[i].fetch_add(1, Ordering::Relaxed),
+            None => self.inf.fetch_add(1, Ordering::Relaxed),
+        };
+        self.sum_us.fetch_add((secs * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut acc = 0;
+        for (b, c) in BUCKETS.iter().zip(&self.counts) {
+            acc += c.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {acc}");
+        }
+        acc += self.inf.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {acc}");
+        let _ = writeln!(out, "{name}_sum {}", self.sum_us.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {acc}");
+    }
+}
+
+/// A counter family with one label.
+#[derive(Debug, Default)]
+pub struct Labeled(Mutex<BTreeMap<String, u64>>);
+
+impl Labeled {
+    pub fn add(&self, label: &str, n: u64) {
+        if let Ok(mut m) = self.0.lock() {
+            match m.get_mut(label) {
+                Some(v) => *v += n,
+                None => {
+                    m.insert(label.to_string(), n);
+                }
+            }
+        }
+    }
+
+    pub fn set(&self, label: &str, v: u64) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(label.to_string(), v);
+        }
+    }
+
+    pub fn get(&self, label: &str) -> u64 {
+        self.0.lock().ok().and_then(|m| m.get(label).copied()).unwrap_or(0)
+    }
+
+    fn render(&self, out: &mut String, name: &str, label: &str, kind: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        if let Ok(m) = self.0.lock() {
+            for (k, v) in m.iter() {
+                let _ = writeln!(out, "{name}{{{label}=\"{k}\"}} {v}");
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub ready: AtomicBool,
+    pub events_in: Labeled,
+    pub records_out: Labeled,
+    pub rejects: Labeled,
+    pub identifiers_dropped: Labeled,
+    pub commands: AtomicU64,
+    pub duplicates_dropped: AtomicU64,
+    pub profiles_created: AtomicU64,
+    pub merges: AtomicU64,
+    pub splits: AtomicU64,
+    pub conflicts: AtomicU64,
+    pub identifiers_shared: AtomicU64,
+    pub batches: AtomicU64,
+    pub batch_seconds: Histogram,
+    pub event_to_output_seconds: Histogram,
+    pub cmd_lag: Labeled,
+    pub partitions_owned: AtomicU64,
+    pub restored_records: AtomicU64,
+    pub outbox_pending: AtomicU64,
+    pub rocksdb: Labeled,
+}
+
+impl Metrics {
+    pub fn render(&self) -> String {
+        let mut o = String::with_capacity(8192);
+        let c = |o: &mut String, name: &str, help: &str, v: &AtomicU64, kind: &str| {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", v.load(Ordering::Relaxed));
+        };
+        self.events_in.render(&mut o, "idgraph_ingest_events_total", "topic", "counter", "Input records read, by input topic.");
+        self.rejects.render(
+            &mut o,
+            "idgraph_ingest_rejects_total",
+            "reason",
+            "counter",
+            "Input records sent to the rejects topic, by reason.",
+        );
+        self.identifiers_dropped.render(
+            &mut o,
+            "idgraph_ingest_identifiers_dropped_total",
+            "reason",
+            "counter",
+            "Identifiers dropped from events (invalid or blocked), by reason.",
+        );
+        self.records_out.render(&mut o, "idgraph_output_records_total", "topic", "counter", "Records produced, by topic.");
+        c(&mut o, "idgraph_core_commands_total", "Commands handled by the partitions.", &self.commands, "counter");
+        c(&mut o, "idgraph_core_duplicates_dropped_total", "Commands dropped as already applied.", &self.duplicates_dropped, "counter");
+        c(&mut o, "idgraph_core_profiles_created_total", "Profiles created.", &self.profiles_created, "counter");
+        c(&mut o, "idgraph_core_merges_total", "Profiles merged into older ones.", &self.merges, "counter");
+        c(&mut o, "idgraph_core_splits_total", "Profiles split.", &self.splits, "counter");
+        c(&mut o, "idgraph_core_conflicts_total", "Identifiers dropped from a join by a rule.", &self.conflicts, "counter");
+        c(&mut o, "idgraph_core_identifiers_shared_total", "Identifiers marked shared.", &self.identifiers_shared, "counter");
+        c(&mut o, "idgraph_core_batches_total", "Batches committed.", &self.batches, "counter");
+        self.batch_seconds.render(&mut o, "idgraph_core_batch_seconds", "Time from a batch's first record to its outputs acknowledged.");
+        self.event_to_output_seconds.render(
+            &mut o,
+            "idgraph_core_event_to_output_seconds",
+            "Time from an input record's broker timestamp to the acknowledgement of its batch's outputs.",
+        );
+        self.cmd_lag.render(
+            &mut o,
+            "idgraph_core_cmd_lag_records",
+            "partition",
+            "gauge",
+            "Records of idgraph.cmd not yet consumed, by partition.",
+        );
+        c(&mut o, "idgraph_core_partitions_owned", "Partitions this process runs.", &self.partitions_owned, "gauge");
+        c(&mut o, "idgraph_core_restored_records_total", "State records restored from the changelog.", &self.restored_records, "counter");
+        c(&mut o, "idgraph_outbox_pending_records", "Outbox records committed but not yet acknowledged.", &self.outbox_pending, "gauge");
+        self.rocksdb.render(&mut o, "idgraph_rocksdb_property", "name", "gauge", "RocksDB properties (sizes in bytes).");
+        let _ = writeln!(
+            o,
+            "# HELP idgraph_ready Whether every owned partition is restored and running.\n# TYPE idgraph_ready gauge\nidgraph_ready {}",
+            u8::from(self.ready.load(Ordering::Relaxed))
+        );
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_labels_and_cumulative_buckets() {
+        let m = Metrics::default();
+        m.events_in.add("touchpoints", 3);
+        m.rejects.add("malformed_json", 1);
+        m.batch_seconds.observe(0.003);
+        m.batch_seconds.observe(0.2);
+        m.batch_seconds.observe(100.0);
+        let t = m.render();
+        assert!(t.contains("idgraph_ingest_events_total{topic=\"touchpoints\"} 3"), "{t}");
+        assert!(t.contains("idgraph_ingest_rejects_total{reason=\"malformed_json\"} 1"));
+        assert!(t.contains("idgraph_core_batch_seconds_bucket{le=\"0.005\"} 1"));
+        assert!(t.contains("idgraph_core_batch_seconds_bucket{le=\"0.25\"} 2"));
+        assert!(t.contains("idgraph_core_batch_seconds_bucket{le=\"+Inf\"} 3"));
+        assert!(t.contains("idgraph_core_batch_seconds_count 3"));
+        assert!(t.contains("idgraph_ready 0"));
+    }
+}
