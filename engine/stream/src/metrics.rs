@@ -92,6 +92,7 @@ pub struct Metrics {
     pub identifiers_shared: AtomicU64,
     pub batches: AtomicU64,
     pub batch_seconds: Histogram,
+    pub deliver_seconds: Histogram,
     pub event_to_output_seconds: Histogram,
     pub cmd_lag: Labeled,
     pub partitions_owned: AtomicU64,
@@ -131,6 +132,7 @@ impl Metrics {
         c(&mut o, "idgraph_core_identifiers_shared_total", "Identifiers marked shared.", &self.identifiers_shared, "counter");
         c(&mut o, "idgraph_core_batches_total", "Batches committed.", &self.batches, "counter");
         self.batch_seconds.render(&mut o, "idgraph_core_batch_seconds", "Time from a batch's first record to its outputs acknowledged.");
+        self.deliver_seconds.render(&mut o, "idgraph_outbox_deliver_seconds", "Time to produce a batch's outbox and have it acknowledged.");
         self.event_to_output_seconds.render(
             &mut o,
             "idgraph_core_event_to_output_seconds",

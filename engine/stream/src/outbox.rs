@@ -198,7 +198,18 @@ impl Sender {
     /// Waits until every enqueued record is acknowledged; fails if any was
     /// not (the caller retries the whole set: duplicates are harmless).
     pub fn flush(&self) -> Result<(), StreamError> {
-        self.producer.flush(Duration::from_secs(60)).map_err(StreamError::kafka("flush producer"))?;
+        // Not `Producer::flush`: it sleeps up to 100 ms per round after the
+        // delivery reports were served, which put 100 ms on every batch.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while self.producer.in_flight_count() > 0 {
+            if std::time::Instant::now() >= deadline {
+                return Err(StreamError::Kafka {
+                    what: "flush producer".into(),
+                    source: KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut),
+                });
+            }
+            self.producer.poll(Duration::from_millis(1));
+        }
         let failed = self.producer.context().failed.swap(0, Ordering::Relaxed);
         if failed > 0 {
             let first = self.producer.context().first.lock().ok().and_then(|mut f| f.take()).unwrap_or_default();

@@ -80,6 +80,8 @@ pub struct Worker {
     outbox: Outbox,
     metrics: Arc<Metrics>,
     reported: Stats,
+    cmd_topic: String,
+    lag_updated: Instant,
 }
 
 impl std::fmt::Debug for Worker {
@@ -138,7 +140,20 @@ impl Worker {
         consumer.assign(&tpl).map_err(StreamError::kafka("assign idgraph.cmd partitions"))?;
         metrics.partitions_owned.store(n as u64, Ordering::Relaxed);
         let parts = (0..n).map(|p| Partition::new(p, n, cfg.core.clone())).collect();
-        Ok(Self { cfg, store, known, parts, meta, consumer, sender, outbox, metrics, reported: Stats::default() })
+        Ok(Self {
+            cfg,
+            store,
+            known,
+            parts,
+            meta,
+            consumer,
+            sender,
+            outbox,
+            metrics,
+            reported: Stats::default(),
+            cmd_topic: topics.cmd.clone(),
+            lag_updated: Instant::now(),
+        })
     }
 
     /// Runs batches until `stop`, then deletes the drained outbox entries
@@ -147,11 +162,27 @@ impl Worker {
         self.metrics.ready.store(true, Ordering::Relaxed);
         while !stop.load(Ordering::Relaxed) {
             self.batch()?;
+            if self.lag_updated.elapsed() >= Duration::from_secs(1) {
+                self.update_lag();
+            }
         }
         self.metrics.ready.store(false, Ordering::Relaxed);
         self.outbox.flush_deletes(&self.store)?;
         self.store.flush()?;
         Ok(())
+    }
+
+    /// Consumer lag per partition (one watermark request per partition, at
+    /// most once a second).
+    fn update_lag(&mut self) {
+        self.lag_updated = Instant::now();
+        for (p, m) in self.meta.iter().enumerate() {
+            if let Ok((_, hi)) = self.consumer.fetch_watermarks(&self.cmd_topic, p as i32, Duration::from_millis(500)) {
+                if hi >= 0 {
+                    self.metrics.cmd_lag.set(&p.to_string(), (hi - m.cmd_offset).max(0) as u64);
+                }
+            }
+        }
     }
 
     fn poll(&mut self) -> Vec<In> {
@@ -300,7 +331,9 @@ impl Worker {
         self.metrics.outbox_pending.store(staged.len() as u64, Ordering::Relaxed);
         self.store.write(wb)?;
         crate::fault::point("run.after-commit");
+        let td = Instant::now();
         self.sender.deliver(&staged)?;
+        self.metrics.deliver_seconds.observe(td.elapsed().as_secs_f64());
         self.outbox.delivered(staged.iter().map(|(s, _)| *s));
         self.metrics.outbox_pending.store(0, Ordering::Relaxed);
         for part in &mut self.parts {

@@ -1,0 +1,83 @@
+//! `idgraph-consume`: every record of a topic up to its current end, as
+//! NDJSON on stdout: `{"partition","offset","key","value","headers"}`
+//! (`value` is null for a tombstone; text values are given as strings).
+//! With `--compact`, only the last record per key (what a compacted topic
+//! converges to), tombstoned keys omitted.
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+#[derive(Parser, Debug)]
+#[command(about = "Read a Kafka topic to its end as NDJSON")]
+struct Args {
+    #[arg(long)]
+    brokers: String,
+    #[arg(long)]
+    topic: String,
+    /// Keep only the last record per key.
+    #[arg(long)]
+    compact: bool,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
+}
+
+fn text(b: &[u8]) -> serde_json::Value {
+    match std::str::from_utf8(b) {
+        Ok(s) => serde_json::Value::String(s.to_string()),
+        Err(_) => serde_json::Value::String(format!("(binary, {} bytes)", b.len())),
+    }
+}
+
+fn main() -> Result<()> {
+    let a = Args::parse();
+    let c: BaseConsumer = idgraph_stream::client::consumer(&a.brokers, "idgraph-consume").create().context("consumer")?;
+    let md = c.fetch_metadata(Some(&a.topic), Duration::from_secs(10)).context("metadata")?;
+    let parts = md.topics().first().map(|t| t.partitions().len()).unwrap_or(0);
+    anyhow::ensure!(parts > 0, "topic {} not found", a.topic);
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = Vec::new();
+    let mut next = Vec::new();
+    for p in 0..parts as i32 {
+        let (lo, hi) = c.fetch_watermarks(&a.topic, p, Duration::from_secs(10)).context("watermarks")?;
+        ends.push(hi);
+        next.push(lo);
+        tpl.add_partition_offset(&a.topic, p, Offset::Beginning)?;
+    }
+    c.assign(&tpl)?;
+    let deadline = Instant::now() + Duration::from_secs(a.timeout);
+    let mut last: BTreeMap<Vec<u8>, serde_json::Value> = BTreeMap::new();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let done = |next: &[i64]| next.iter().zip(&ends).all(|(n, e)| *n >= *e);
+    while !done(&next) {
+        anyhow::ensure!(Instant::now() < deadline, "timed out reading {}", a.topic);
+        let Some(m) = c.poll(Duration::from_millis(200)) else { continue };
+        let m = m?;
+        let p = m.partition() as usize;
+        next[p] = m.offset() + 1;
+        let headers: serde_json::Map<String, serde_json::Value> = m
+            .headers()
+            .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map_or(serde_json::Value::Null, text))).collect())
+            .unwrap_or_default();
+        let rec = serde_json::json!({
+            "partition": m.partition(), "offset": m.offset(),
+            "key": m.key().map(text), "value": m.payload().map(text), "headers": headers,
+        });
+        if a.compact {
+            last.insert(m.key().unwrap_or_default().to_vec(), rec);
+        } else {
+            writeln!(out, "{rec}")?;
+        }
+    }
+    for rec in last.values().filter(|r| !r["value"].is_null()) {
+        writeln!(out, "{rec}")?;
+    }
+    out.flush()?;
+    Ok(())
+}
