@@ -23,6 +23,9 @@ struct Args {
     /// Keep only the last record per key.
     #[arg(long)]
     compact: bool,
+    /// Once at the reported end, stop after this long without a record.
+    #[arg(long, default_value_t = 1000)]
+    idle_ms: u64,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 60)]
     timeout: u64,
@@ -46,6 +49,9 @@ fn main() -> Result<()> {
     let mut next = Vec::new();
     for p in 0..parts as i32 {
         let (lo, hi) = c.fetch_watermarks(&a.topic, p, Duration::from_secs(10)).context("watermarks")?;
+        if std::env::var_os("IDGRAPH_CONSUME_DEBUG").is_some() {
+            eprintln!("partition {p}: low {lo} high {hi}");
+        }
         ends.push(hi);
         next.push(lo);
         tpl.add_partition_offset(&a.topic, p, Offset::Beginning)?;
@@ -54,10 +60,20 @@ fn main() -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(a.timeout);
     let mut last: BTreeMap<Vec<u8>, serde_json::Value> = BTreeMap::new();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    // Some brokers (tansu 0.6) report a high watermark below the log end:
+    // past it, read on until the topic has been quiet for `idle`.
     let done = |next: &[i64]| next.iter().zip(&ends).all(|(n, e)| *n >= *e);
-    while !done(&next) {
+    let idle = Duration::from_millis(a.idle_ms);
+    let mut last_msg = Instant::now();
+    loop {
         anyhow::ensure!(Instant::now() < deadline, "timed out reading {}", a.topic);
-        let Some(m) = c.poll(Duration::from_millis(200)) else { continue };
+        let Some(m) = c.poll(Duration::from_millis(50)) else {
+            if done(&next) && last_msg.elapsed() >= idle {
+                break;
+            }
+            continue;
+        };
+        last_msg = Instant::now();
         let m = m?;
         let p = m.partition() as usize;
         next[p] = m.offset() + 1;

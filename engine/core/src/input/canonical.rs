@@ -31,6 +31,11 @@ pub(super) fn parse(
                 let o = it.as_object().ok_or(RejectReason::InvalidField("identifiers"))?;
                 let ty = str_field(o, "type").map_err(|_| RejectReason::InvalidField("identifiers"))?;
                 let ty = ty.ok_or(RejectReason::InvalidField("identifiers"))?;
+                // A type the config does not declare is a schema or mapping
+                // error: the whole event is rejected, never applied in part.
+                if norm.config().type_by_name(ty).is_none() {
+                    return Err(RejectReason::UnknownIdentifierType);
+                }
                 match o.get("value").and_then(scalar_text) {
                     Some(v) => ids.push_named(norm, drops, ty, &v),
                     None => drops.add(crate::normalize::DropReason::Empty),

@@ -29,14 +29,23 @@ pub const MAX_EVENT_BYTES: usize = 1 << 20;
 /// Why a whole event was rejected. `Display` never shows input values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RejectReason {
-    TooLarge { bytes: usize },
-    InvalidJson { line: usize, column: usize, what: &'static str },
+    TooLarge {
+        bytes: usize,
+    },
+    InvalidJson {
+        line: usize,
+        column: usize,
+        what: &'static str,
+    },
     NotAnObject,
     MissingField(&'static str),
     InvalidField(&'static str),
     InvalidTimestamp(&'static str),
     UnsupportedType,
     NoIdentifiers,
+    /// An identifier whose type is not declared (the name is not shown: it
+    /// is input).
+    UnknownIdentifierType,
 }
 
 impl RejectReason {
@@ -51,6 +60,7 @@ impl RejectReason {
             RejectReason::InvalidTimestamp(_) => "invalid_timestamp",
             RejectReason::UnsupportedType => "unsupported_type",
             RejectReason::NoIdentifiers => "no_valid_identifier",
+            RejectReason::UnknownIdentifierType => "unknown_identifier_type",
         }
     }
 }
@@ -66,6 +76,9 @@ impl fmt::Display for RejectReason {
             RejectReason::InvalidTimestamp(n) => write!(f, "field `{n}` is not an RFC 3339 timestamp"),
             RejectReason::UnsupportedType => f.write_str("unsupported event type"),
             RejectReason::NoIdentifiers => f.write_str("no valid identifier (all missing, blocked or invalid)"),
+            RejectReason::UnknownIdentifierType => {
+                f.write_str("identifier of a type neither built in nor declared under `identity.types` (the event is not applied in part)")
+            }
         }
     }
 }

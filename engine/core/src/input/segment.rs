@@ -236,7 +236,10 @@ mod tests {
         let e = p
             .parse(br#"{"event_id":"e","timestamp":"2026-03-01T10:00:00Z","identifiers":[{"type":"shoe_size","value":"9"}]}"#)
             .unwrap_err();
-        assert_eq!(e, RejectReason::NoIdentifiers);
-        assert_eq!(p.drops.iter().collect::<Vec<_>>(), vec![("unknown_type", 1)]);
+        assert_eq!(e, RejectReason::UnknownIdentifierType);
+        let e = p
+            .parse(br#"{"event_id":"e","timestamp":"2026-03-01T10:00:00Z","identifiers":[{"type":"email","value":"a@b.co"},{"type":"shoe_size","value":"9"}]}"#)
+            .unwrap_err();
+        assert_eq!(e.code(), "unknown_identifier_type");
     }
 }

@@ -1,0 +1,168 @@
+//! `idgraph run` against a real Kafka-protocol broker (tansu): the
+//! compacted profiles topic equals `idgraph replay` of the same events
+//! where no rule fires (where one does, the outcome depends on arrival
+//! order, as replay's depends on its batch size: there the test holds the
+//! engine to the accuracy bar instead); malformed records land in
+//! `idgraph.rejects` with reason and source position; health, readiness
+//! and metrics answer.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use idgraph_e2e::kafka::{engine_config, Engine, Tansu};
+use idgraph_e2e::{idents, idgraph, ok, replay_and_profiles};
+use idgraph_loadtest::gen::{GenConfig, Generator};
+use idgraph_loadtest::score::{score, Truth};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+/// Generator events (`shared`: with kiosks and family tablets); returns
+/// the events file and the truth.
+fn data(dir: &Path, persons: u64, events: u64, seed: u64, shared: bool) -> (std::path::PathBuf, String) {
+    let f = dir.join("events.ndjson");
+    let (kiosks, family_rate) = if shared { (4, 0.15) } else { (0, 0.0) };
+    let mut g = Generator::new(GenConfig { persons, events, seed, segment: true, kiosks, family_rate, ..Default::default() });
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&f).unwrap());
+    g.write_events(&mut w).unwrap();
+    w.flush().unwrap();
+    let mut t = Vec::new();
+    g.write_truth(&mut t).unwrap();
+    (f, String::from_utf8(t).unwrap())
+}
+
+fn bad_records(dir: &Path) -> std::path::PathBuf {
+    let f = dir.join("bad.ndjson");
+    let big = format!("{{\"type\":\"track\",\"userId\":\"u-big\",\"properties\":{{\"pad\":\"{}\"}}}}", "x".repeat(1_100_000));
+    let lines = ["{\"type\": \"track\", \"userId\": ".to_string(), "[1, 2, 3]".to_string(), big, r#"{"userId": "u-1"}"#.to_string()];
+    std::fs::write(&f, lines.join("\n") + "\n").unwrap();
+    f
+}
+
+/// Profiles as (identifiers, event count), sorted: independent of IDs.
+fn shape(profiles: &[serde_json::Value]) -> Vec<(Vec<String>, u64)> {
+    let mut v: Vec<_> = profiles.iter().map(|p| (idents(p), p["metrics"]["event_count"].as_u64().unwrap())).collect();
+    v.sort();
+    v
+}
+
+/// Equal shapes, or a short report of the difference.
+fn assert_same(got: &[(Vec<String>, u64)], want: &[(Vec<String>, u64)]) {
+    let only_got: Vec<_> = got.iter().filter(|p| !want.contains(p)).collect();
+    let only_want: Vec<_> = want.iter().filter(|p| !got.contains(p)).collect();
+    assert!(
+        only_got.is_empty() && only_want.is_empty(),
+        "profiles differ from replay: {} vs {} profiles; only in topic ({}): {:?}; only in replay ({}): {:?}",
+        got.len(),
+        want.len(),
+        only_got.len(),
+        &only_got[..only_got.len().min(5)],
+        only_want.len(),
+        &only_want[..only_want.len().min(5)]
+    );
+}
+
+fn topic_profiles(t: &Tansu) -> Vec<serde_json::Value> {
+    t.consume("idgraph.profiles", true).iter().map(|r| serde_json::from_str(r["value"].as_str().unwrap()).unwrap()).collect()
+}
+
+#[test]
+fn profiles_topic_equals_replay_and_bad_records_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 5_000;
+    let (events, _) = data(dir.path(), 600, n, 11, false);
+    let broker = Tansu::start();
+    broker.create_topic("touchpoints", 4);
+    broker.produce("touchpoints", &events, 0);
+
+    let state = dir.path().join("state");
+    // A second input, canonical JSON, on its own topic.
+    broker.create_topic("crm", 1);
+    let cfg = engine_config(dir.path(), "e", &broker.brokers(), &state, "[[inputs]]\ntopic = \"crm\"\nformat = \"canonical\"\n");
+    let engine = Engine::start(&cfg, &dir.path().join("engine.log"));
+    assert_eq!(engine.get("/healthz").0, 200);
+    engine.wait_quiescent(n, Duration::from_secs(120));
+    assert_eq!(engine.get("/readyz").0, 200);
+    let bad = bad_records(dir.path());
+    broker.produce("touchpoints", &bad, 0);
+    let crm = dir.path().join("crm.ndjson");
+    std::fs::write(&crm, r#"{"event_id":"e-x","timestamp":"2026-03-01T10:00:00Z","identifiers":[{"type":"email","value":"a@b.co"},{"type":"shoe_size","value":"9"}]}"#).unwrap();
+    broker.produce("crm", &crm, 0);
+    engine.wait_quiescent(n + 5, Duration::from_secs(60));
+    let metrics = engine.get("/metrics").1;
+    for name in ["idgraph_ingest_events_total{topic=\"touchpoints\"}", "idgraph_core_merges_total", "idgraph_core_batch_seconds_bucket"] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+    assert!(engine.stop(), "engine did not exit cleanly on SIGTERM");
+
+    let expected = replay_and_profiles("segment", &dir.path().join("rs"), &dir.path().join("ro"), &[&events]);
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("ro/summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["conflicts"], 0, "this data must not make a rule fire");
+    assert_eq!(summary["identifiers_shared"], 0);
+    // The engine's own state satisfies every invariant and equals replay.
+    let check = ok(&idgraph(&["check", "--state", state.to_str().unwrap()]));
+    assert!(check.contains("all invariants hold"), "{check}");
+    assert_same(&shape(&idgraph_e2e::profiles(&state)), &shape(&expected));
+    let got = topic_profiles(&broker);
+    assert!(expected.len() > 100);
+    assert_same(&shape(&got), &shape(&expected));
+    let total: u64 = got.iter().map(|p| p["metrics"]["event_count"].as_u64().unwrap()).sum();
+    assert_eq!(total, n);
+
+    let rejects = broker.consume("idgraph.rejects", false);
+    let mut reasons: BTreeMap<String, (String, i64)> = BTreeMap::new();
+    for r in &rejects {
+        let h = &r["headers"];
+        let topic = h["idgraph.source.topic"].as_str().unwrap();
+        assert!(topic == "touchpoints" || topic == "crm", "{topic}");
+        let off: i64 = h["idgraph.source.offset"].as_str().unwrap().parse().unwrap();
+        reasons
+            .insert(h["idgraph.reason"].as_str().unwrap().to_string(), (h["idgraph.source.partition"].as_str().unwrap().to_string(), off));
+        assert!(r["value"].is_string(), "original bytes kept");
+    }
+    for want in ["invalid_json", "not_an_object", "too_large", "missing_field", "unknown_identifier_type"] {
+        assert!(reasons.contains_key(want), "no reject with reason {want}: {reasons:?}");
+    }
+    assert_eq!(rejects.len(), 5, "each bad record rejected once");
+}
+
+#[test]
+fn a_config_error_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[kafka]\nbrokers = \"127.0.0.1:1\"\nbatch-size = 3\n").unwrap();
+    let o = idgraph(&["run", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("kafka.batch-size"), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::write(&cfg, "[run]\nbatch-records = 0\n").unwrap();
+    let o = idgraph(&["run", "--config", cfg.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("run.batch-records"), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn with_shared_devices_the_engine_meets_the_accuracy_bar() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 20_000;
+    let (events, truth) = data(dir.path(), 3_000, n, 5, true);
+    let broker = Tansu::start();
+    broker.create_topic("touchpoints", 4);
+    let state = dir.path().join("state");
+    let cfg = engine_config(dir.path(), "e", &broker.brokers(), &state, "");
+    let engine = Engine::start(&cfg, &dir.path().join("engine.log"));
+    broker.produce("touchpoints", &events, 0);
+    engine.wait_quiescent(n, Duration::from_secs(180));
+    let m = engine.metrics();
+    assert!(m["idgraph_core_identifiers_shared_total"] > 0.0, "shared identifiers must occur");
+    assert!(m["idgraph_core_conflicts_total"] > 0.0, "conflicts must occur");
+    assert!(engine.stop());
+    let got = topic_profiles(&broker);
+    let total: u64 = got.iter().map(|p| p["metrics"]["event_count"].as_u64().unwrap()).sum();
+    assert_eq!(total, n, "every event counted exactly once");
+    let lines: String = got.iter().map(|p| p.to_string() + "\n").collect();
+    let s = score(&Truth::parse(&truth).unwrap(), &lines).unwrap();
+    eprintln!("engine on tansu: {s:?}");
+    assert!(s.precision >= 0.999, "precision {} (over-merges {:?})", s.precision, s.over_merges);
+    assert!(s.recall >= 0.99, "recall {} (under-merges {:?})", s.recall, s.under_merges);
+    let check = ok(&idgraph(&["check", "--state", state.to_str().unwrap()]));
+    assert!(check.contains("all invariants hold"), "{check}");
+}

@@ -1,0 +1,248 @@
+//! A real broker (tansu) and engine processes for the streaming tests.
+//!
+//! The broker binary is `$IDGRAPH_TANSU`, else `~/.cache/idgraph/tools/bin/tansu`;
+//! when missing it is installed there (`make test` installs it first, so
+//! this is the slow path of a lone `cargo test`). Tests never skip.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+static INSTALL: Mutex<()> = Mutex::new(());
+
+fn cache() -> PathBuf {
+    PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/idgraph")
+}
+
+/// The tansu binary, installed if missing.
+pub fn tansu_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("IDGRAPH_TANSU") {
+        return PathBuf::from(p);
+    }
+    let p = cache().join("tools/bin/tansu");
+    let _g = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    if !p.exists() {
+        let root = cache().join("tools");
+        let st = Command::new("cargo")
+            .args(["install", "tansu", "--version", "0.6.0", "--features", "dynostore", "--locked", "--root"])
+            .arg(&root)
+            .status()
+            .expect("run cargo install tansu");
+        assert!(st.success(), "installing tansu failed");
+    }
+    p
+}
+
+/// A binary built next to `idgraph` (idgraph-produce, idgraph-consume, ...).
+pub fn tool(name: &str) -> PathBuf {
+    let p = crate::bin().parent().unwrap().join(name);
+    assert!(p.exists(), "{} not found; build the workspace binaries first", p.display());
+    p
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A tansu broker on a free loopback port, in memory; killed on drop.
+pub struct Tansu {
+    pub port: u16,
+    child: Child,
+}
+
+impl Tansu {
+    pub fn start() -> Self {
+        let bin = tansu_bin();
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(&bin)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { port, child }
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let o = Command::new(tansu_bin())
+            .args(["topic", "create", "--broker", &format!("tcp://127.0.0.1:{}", self.port), name, "--partitions", &partitions.to_string()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "create topic {name}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    /// Produces the lines of `file` to `topic` (lz4, as production
+    /// producers do).
+    pub fn produce(&self, topic: &str, file: &Path, rate: u64) {
+        let o = Command::new(tool("idgraph-produce"))
+            .args(["--brokers", &self.brokers(), "--topic", topic, "--rate", &rate.to_string()])
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "produce: {}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    /// Every record of `topic` (or the last per key with `compact`).
+    pub fn consume(&self, topic: &str, compact: bool) -> Vec<serde_json::Value> {
+        let mut c = Command::new(tool("idgraph-consume"));
+        c.args(["--brokers", &self.brokers(), "--topic", topic]);
+        if compact {
+            c.arg("--compact");
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "consume {topic}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes an engine config for `brokers` with state in `state`.
+pub fn engine_config(dir: &Path, name: &str, brokers: &str, state: &Path, extra: &str) -> PathBuf {
+    let p = dir.join(format!("{name}.toml"));
+    let text = format!(
+        "[kafka]\nbrokers = \"{brokers}\"\n[[inputs]]\ntopic = \"touchpoints\"\nformat = \"segment\"\n[state]\ndir = \"{}\"\npartitions = 4\n[http]\nlisten = \"127.0.0.1:0\"\n{extra}",
+        state.display()
+    );
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// A running `idgraph run`; killed (SIGKILL) on drop unless stopped.
+pub struct Engine {
+    pub child: Child,
+    pub http: String,
+    pub stderr_path: PathBuf,
+}
+
+impl Engine {
+    pub fn start(config: &Path, log: &Path) -> Self {
+        let err = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        let mut child = Command::new(crate::bin())
+            .args(["run", "--config"])
+            .arg(config)
+            .stdout(Stdio::piped())
+            .stderr(err)
+            .spawn()
+            .expect("start idgraph run");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut http = None;
+        let mut line = String::new();
+        while http.is_none() {
+            line.clear();
+            if out.read_line(&mut line).unwrap() == 0 {
+                let _ = child.wait();
+                panic!("idgraph run exited during start-up; log:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+            }
+            if let Some(rest) = line.strip_prefix("http: http://") {
+                http = rest.split('/').next().map(str::to_string);
+            }
+        }
+        // Keep draining stdout so the engine never blocks on it.
+        std::thread::spawn(move || {
+            let mut sink = Vec::new();
+            let _ = out.read_to_end(&mut sink);
+        });
+        Self { child, http: http.unwrap(), stderr_path: log.to_path_buf() }
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(&self.http, path)
+    }
+
+    /// Metric samples by full name with labels, e.g.
+    /// `idgraph_core_cmd_lag_records{partition="0"}`.
+    pub fn metrics(&self) -> BTreeMap<String, f64> {
+        let (_, body) = self.get("/metrics");
+        body.lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter_map(|l| {
+                let (k, v) = l.rsplit_once(' ')?;
+                Some((k.to_string(), v.parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// Waits until the engine has read `events` input records, its command
+    /// topic is fully consumed and nothing moved for a while.
+    pub fn wait_quiescent(&self, events: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        let mut stable_since = Instant::now();
+        loop {
+            let m = self.metrics();
+            let read: f64 = m.iter().filter(|(k, _)| k.starts_with("idgraph_ingest_events_total")).map(|(_, v)| v).sum();
+            let lag: f64 = m.iter().filter(|(k, _)| k.starts_with("idgraph_core_cmd_lag_records")).map(|(_, v)| v).sum();
+            let has_lag = m.keys().any(|k| k.starts_with("idgraph_core_cmd_lag_records"));
+            let cmds = m.get("idgraph_core_commands_total").copied().unwrap_or(0.0);
+            let snapshot = (read as u64, cmds as u64);
+            if last != Some(snapshot) {
+                last = Some(snapshot);
+                stable_since = Instant::now();
+            }
+            if read as u64 >= events && has_lag && lag == 0.0 && stable_since.elapsed() > Duration::from_millis(2500) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "engine not quiescent after {timeout:?}: read {read} of {events}, lag {lag}, commands {cmds}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// SIGTERM and wait; returns whether it exited successfully.
+    pub fn stop(mut self) -> bool {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.success();
+            }
+            assert!(Instant::now() < deadline, "engine did not stop within 30 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    let status = body.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = body.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
