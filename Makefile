@@ -9,6 +9,9 @@ CARGO ?= cargo
 BIN := $(CARGO_TARGET_DIR)/release
 export IDGRAPH_BIN := $(BIN)/idgraph
 RUN_DIR ?= out/run
+TANSU_VERSION := 0.6.0
+export IDGRAPH_TANSU ?= $(CACHE)/tools/bin/tansu
+TANSU := $(IDGRAPH_TANSU)
 BENCH_DIR ?= $(CACHE)/bench
 
 .DEFAULT_GOAL := help
@@ -28,16 +31,21 @@ build: deps ## Build release binaries; leaves target/release/idgraph
 	@cp -f $(BIN)/idgraph target/release/idgraph
 	@echo "built target/release/idgraph"
 
-run: build ## Generate sample touchpoints, replay them, show profiles (no external service)
+run: build ## The engine on an embedded broker, fed with generated touchpoints (no external service; Ctrl-C stops)
+	BIN=$(BIN) RUN_DIR=$(RUN_DIR) loadtest/run-embedded.sh
+
+replay-demo: build ## Generate sample touchpoints, replay them from a file, score the profiles
 	@rm -rf $(RUN_DIR) && mkdir -p $(RUN_DIR)
 	$(BIN)/idgraph-loadgen --persons 2000 --events 20000 --format segment --out $(RUN_DIR)/events.ndjson --truth $(RUN_DIR)/truth.ndjson
 	$(BIN)/idgraph replay --format segment --state $(RUN_DIR)/state --out $(RUN_DIR)/out $(RUN_DIR)/events.ndjson
 	$(BIN)/idgraph profiles --state $(RUN_DIR)/state > $(RUN_DIR)/profiles.ndjson
-	@echo; echo "first profile:"; head -n 1 $(RUN_DIR)/profiles.ndjson; echo
 	$(BIN)/idgraph-score --truth $(RUN_DIR)/truth.ndjson --profiles $(RUN_DIR)/profiles.ndjson
-	@echo; echo "outputs in $(RUN_DIR)/out: profiles.ndjson lifecycle.ndjson consent.ndjson rejects.ndjson"
-	@id=$$(head -n 1 $(RUN_DIR)/profiles.ndjson | python3 -c 'import json,sys; i=json.load(sys.stdin)["identifiers"][0]; print(i["type"] + ":" + i["value"])'); \
-		echo "try: target/release/idgraph lookup --state $(RUN_DIR)/state $$id"
+
+tools: ## Install the test broker (tansu) into the cache if missing
+	@if [ ! -x $(TANSU) ]; then \
+		echo "installing tansu $(TANSU_VERSION) into $(CACHE)/tools (once; 7-15 minutes)"; \
+		env -u CARGO_TARGET_DIR $(CARGO) install tansu --version $(TANSU_VERSION) --features dynostore --locked --root $(CACHE)/tools; \
+	fi
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
@@ -48,7 +56,7 @@ lint: deps ## rustfmt check, clippy -D warnings, and no identifier values in log
 	@if git grep -nE '(eprintln!|info!|warn!|error!|debug!|trace!)\(.*\.value\(\)' -- '*.rs'; then \
 		echo "identifier values must not reach logs: print the IdentKey (redacted) instead"; exit 1; fi
 
-test: deps lint build ## Lint, build, then run every test (unit, simulation, end-to-end)
+test: deps tools lint build ## Lint, build, then run every test (unit, simulation, end-to-end)
 	@mkdir -p out; set -o pipefail; status=0; \
 	$(CARGO) test --release --workspace 2>&1 | tee out/test.log || status=$$?; \
 	awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}' out/test.log; \

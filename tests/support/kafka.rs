@@ -28,6 +28,7 @@ pub fn tansu_bin() -> PathBuf {
     if !p.exists() {
         let root = cache().join("tools");
         let st = Command::new("cargo")
+            .env_remove("CARGO_TARGET_DIR")
             .args(["install", "tansu", "--version", "0.6.0", "--features", "dynostore", "--locked", "--root"])
             .arg(&root)
             .status()

@@ -43,13 +43,24 @@ pub fn run(cfg: &Config) -> Result<()> {
         writeln!(out, "embedded broker (no kafka.brokers configured): produce to `{}`, read the outputs from it", inputs[0].topic)?;
     }
     out.flush()?;
+    // The embedded broker starts empty every time, so its state must too: it
+    // lives in `<state.dir>/embedded`, cleared at start.
+    let state_dir = if embedded.is_some() {
+        let d = cfg.state.dir.join("embedded");
+        if d.exists() {
+            std::fs::remove_dir_all(&d).with_context(|| format!("cannot clear {}", d.display()))?;
+        }
+        d
+    } else {
+        cfg.state.dir.clone()
+    };
     let ecfg = EngineConfig {
         brokers,
         group_id: cfg.kafka.group_id.clone(),
         topic_prefix: cfg.kafka.topic_prefix.clone(),
         inputs,
         partitions: p,
-        state_dir: cfg.state.dir.clone(),
+        state_dir,
         block_cache_mb: cfg.state.block_cache_mb,
         write_buffer_mb: cfg.state.write_buffer_mb,
         cache_entries: cfg.state.cache_entries,
