@@ -50,6 +50,7 @@ pub fn free_port() -> u16 {
 }
 
 /// A tansu broker on a free loopback port, in memory; killed on drop.
+#[derive(Debug)]
 pub struct Tansu {
     pub port: u16,
     child: Child,
@@ -129,6 +130,7 @@ pub fn engine_config(dir: &Path, name: &str, brokers: &str, state: &Path, extra:
 }
 
 /// A running `idgraph run`; killed (SIGKILL) on drop unless stopped.
+#[derive(Debug)]
 pub struct Engine {
     pub child: Child,
     pub http: String,
@@ -137,10 +139,15 @@ pub struct Engine {
 
 impl Engine {
     pub fn start(config: &Path, log: &Path) -> Self {
+        Self::start_env(config, log, &[])
+    }
+
+    pub fn start_env(config: &Path, log: &Path, env: &[(&str, &str)]) -> Self {
         let err = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
         let mut child = Command::new(crate::bin())
             .args(["run", "--config"])
             .arg(config)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(err)
             .spawn()
@@ -151,8 +158,8 @@ impl Engine {
         while http.is_none() {
             line.clear();
             if out.read_line(&mut line).unwrap() == 0 {
-                let _ = child.wait();
-                panic!("idgraph run exited during start-up; log:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+                let st = child.wait();
+                panic!("idgraph run exited during start-up ({st:?}); log:\n{}", std::fs::read_to_string(log).unwrap_or_default());
             }
             if let Some(rest) = line.strip_prefix("http: http://") {
                 http = rest.split('/').next().map(str::to_string);

@@ -37,7 +37,7 @@ pub fn consumer(brokers: &str, group: &str) -> ClientConfig {
         .set("fetch.wait.max.ms", "10")
         .set("fetch.max.bytes", "52428800")
         .set("queued.max.messages.kbytes", "65536")
-        .set("session.timeout.ms", "10000")
+        .set("session.timeout.ms", "6000")
         .set("heartbeat.interval.ms", "1000");
     c
 }

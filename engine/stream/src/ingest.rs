@@ -12,14 +12,17 @@ use crate::envelope::{self, Envelope};
 use crate::error::StreamError;
 use crate::metrics::Metrics;
 use crate::outbox::{Dest, OutRecord, Sender};
+use crate::resume::{Resume, Verdict};
 use idgraph_core::event::Touchpoint;
 use idgraph_core::input::Parser;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message;
+use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
 use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Records per ingest batch (at most).
@@ -27,8 +30,56 @@ const MAX_BATCH: usize = 20_000;
 /// How long a batch waits for more records once it has one.
 const LINGER: Duration = Duration::from_millis(5);
 
+/// Records the partitions each rebalance assigns, so that ingest can check
+/// it resumes each of them exactly at its committed offset.
+#[derive(Debug, Default)]
+pub struct IngestContext {
+    assigned: Mutex<Vec<(String, i32)>>,
+    changed: AtomicBool,
+}
+
+impl ClientContext for IngestContext {}
+
+impl ConsumerContext for IngestContext {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, r: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = r {
+            if let Ok(mut a) = self.assigned.lock() {
+                a.extend(tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())));
+                self.changed.store(true, Ordering::Release);
+            }
+        }
+    }
+}
+
+/// Sets the resume expectation of newly assigned partitions to their
+/// committed offsets.
+fn sync_assignments(consumer: &BaseConsumer<IngestContext>, resume: &mut Resume) {
+    let ctx = consumer.context();
+    if !ctx.changed.swap(false, Ordering::Acquire) {
+        return;
+    }
+    let new: Vec<(String, i32)> = ctx.assigned.lock().map(|mut a| std::mem::take(&mut *a)).unwrap_or_default();
+    tracing::info!(partitions = new.len(), "input partitions assigned");
+    let mut tpl = TopicPartitionList::new();
+    for (t, p) in &new {
+        tpl.add_partition(t, *p);
+    }
+    match consumer.committed_offsets(tpl, Duration::from_secs(10)) {
+        Ok(c) => {
+            for e in c.elements() {
+                match e.offset() {
+                    Offset::Offset(o) => resume.expect(e.topic(), e.partition(), o),
+                    _ => resume.forget(e.topic(), e.partition()),
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read committed offsets; resuming where the broker delivers"),
+    }
+}
+
 pub struct Ingest {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<IngestContext>,
+    resume: Resume,
     sender: Sender,
     parsers: Vec<(String, Parser)>,
     partitions: u16,
@@ -57,15 +108,19 @@ impl Ingest {
         partitions: u16,
         metrics: Arc<Metrics>,
     ) -> Result<Self, StreamError> {
-        let consumer: BaseConsumer = client::consumer(brokers, group).create().map_err(StreamError::kafka("ingest consumer"))?;
+        let consumer: BaseConsumer<IngestContext> = client::consumer(brokers, group)
+            .create_with_context(IngestContext::default())
+            .map_err(StreamError::kafka("ingest consumer"))?;
         let topics: Vec<&str> = parsers.iter().map(|(t, _)| t.as_str()).collect();
         consumer.subscribe(&topics).map_err(StreamError::kafka("subscribe to the input topics"))?;
-        Ok(Self { consumer, sender, parsers, partitions, metrics })
+        Ok(Self { consumer, resume: Resume::default(), sender, parsers, partitions, metrics })
     }
 
     /// Runs until `stop`; the batch in hand is finished first.
     pub fn run(mut self, stop: &AtomicBool) -> Result<(), StreamError> {
         while !stop.load(Ordering::Relaxed) {
+            sync_assignments(&self.consumer, &mut self.resume);
+            self.resume.tick(&self.consumer);
             self.batch()?;
         }
         Ok(())
@@ -89,6 +144,10 @@ impl Ingest {
                     continue;
                 }
             };
+            sync_assignments(&self.consumer, &mut self.resume);
+            if self.resume.check(&self.consumer, m.topic(), m.partition(), m.offset()) == Verdict::Skip {
+                continue;
+            }
             deadline.get_or_insert_with(|| Instant::now() + LINGER);
             n += 1;
             let Some(ti) = self.parsers.iter().position(|(t, _)| t == m.topic()) else { continue };

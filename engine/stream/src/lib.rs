@@ -14,6 +14,8 @@
 //! - [`envelope`]: the framing of records on `idgraph.cmd`.
 //! - [`outbox`]: records to produce, persisted with the state, and the
 //!   producer that drains them.
+//! - [`resume`]: exact resume on brokers that skip the rest of a record
+//!   batch when fetching from inside it.
 //! - [`ingest`]: input topics to `Route` envelopes and rejects.
 //! - [`worker`]: the partitions' batch loop over `idgraph.cmd`.
 //! - [`metrics`]: counters and histograms, Prometheus text.
@@ -32,6 +34,7 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod outbox;
+pub mod resume;
 pub mod topics;
 pub mod worker;
 

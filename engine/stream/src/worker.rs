@@ -12,6 +12,7 @@ use crate::envelope::{self, Envelope};
 use crate::error::StreamError;
 use crate::metrics::Metrics;
 use crate::outbox::{Dest, OutRecord, Outbox, Sender};
+use crate::resume::{Resume, Verdict};
 use crate::topics::Topics;
 use idgraph_core::command::{Command, Target};
 use idgraph_core::golden;
@@ -82,6 +83,7 @@ pub struct Worker {
     reported: Stats,
     cmd_topic: String,
     lag_updated: Instant,
+    resume: Resume,
 }
 
 impl std::fmt::Debug for Worker {
@@ -133,7 +135,9 @@ impl Worker {
         let consumer: BaseConsumer =
             client::consumer(&cfg.brokers, &format!("{}-core", cfg.group_id)).create().map_err(StreamError::kafka("core consumer"))?;
         let mut tpl = TopicPartitionList::new();
+        let mut resume = Resume::default();
         for (p, m) in meta.iter().enumerate() {
+            resume.expect(&topics.cmd, p as i32, m.cmd_offset);
             let off = if m.cmd_offset > 0 { Offset::Offset(m.cmd_offset) } else { Offset::Beginning };
             tpl.add_partition_offset(&topics.cmd, p as i32, off).map_err(StreamError::kafka("offset list"))?;
         }
@@ -153,6 +157,7 @@ impl Worker {
             reported: Stats::default(),
             cmd_topic: topics.cmd.clone(),
             lag_updated: Instant::now(),
+            resume,
         })
     }
 
@@ -161,6 +166,7 @@ impl Worker {
     pub fn run(mut self, stop: &AtomicBool) -> Result<(), StreamError> {
         self.metrics.ready.store(true, Ordering::Relaxed);
         while !stop.load(Ordering::Relaxed) {
+            self.resume.tick(&self.consumer);
             self.batch()?;
             if self.lag_updated.elapsed() >= Duration::from_secs(1) {
                 self.update_lag();
@@ -204,6 +210,9 @@ impl Worker {
             deadline.get_or_insert_with(|| Instant::now() + Duration::from_millis(self.cfg.batch_linger_ms));
             let p = m.partition() as u16;
             if p as usize >= self.parts.len() {
+                continue;
+            }
+            if self.resume.check(&self.consumer, &self.cmd_topic, m.partition(), m.offset()) == Verdict::Skip {
                 continue;
             }
             match envelope::decode(m.payload().unwrap_or_default()) {

@@ -1,0 +1,130 @@
+//! Resuming a partition at an exact offset, on any broker.
+//!
+//! tansu 0.6 answers a fetch from an offset inside a record batch with the
+//! *next* batch: the rest of the batch is silently skipped (and its high
+//! watermark is the last batch's base offset + 1). A consumer that resumes
+//! where it stopped (after a crash, a restart, a rebalance) would lose
+//! records. So on resume at offset `want`, if the first record seen is past
+//! `want`, or nothing arrives within [`PATIENCE`] (the offset is inside the
+//! last batch: tansu returns nothing at all), the partition is sought back
+//! (`want - 1`, `- 2`, `- 4`, ... down to the beginning) until a fetch starts
+//! at or before `want`; records before `want` are skipped. A real gap (compaction, transaction markers)
+//! is accepted once a fetch from at or before `want` jumps over it. On a
+//! broker without the defect the first record is `want` and nothing extra
+//! happens.
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::Offset;
+use std::time::{Duration, Instant};
+
+/// How long a resumed partition may stay silent before it is sought back.
+pub const PATIENCE: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Hand the record to the caller.
+    Accept,
+    /// Drop it (before the resume point, or fetched before a seek back).
+    Skip,
+}
+
+#[derive(Debug)]
+struct Probe {
+    topic: String,
+    partition: i32,
+    want: i64,
+    step: i64,
+    /// A fetch started at or before `want`.
+    found: bool,
+    /// The last seek went to the beginning.
+    at_start: bool,
+    since: Instant,
+}
+
+#[derive(Debug, Default)]
+pub struct Resume {
+    probes: Vec<Probe>,
+    /// Seeks made so far (a metric of how often the broker skipped).
+    pub seeks: u64,
+}
+
+impl Resume {
+    /// The next record of `topic/partition` should be `want`.
+    pub fn expect(&mut self, topic: &str, partition: i32, want: i64) {
+        self.probes.retain(|p| !(p.partition == partition && p.topic == topic));
+        if want > 0 {
+            self.probes.push(Probe {
+                topic: topic.to_string(),
+                partition,
+                want,
+                step: 1,
+                found: false,
+                at_start: false,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    pub fn forget(&mut self, topic: &str, partition: i32) {
+        self.probes.retain(|p| !(p.partition == partition && p.topic == topic));
+    }
+
+    pub fn check<C: ConsumerContext>(&mut self, c: &BaseConsumer<C>, topic: &str, partition: i32, offset: i64) -> Verdict {
+        if self.probes.is_empty() {
+            return Verdict::Accept;
+        }
+        let Some(i) = self.probes.iter().position(|p| p.partition == partition && p.topic == topic) else { return Verdict::Accept };
+        let p = &mut self.probes[i];
+        if offset < p.want {
+            p.found = true;
+            return Verdict::Skip;
+        }
+        if offset == p.want || p.found || p.at_start {
+            if offset > p.want {
+                tracing::info!(
+                    topic,
+                    partition,
+                    from = p.want,
+                    to = offset,
+                    "offsets missing on the broker (compaction or markers); resumed after them"
+                );
+            }
+            self.probes.swap_remove(i);
+            return Verdict::Accept;
+        }
+        if Self::seek_back(c, p) {
+            self.seeks += 1;
+            Verdict::Skip
+        } else {
+            self.probes.swap_remove(i);
+            Verdict::Accept
+        }
+    }
+
+    /// Seeks back the partitions that stayed silent past [`PATIENCE`] since
+    /// their resume (or last seek) without a fetch at or before `want`.
+    pub fn tick<C: ConsumerContext>(&mut self, c: &BaseConsumer<C>) {
+        for p in &mut self.probes {
+            if !p.found && !p.at_start && p.since.elapsed() >= PATIENCE && Self::seek_back(c, p) {
+                self.seeks += 1;
+            }
+        }
+    }
+
+    fn seek_back<C: ConsumerContext>(c: &BaseConsumer<C>, p: &mut Probe) -> bool {
+        let target = (p.want - p.step).max(0);
+        p.at_start = target == 0;
+        p.step = p.step.saturating_mul(2);
+        p.since = Instant::now();
+        match c.seek(&p.topic, p.partition, Offset::Offset(target), Duration::from_secs(5)) {
+            Ok(()) => {
+                tracing::info!(topic = %p.topic, partition = p.partition, want = p.want, target, "no record at the resume offset; sought back");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(topic = %p.topic, partition = p.partition, error = %e, "seek back failed; resuming where the broker delivers");
+                false
+            }
+        }
+    }
+}
