@@ -26,6 +26,9 @@ struct Args {
     /// Once at the reported end, stop after this long without a record.
     #[arg(long, default_value_t = 1000)]
     idle_ms: u64,
+    /// Print only the record count and the read rate (a raw-consume baseline).
+    #[arg(long)]
+    count_only: bool,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 60)]
     timeout: u64,
@@ -60,6 +63,9 @@ fn main() -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(a.timeout);
     let mut last: BTreeMap<Vec<u8>, serde_json::Value> = BTreeMap::new();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let started = Instant::now();
+    let mut count = 0u64;
+    let mut last_at = started;
     // Some brokers (tansu 0.6) report a high watermark below the log end:
     // past it, read on until the topic has been quiet for `idle`.
     let done = |next: &[i64]| next.iter().zip(&ends).all(|(n, e)| *n >= *e);
@@ -75,6 +81,12 @@ fn main() -> Result<()> {
         };
         last_msg = Instant::now();
         let m = m?;
+        count += 1;
+        last_at = last_msg;
+        if a.count_only {
+            next[m.partition() as usize] = m.offset() + 1;
+            continue;
+        }
         let p = m.partition() as usize;
         next[p] = m.offset() + 1;
         let headers: serde_json::Map<String, serde_json::Value> = m
@@ -90,6 +102,10 @@ fn main() -> Result<()> {
         } else {
             writeln!(out, "{rec}")?;
         }
+    }
+    if a.count_only {
+        let secs = (last_at - started).as_secs_f64().max(1e-9);
+        writeln!(out, "{{\"records\": {count}, \"seconds\": {secs:.3}, \"per_second\": {:.0}}}", count as f64 / secs)?;
     }
     for rec in last.values().filter(|r| !r["value"].is_null()) {
         writeln!(out, "{rec}")?;
