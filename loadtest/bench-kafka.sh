@@ -9,7 +9,7 @@ work=$(mktemp -d); mkdir -p "$BENCH_DIR"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$TANSU" broker --listener-url tcp://127.0.0.1:$port --advertised-listener-url tcp://127.0.0.1:$port --storage-engine memory://tansu/ >"$work/tansu.log" 2>&1 &
 broker=$!
-trap 'kill $broker 2>/dev/null; kill ${engine:-0} 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill ${engine:-0} 2>/dev/null; kill $broker 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 1 100); do (echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
 "$TANSU" topic create --broker tcp://127.0.0.1:$port touchpoints --partitions "$PARTS" >/dev/null
 "$BIN/idgraph-loadgen" --persons "$PERSONS" --events "$EVENTS" --format segment --out "$work/events.ndjson" 2>/dev/null
