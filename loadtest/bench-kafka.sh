@@ -42,6 +42,7 @@ while true; do
   if [ "${read_%.*}" -ge "$EVENTS" ] && python3 -c "import sys; sys.exit(0 if $now - $stable_since > 2 else 1)"; then break; fi
   sleep 0.1
 done
+curl -s "http://$http/metrics" | grep -E "^idgraph_(core_batch_seconds|outbox_deliver_seconds)_(sum|count)|^idgraph_core_commands_total|^idgraph_output_records_total" >&2
 secs=$(python3 -c "print(round($stable_since - $start, 3))")
 e2e=$(python3 -c "print(round($EVENTS / ($stable_since - $start)))")
 p50p99=$(curl -s "http://$http/metrics" | python3 -c '
