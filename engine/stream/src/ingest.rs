@@ -13,6 +13,7 @@ use crate::error::StreamError;
 use crate::metrics::Metrics;
 use crate::outbox::{Dest, OutRecord, Sender};
 use crate::resume::{Resume, Verdict};
+use crate::window::Window;
 use idgraph_core::event::Touchpoint;
 use idgraph_core::input::Parser;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -23,7 +24,7 @@ use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Records per ingest batch (at most).
 const MAX_BATCH: usize = 20_000;
@@ -130,25 +131,13 @@ impl Ingest {
         let mut slices: FxHashMap<(usize, i32), Slice> = FxHashMap::default();
         let mut rejects: Vec<OutRecord> = Vec::new();
         let mut n = 0usize;
-        let mut deadline: Option<Instant> = None;
+        let mut window = Window::new(LINGER);
         while n < MAX_BATCH {
-            let wait = match deadline {
-                None => Duration::from_millis(100),
-                Some(d) => d.saturating_duration_since(Instant::now()),
-            };
-            let Some(m) = self.consumer.poll(wait) else { break };
-            let m = match m {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(error = %e, "ingest consumer error");
-                    continue;
-                }
-            };
+            let Some(m) = window.next(&self.consumer, "ingest") else { break };
             sync_assignments(&self.consumer, &mut self.resume);
             if self.resume.check(&self.consumer, m.topic(), m.partition(), m.offset()) == Verdict::Skip {
                 continue;
             }
-            deadline.get_or_insert_with(|| Instant::now() + LINGER);
             n += 1;
             let Some(ti) = self.parsers.iter().position(|(t, _)| t == m.topic()) else { continue };
             let (topic, partition, offset) = (m.topic(), m.partition(), m.offset());

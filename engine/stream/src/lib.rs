@@ -16,6 +16,7 @@
 //!   producer that drains them.
 //! - [`resume`]: exact resume on brokers that skip the rest of a record
 //!   batch when fetching from inside it.
+//! - [`window`]: the poll batch (first-record wait, then linger).
 //! - [`ingest`]: input topics to `Route` envelopes and rejects.
 //! - [`worker`]: the partitions' batch loop over `idgraph.cmd`.
 //! - [`metrics`]: counters and histograms, Prometheus text.
@@ -36,6 +37,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod resume;
 pub mod topics;
+pub mod window;
 pub mod worker;
 
 pub use config::{EngineConfig, InputSpec};

@@ -14,6 +14,7 @@ use crate::metrics::Metrics;
 use crate::outbox::{Dest, OutRecord, Outbox, Sender};
 use crate::resume::{Resume, Verdict};
 use crate::topics::Topics;
+use crate::window::Window;
 use idgraph_core::command::{Command, Target};
 use idgraph_core::golden;
 use idgraph_core::partition::{Effects, Loader, Partition, Stats};
@@ -193,21 +194,9 @@ impl Worker {
 
     fn poll(&mut self) -> Vec<In> {
         let mut recs = Vec::new();
-        let mut deadline: Option<Instant> = None;
+        let mut window = Window::new(Duration::from_millis(self.cfg.batch_linger_ms));
         while recs.len() < self.cfg.max_batch_records {
-            let wait = match deadline {
-                None => Duration::from_millis(100),
-                Some(d) => d.saturating_duration_since(Instant::now()),
-            };
-            let Some(m) = self.consumer.poll(wait) else { break };
-            let m = match m {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(error = %e, "core consumer error");
-                    continue;
-                }
-            };
-            deadline.get_or_insert_with(|| Instant::now() + Duration::from_millis(self.cfg.batch_linger_ms));
+            let Some(m) = window.next(&self.consumer, "core") else { break };
             let p = m.partition() as u16;
             if p as usize >= self.parts.len() {
                 continue;
