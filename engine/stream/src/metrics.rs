@@ -85,6 +85,7 @@ pub struct Metrics {
     pub identifiers_dropped: Labeled,
     pub commands: AtomicU64,
     pub duplicates_dropped: AtomicU64,
+    pub sequence_gaps: AtomicU64,
     pub profiles_created: AtomicU64,
     pub merges: AtomicU64,
     pub splits: AtomicU64,
@@ -98,7 +99,6 @@ pub struct Metrics {
     pub partitions_owned: AtomicU64,
     pub restored_records: AtomicU64,
     pub outbox_pending: AtomicU64,
-    pub rocksdb: Labeled,
 }
 
 impl Metrics {
@@ -125,18 +125,29 @@ impl Metrics {
         self.records_out.render(&mut o, "idgraph_output_records_total", "topic", "counter", "Records produced, by topic.");
         c(&mut o, "idgraph_core_commands_total", "Commands handled by the partitions.", &self.commands, "counter");
         c(&mut o, "idgraph_core_duplicates_dropped_total", "Commands dropped as already applied.", &self.duplicates_dropped, "counter");
+        c(
+            &mut o,
+            "idgraph_core_sequence_gaps_total",
+            "Envelopes whose commands start past the next expected sequence (lost records).",
+            &self.sequence_gaps,
+            "counter",
+        );
         c(&mut o, "idgraph_core_profiles_created_total", "Profiles created.", &self.profiles_created, "counter");
         c(&mut o, "idgraph_core_merges_total", "Profiles merged into older ones.", &self.merges, "counter");
         c(&mut o, "idgraph_core_splits_total", "Profiles split.", &self.splits, "counter");
         c(&mut o, "idgraph_core_conflicts_total", "Identifiers dropped from a join by a rule.", &self.conflicts, "counter");
         c(&mut o, "idgraph_core_identifiers_shared_total", "Identifiers marked shared.", &self.identifiers_shared, "counter");
         c(&mut o, "idgraph_core_batches_total", "Batches committed.", &self.batches, "counter");
-        self.batch_seconds.render(&mut o, "idgraph_core_batch_seconds", "Time from a batch's first record to its outputs acknowledged.");
+        self.batch_seconds.render(
+            &mut o,
+            "idgraph_core_batch_seconds",
+            "Time from the end of a batch's poll window to its outbox acknowledged.",
+        );
         self.deliver_seconds.render(&mut o, "idgraph_outbox_deliver_seconds", "Time to produce a batch's outbox and have it acknowledged.");
         self.event_to_output_seconds.render(
             &mut o,
             "idgraph_core_event_to_output_seconds",
-            "Time from an input record's broker timestamp to the acknowledgement of its batch's outputs.",
+            "Time from the broker timestamp of the oldest routed-event envelope of a batch to its outputs acknowledged.",
         );
         self.cmd_lag.render(
             &mut o,
@@ -148,7 +159,6 @@ impl Metrics {
         c(&mut o, "idgraph_core_partitions_owned", "Partitions this process runs.", &self.partitions_owned, "gauge");
         c(&mut o, "idgraph_core_restored_records_total", "State records restored from the changelog.", &self.restored_records, "counter");
         c(&mut o, "idgraph_outbox_pending_records", "Outbox records committed but not yet acknowledged.", &self.outbox_pending, "gauge");
-        self.rocksdb.render(&mut o, "idgraph_rocksdb_property", "name", "gauge", "RocksDB properties (sizes in bytes).");
         let _ = writeln!(
             o,
             "# HELP idgraph_ready Whether every owned partition is restored and running.\n# TYPE idgraph_ready gauge\nidgraph_ready {}",

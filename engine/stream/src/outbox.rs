@@ -72,8 +72,8 @@ impl Outbox {
             return Err(idgraph_state::StateError::Corrupt { what: "outbox", reason }.into());
         }
         let next = left.last().map_or(0, |(s, _)| s + 1);
-        let to_delete = left.iter().map(|(s, _)| *s).collect();
-        Ok((Self { next, to_delete }, left))
+        // Deleted only once the caller has delivered them (`delivered`).
+        Ok((Self { next, to_delete: Vec::new() }, left))
     }
 
     /// Adds the records to `batch` and returns them numbered.

@@ -96,7 +96,8 @@ impl std::fmt::Debug for Worker {
 struct In {
     p: u16,
     offset: i64,
-    env: Envelope,
+    /// `None`: a record idgraph did not write (skipped in order, counted).
+    env: Option<Envelope>,
     /// Broker timestamp of the record, ms since the epoch.
     ts: Option<i64>,
 }
@@ -204,16 +205,17 @@ impl Worker {
             if self.resume.check(&self.consumer, &self.cmd_topic, m.partition(), m.offset()) == Verdict::Skip {
                 continue;
             }
-            match envelope::decode(m.payload().unwrap_or_default()) {
-                Ok(env) => recs.push(In { p, offset: m.offset(), env, ts: m.timestamp().to_millis() }),
+            let env = match envelope::decode(m.payload().unwrap_or_default()) {
+                Ok(env) => Some(env),
                 Err(reason) => {
                     // Not written by idgraph (or by an incompatible
-                    // version): skipped, counted, never applied.
+                    // version): skipped in offset order, counted, never applied.
                     tracing::error!(partition = p, offset = m.offset(), %reason, "undecodable record on the command topic; skipped");
                     self.metrics.rejects.add("undecodable_command", 1);
-                    self.meta[p as usize].cmd_offset = m.offset() + 1;
+                    None
                 }
-            }
+            };
+            recs.push(In { p, offset: m.offset(), env, ts: m.timestamp().to_millis() });
         }
         recs
     }
@@ -225,7 +227,7 @@ impl Worker {
         }
         let t0 = Instant::now();
         let n = self.parts.len() as u16;
-        let oldest_input = recs.iter().filter(|r| matches!(r.env, Envelope::Input { .. })).filter_map(|r| r.ts).min();
+        let oldest_input = recs.iter().filter(|r| matches!(r.env, Some(Envelope::Input { .. }))).filter_map(|r| r.ts).min();
         let mut loader = StoreLoader::new(&self.store, &self.known);
         prefetch(&recs, &self.parts, n, &mut loader);
         let mut fx = Effects::default();
@@ -238,13 +240,14 @@ impl Worker {
                 continue;
             }
             m.cmd_offset = r.offset + 1;
+            let Some(env) = r.env else { continue };
             let mut apply = |c: Command, part: &mut Partition, loader: &mut StoreLoader<'_>| {
                 part.handle(c, loader, &mut fx);
                 for c in fx.cmds.drain(..) {
                     outgoing.entry((r.p, c.partition(n))).or_default().push(c);
                 }
             };
-            match r.env {
+            match env {
                 Envelope::Input { topic, partition, items } => {
                     for (o, ev) in items {
                         let mark = m.input_mark(&topic, partition);
@@ -262,6 +265,12 @@ impl Worker {
                 }
                 Envelope::Internal { from, first_seq, cmds } => {
                     let Some(last) = m.applied.get_mut(from as usize) else { continue };
+                    if first_seq > *last + 1 {
+                        // Commands from `from` are missing: the topic lost
+                        // records, or was recreated under a kept state.
+                        tracing::error!(partition = r.p, from, expected = *last + 1, got = first_seq, "gap in the command sequence");
+                        self.metrics.sequence_gaps.fetch_add(1, Ordering::Relaxed);
+                    }
                     for (i, c) in cmds.into_iter().enumerate() {
                         let seq = first_seq + i as u64;
                         if seq <= *last {
@@ -391,10 +400,11 @@ fn prefetch(recs: &[In], parts: &[Partition], n: u16, loader: &mut StoreLoader<'
     let mut targets: Vec<(u16, Target<'_>)> = Vec::new();
     for r in recs {
         match &r.env {
-            Envelope::Input { items, .. } => {
+            None => {}
+            Some(Envelope::Input { items, .. }) => {
                 targets.extend(items.iter().filter_map(|(_, ev)| Some((r.p, Target::Ident(ev.idents.first()?)))))
             }
-            Envelope::Internal { cmds, .. } => {
+            Some(Envelope::Internal { cmds, .. }) => {
                 for c in cmds {
                     targets.push((r.p, c.target()));
                     targets.extend(c.also_reads().iter().map(|k| (k.partition(n), Target::Ident(k))));
