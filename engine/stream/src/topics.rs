@@ -113,8 +113,18 @@ pub fn partition_count(brokers: &str, topic: &str, wait: Duration) -> Result<Opt
     }
 }
 
-/// Checks that `idgraph.cmd` has exactly `partitions` partitions.
+/// Checks that `idgraph.cmd` has exactly `partitions` partitions and
+/// `idgraph.profiles` at least as many (profiles go to the partition of
+/// their owner).
 pub fn check(brokers: &str, topics: &Topics, partitions: u16) -> Result<(), StreamError> {
+    if let Some(n) = partition_count(brokers, &topics.profiles, Duration::from_secs(10))? {
+        if n < partitions as usize {
+            return Err(StreamError::Topic {
+                topic: topics.profiles.clone(),
+                problem: format!("has {n} partitions; it needs at least `state.partitions` ({partitions})"),
+            });
+        }
+    }
     match partition_count(brokers, &topics.cmd, Duration::from_secs(10))? {
         Some(n) if n == partitions as usize => Ok(()),
         Some(n) => Err(StreamError::Topic {
