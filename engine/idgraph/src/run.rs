@@ -24,6 +24,9 @@ pub fn run(cfg: &Config) -> Result<()> {
     };
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        // The first signal stops gracefully; a second one, while the first
+        // is being honoured (say the broker is gone), exits at once.
+        signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone()).context("cannot install the signal handler")?;
         signal_hook::flag::register(sig, stop.clone()).context("cannot install the signal handler")?;
     }
     let p = cfg.state.partitions;
