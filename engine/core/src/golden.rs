@@ -7,7 +7,7 @@
 use crate::config::CoreConfig;
 use crate::fragment::rollup;
 use crate::profile_id::ProfileId;
-use crate::record::LiveProfile;
+use crate::record::{LiveProfile, ProfileRecord};
 use crate::time::push_rfc3339;
 use std::fmt::Write;
 
@@ -129,6 +129,27 @@ pub fn render(id: ProfileId, lp: &LiveProfile, cfg: &CoreConfig) -> String {
     out
 }
 
+/// What the profiles stream says about a changed profile record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProfileOutput {
+    /// The golden profile, one JSON line.
+    Profile(String),
+    /// No longer a profile: `"merged"` (now an alias) or `"emptied"` (every
+    /// identifier detached).
+    Gone(&'static str),
+}
+
+/// The output for a changed record; `None` for one that is not (yet) a
+/// profile (a placeholder or nothing).
+pub fn output(id: ProfileId, rec: Option<&ProfileRecord>, cfg: &CoreConfig) -> Option<ProfileOutput> {
+    match rec? {
+        ProfileRecord::Live(lp) if !lp.idents.is_empty() => Some(ProfileOutput::Profile(render(id, lp, cfg))),
+        ProfileRecord::Live(_) => Some(ProfileOutput::Gone("emptied")),
+        ProfileRecord::Alias(_) => Some(ProfileOutput::Gone("merged")),
+        ProfileRecord::Placeholder(_) => None,
+    }
+}
+
 /// A tombstone line for a profile merged away or emptied.
 pub fn tombstone(id: ProfileId, reason: &str) -> String {
     format!("{{\"profile_id\":\"{id}\",\"tombstone\":true,\"reason\":\"{reason}\"}}")
@@ -167,5 +188,14 @@ mod tests {
         assert_eq!(v["profile_id"], id.to_string());
         let t: serde_json::Value = serde_json::from_str(&tombstone(id, "merged")).unwrap();
         assert_eq!(t["tombstone"], true);
+    }
+
+    #[test]
+    fn output_tells_profiles_from_gone_ones() {
+        let cfg = CoreConfig::default();
+        let id = ProfileId([1; 16]);
+        assert_eq!(output(id, Some(&ProfileRecord::Alias(ProfileId([0; 16]))), &cfg), Some(ProfileOutput::Gone("merged")));
+        assert_eq!(output(id, Some(&ProfileRecord::Placeholder(Vec::new())), &cfg), None);
+        assert_eq!(output(id, None, &cfg), None);
     }
 }

@@ -12,11 +12,10 @@ use crate::sink::{Sinks, Stream};
 use anyhow::{bail, Context, Result};
 use idgraph_core::cluster::Cluster;
 use idgraph_core::event::{DropCounts, Touchpoint};
-use idgraph_core::golden;
+use idgraph_core::golden::{self, ProfileOutput};
 use idgraph_core::input::{Format, Parser, RejectReason};
 use idgraph_core::normalize::Normalizer;
 use idgraph_core::partition::Effects;
-use idgraph_core::record::ProfileRecord;
 use idgraph_state::{self as state, bump, Counters, KnownKeys, StoreLoader};
 use idgraph_store::{Batch, RocksOptions, RocksStore, Store};
 use idgraph_stream::fault;
@@ -290,11 +289,10 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
         }
         for part in &mut cluster.parts {
             for id in part.take_touched() {
-                let line = match part.profile(id, &mut loader) {
-                    Some(ProfileRecord::Live(lp)) if !lp.idents.is_empty() => golden::render(id, lp, &core),
-                    Some(ProfileRecord::Live(_)) => golden::tombstone(id, "emptied"),
-                    Some(ProfileRecord::Alias(_)) => golden::tombstone(id, "merged"),
-                    _ => continue,
+                let line = match golden::output(id, part.profile(id, &mut loader), &core) {
+                    Some(ProfileOutput::Profile(line)) => line,
+                    Some(ProfileOutput::Gone(reason)) => golden::tombstone(id, reason),
+                    None => continue,
                 };
                 sinks.line(Stream::Profiles, &line)?;
             }

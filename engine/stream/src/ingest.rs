@@ -8,7 +8,7 @@
 //! whose input offset it has already applied.
 
 use crate::client;
-use crate::envelope::{self, Envelope};
+use crate::envelope::Envelope;
 use crate::error::StreamError;
 use crate::metrics::Metrics;
 use crate::outbox::{Dest, OutRecord, Sender};
@@ -146,10 +146,7 @@ impl Ingest {
             slice.next_offset = offset + 1;
             let payload = m.payload().unwrap_or_default();
             match self.parsers[ti].1.parse(payload) {
-                Ok(ev) if ev.idents.is_empty() => {
-                    // Counted (no identifier survived), links nothing.
-                    self.metrics.identifiers_dropped.add("event_without_identifiers", 1);
-                }
+                // The parser rejects events left without identifiers.
                 Ok(ev) => {
                     let dest = ev.idents[0].partition(self.partitions);
                     slice.items.entry(dest).or_default().push((offset, ev));
@@ -177,23 +174,13 @@ impl Ingest {
             dests.sort_unstable_by_key(|(d, _)| *d);
             for (dest, items) in dests {
                 let env = Envelope::Input { topic: topic.clone(), partition: key.1, items };
-                out.push((
-                    0,
-                    OutRecord {
-                        dest: Dest::Cmd,
-                        partition: Some(dest as i32),
-                        key: None,
-                        value: Some(envelope::encode(&env)),
-                        headers: vec![],
-                    },
-                ));
+                out.push((0, OutRecord::cmd(dest, &env)));
             }
             commit.add_partition_offset(topic, key.1, Offset::Offset(slice.next_offset)).map_err(StreamError::kafka("offset list"))?;
         }
         out.extend(rejects.into_iter().map(|r| (0, r)));
         self.sender.deliver(&out)?;
-        self.metrics.records_out.add("cmd", out.iter().filter(|(_, r)| r.dest == Dest::Cmd).count() as u64);
-        self.metrics.records_out.add("rejects", out.iter().filter(|(_, r)| r.dest == Dest::Rejects).count() as u64);
+        self.metrics.count_out(out.iter().map(|(_, r)| r));
         if let Err(e) = self.consumer.commit(&commit, CommitMode::Sync) {
             // A rebalance took the partitions: their new owner re-reads the
             // batch and the core drops what it already applied.

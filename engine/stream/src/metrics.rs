@@ -102,6 +102,19 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Counts produced records by topic role.
+    pub fn count_out<'a>(&self, recs: impl IntoIterator<Item = &'a crate::outbox::OutRecord>) {
+        let mut n = [0u64; crate::outbox::Dest::ALL.len()];
+        for r in recs {
+            n[r.dest as usize] += 1;
+        }
+        for (d, k) in crate::outbox::Dest::ALL.iter().zip(n) {
+            if k > 0 {
+                self.records_out.add(d.name(), k);
+            }
+        }
+    }
+
     pub fn render(&self) -> String {
         let mut o = String::with_capacity(8192);
         let c = |o: &mut String, name: &str, help: &str, v: &AtomicU64, kind: &str| {
@@ -188,5 +201,15 @@ mod tests {
         assert!(t.contains("idgraph_core_batch_seconds_bucket{le=\"+Inf\"} 3"));
         assert!(t.contains("idgraph_core_batch_seconds_count 3"));
         assert!(t.contains("idgraph_ready 0"));
+    }
+
+    #[test]
+    fn counts_produced_records_by_topic_role() {
+        use crate::outbox::{Dest, OutRecord};
+        let m = Metrics::default();
+        let rec = |dest| OutRecord { dest, partition: None, key: None, value: None, headers: vec![] };
+        m.count_out(&[rec(Dest::Cmd), rec(Dest::Profiles), rec(Dest::Profiles), rec(Dest::Rejects)]);
+        assert_eq!((m.records_out.get("cmd"), m.records_out.get("profiles"), m.records_out.get("rejects")), (1, 2, 1));
+        assert_eq!(m.records_out.get("lifecycle"), 0);
     }
 }

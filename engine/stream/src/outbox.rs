@@ -29,6 +29,22 @@ pub enum Dest {
     Rejects,
 }
 
+impl Dest {
+    pub const ALL: [Dest; 6] = [Dest::Cmd, Dest::Changelog, Dest::Profiles, Dest::Lifecycle, Dest::Consent, Dest::Rejects];
+
+    /// The topic's role, as in metric labels (`cmd`, `profiles`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Dest::Cmd => "cmd",
+            Dest::Changelog => "changelog",
+            Dest::Profiles => "profiles",
+            Dest::Lifecycle => "lifecycle",
+            Dest::Consent => "consent",
+            Dest::Rejects => "rejects",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutRecord {
     pub dest: Dest,
@@ -38,6 +54,13 @@ pub struct OutRecord {
     /// `None` is a tombstone.
     pub value: Option<Vec<u8>>,
     pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl OutRecord {
+    /// An envelope for partition `partition` of `idgraph.cmd`.
+    pub fn cmd(partition: u16, env: &crate::envelope::Envelope) -> Self {
+        Self { dest: Dest::Cmd, partition: Some(partition as i32), key: None, value: Some(crate::envelope::encode(env)), headers: vec![] }
+    }
 }
 
 const PREFIX: &str = "outbox/";

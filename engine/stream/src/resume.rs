@@ -51,7 +51,7 @@ pub struct Resume {
 impl Resume {
     /// The next record of `topic/partition` should be `want`.
     pub fn expect(&mut self, topic: &str, partition: i32, want: i64) {
-        self.probes.retain(|p| !(p.partition == partition && p.topic == topic));
+        self.forget(topic, partition);
         if want > 0 {
             self.probes.push(Probe {
                 topic: topic.to_string(),

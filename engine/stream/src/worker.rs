@@ -16,9 +16,8 @@ use crate::resume::{Resume, Verdict};
 use crate::topics::Topics;
 use crate::window::Window;
 use idgraph_core::command::{Command, Target};
-use idgraph_core::golden;
+use idgraph_core::golden::{self, ProfileOutput};
 use idgraph_core::partition::{Effects, Loader, Partition, Stats};
-use idgraph_core::record::ProfileRecord;
 use idgraph_state::{check_partitions, KnownKeys, StoreLoader};
 use idgraph_store::{Batch, Cf, RocksOptions, RocksStore, Store};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -293,10 +292,11 @@ impl Worker {
         }
         for part in &mut self.parts {
             for id in part.take_touched() {
-                let value = match part.profile(id, &mut loader) {
-                    Some(ProfileRecord::Live(lp)) if !lp.idents.is_empty() => Some(golden::render(id, lp, &self.cfg.core).into_bytes()),
-                    Some(ProfileRecord::Live(_) | ProfileRecord::Alias(_)) => None,
-                    _ => continue,
+                // A profile that is gone gets a tombstone (a null value).
+                let value = match golden::output(id, part.profile(id, &mut loader), &self.cfg.core) {
+                    Some(ProfileOutput::Profile(line)) => Some(line.into_bytes()),
+                    Some(ProfileOutput::Gone(_)) => None,
+                    None => continue,
                 };
                 out.push(OutRecord {
                     dest: Dest::Profiles,
@@ -313,14 +313,7 @@ impl Worker {
             let sent = &mut self.meta[s as usize].sent[d as usize];
             let first_seq = *sent + 1;
             *sent += cmds.len() as u64;
-            let env = Envelope::Internal { from: s, first_seq, cmds };
-            out.push(OutRecord {
-                dest: Dest::Cmd,
-                partition: Some(d as i32),
-                key: None,
-                value: Some(envelope::encode(&env)),
-                headers: vec![],
-            });
+            out.push(OutRecord::cmd(d, &Envelope::Internal { from: s, first_seq, cmds }));
         }
         if let Some(e) = loader.error.take() {
             return Err(e.into());
@@ -333,7 +326,6 @@ impl Worker {
         for (p, m) in self.meta.iter().enumerate() {
             wb.put(Cf::Meta, part_meta_key(p as u16), idgraph_core::record::encode(m));
         }
-        let counts = count_dests(&out);
         let staged = self.outbox.stage(&mut wb, out);
         self.metrics.outbox_pending.store(staged.len() as u64, Ordering::Relaxed);
         self.store.write(wb)?;
@@ -341,22 +333,20 @@ impl Worker {
         let td = Instant::now();
         self.sender.deliver(&staged)?;
         self.metrics.deliver_seconds.observe(td.elapsed().as_secs_f64());
+        self.metrics.count_out(staged.iter().map(|(_, r)| r));
         self.outbox.delivered(staged.iter().map(|(s, _)| *s));
         self.metrics.outbox_pending.store(0, Ordering::Relaxed);
         for part in &mut self.parts {
             part.end_batch((self.cfg.cache_entries / n as usize).max(1024));
         }
-        self.account(handled, dups, &counts, t0, oldest_input);
+        self.account(handled, dups, t0, oldest_input);
         Ok(())
     }
 
-    fn account(&mut self, handled: u64, dups: u64, counts: &[(&'static str, u64)], t0: Instant, oldest_input: Option<i64>) {
+    fn account(&mut self, handled: u64, dups: u64, t0: Instant, oldest_input: Option<i64>) {
         let m = &self.metrics;
         m.commands.fetch_add(handled, Ordering::Relaxed);
         m.duplicates_dropped.fetch_add(dups, Ordering::Relaxed);
-        for (t, k) in counts {
-            m.records_out.add(t, *k);
-        }
         let mut s = Stats::default();
         for p in &self.parts {
             s.merge(&p.stats);
@@ -379,20 +369,6 @@ impl Worker {
 
 fn keyed(dest: Dest, key: &str, value: Vec<u8>) -> OutRecord {
     OutRecord { dest, partition: None, key: Some(key.as_bytes().to_vec()), value: Some(value), headers: vec![] }
-}
-
-fn count_dests(out: &[OutRecord]) -> Vec<(&'static str, u64)> {
-    let mut c = [0u64; 4];
-    for r in out {
-        let i = match r.dest {
-            Dest::Cmd => 0,
-            Dest::Profiles => 1,
-            Dest::Lifecycle => 2,
-            _ => 3,
-        };
-        c[i] += 1;
-    }
-    vec![("cmd", c[0]), ("profiles", c[1]), ("lifecycle", c[2]), ("consent", c[3])]
 }
 
 /// One multi-get per family for the records the batch's commands target.
