@@ -4,8 +4,8 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
-use idgraph_e2e::{idgraph, ok};
-use idgraph_loadtest::gen::{GenConfig, Generator};
+use idgraph_e2e::{generate, idgraph, ok};
+use idgraph_loadtest::gen::GenConfig;
 use idgraph_loadtest::score::{score, Truth};
 
 /// `batch`: lines per committed batch; small batches make events arrive one
@@ -13,13 +13,8 @@ use idgraph_loadtest::score::{score, Truth};
 fn run(segment: bool, seed: u64, batch: &str) {
     let dir = tempfile::tempdir().unwrap();
     let (ev, truth) = (dir.path().join("events.ndjson"), dir.path().join("truth.ndjson"));
-    let mut g =
-        Generator::new(GenConfig { persons: 20_000, events: 150_000, seed, segment, kiosks: 8, family_rate: 0.15, ..Default::default() });
-    let mut w = std::io::BufWriter::new(std::fs::File::create(&ev).unwrap());
-    g.write_events(&mut w).unwrap();
-    std::io::Write::flush(&mut w).unwrap();
-    let mut t = Vec::new();
-    g.write_truth(&mut t).unwrap();
+    let t =
+        generate(&ev, GenConfig { persons: 20_000, events: 150_000, seed, segment, kiosks: 8, family_rate: 0.15, ..Default::default() });
     std::fs::write(&truth, &t).unwrap();
     let state = dir.path().join("s");
     let fmt = if segment { "segment" } else { "canonical" };
@@ -38,7 +33,7 @@ fn run(segment: bool, seed: u64, batch: &str) {
     ];
     ok(&idgraph_e2e::idgraph_env(&args, &[("IDGRAPH__REPLAY__BATCH_SIZE", batch)]));
     let profiles = ok(&idgraph(&["profiles", "--state", state.to_str().unwrap()]));
-    let s = score(&Truth::parse(&String::from_utf8(t).unwrap()).unwrap(), &profiles).unwrap();
+    let s = score(&Truth::parse(&t).unwrap(), &profiles).unwrap();
     eprintln!("{fmt} seed {seed}: {s:?}");
     assert!(s.truth_pairs > 10_000, "the data must link plenty: {s:?}");
     assert!(s.precision >= 0.999, "precision {} (over-merges {:?})", s.precision, s.over_merges);

@@ -3,8 +3,8 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
-use idgraph_e2e::{bin, idgraph_env, profiles};
-use idgraph_loadtest::gen::{GenConfig, Generator};
+use idgraph_e2e::{bin, generate, idgraph_env, profiles};
+use idgraph_loadtest::gen::GenConfig;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -13,10 +13,7 @@ const BATCH: (&str, &str) = ("IDGRAPH__REPLAY__BATCH_SIZE", "300");
 
 fn data(dir: &Path) -> std::path::PathBuf {
     let f = dir.join("events.ndjson");
-    let mut g = Generator::new(GenConfig { persons: 2_000, events: 12_000, seed: 7, segment: true, ..Default::default() });
-    let mut w = std::io::BufWriter::new(std::fs::File::create(&f).unwrap());
-    g.write_events(&mut w).unwrap();
-    std::io::Write::flush(&mut w).unwrap();
+    generate(&f, GenConfig { persons: 2_000, events: 12_000, seed: 7, segment: true, ..Default::default() });
     f
 }
 

@@ -6,21 +6,10 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use idgraph_e2e::kafka::{engine_config, Engine, Tansu};
-use idgraph_e2e::{idents, idgraph, ok, replay_and_profiles};
-use idgraph_loadtest::gen::{GenConfig, Generator};
+use idgraph_e2e::{generate, idgraph, ok, replay_and_profiles, shape};
+use idgraph_loadtest::gen::GenConfig;
 use std::collections::HashMap;
-use std::io::Write;
 use std::time::{Duration, Instant};
-
-fn shape(profiles: &[serde_json::Value]) -> Vec<(Vec<String>, u64)> {
-    let mut v: Vec<_> = profiles.iter().map(|p| (idents(p), p["metrics"]["event_count"].as_u64().unwrap())).collect();
-    v.sort();
-    v
-}
-
-fn topic_profiles(t: &Tansu) -> Vec<serde_json::Value> {
-    t.consume("idgraph.profiles", true).iter().map(|r| serde_json::from_str(r["value"].as_str().unwrap()).unwrap()).collect()
-}
 
 #[test]
 fn kill_minus_nine_loses_nothing_and_applies_nothing_twice() {
@@ -40,11 +29,7 @@ fn kill_minus_nine_loses_nothing_and_applies_nothing_twice() {
     // No kiosks or family tablets: no rule fires, so the result is the
     // same whatever the arrival order, and must equal replay exactly.
     let events = dir.join("events.ndjson");
-    let mut g =
-        Generator::new(GenConfig { persons: 4_000, events: n, seed: 21, segment: true, kiosks: 0, family_rate: 0.0, ..Default::default() });
-    let mut w = std::io::BufWriter::new(std::fs::File::create(&events).unwrap());
-    g.write_events(&mut w).unwrap();
-    w.flush().unwrap();
+    generate(&events, GenConfig { persons: 4_000, events: n, seed: 21, segment: true, kiosks: 0, family_rate: 0.0, ..Default::default() });
 
     let broker = std::sync::Arc::new(Tansu::start());
     broker.create_topic("touchpoints", 4);
@@ -108,7 +93,7 @@ fn kill_minus_nine_loses_nothing_and_applies_nothing_twice() {
         if let Some(st) = engine.child.try_wait().unwrap() {
             panic!("the engine exited ({st}); log tail:\n{}", log_tail());
         }
-        let total: u64 = topic_profiles(&broker).iter().map(|p| p["metrics"]["event_count"].as_u64().unwrap()).sum();
+        let total: u64 = broker.profiles().iter().map(|p| p["metrics"]["event_count"].as_u64().unwrap()).sum();
         if total == n {
             break;
         }
@@ -128,7 +113,7 @@ fn kill_minus_nine_loses_nothing_and_applies_nothing_twice() {
     let check = ok(&idgraph(&["check", "--state", state.to_str().unwrap()]));
     assert!(check.contains("all invariants hold"), "{check}");
     assert_eq!(shape(&idgraph_e2e::profiles(&state)), shape(&expected), "state differs from an uncrashed replay");
-    assert_eq!(shape(&topic_profiles(&broker)), shape(&expected), "profiles topic differs from an uncrashed replay");
+    assert_eq!(shape(&broker.profiles()), shape(&expected), "profiles topic differs from an uncrashed replay");
 
     // Re-published records repeat, never change: one content per (id, version).
     let mut seen: HashMap<(String, u64), String> = HashMap::new();

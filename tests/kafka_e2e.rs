@@ -9,11 +9,10 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use idgraph_e2e::kafka::{engine_config, Engine, Tansu};
-use idgraph_e2e::{idents, idgraph, ok, replay_and_profiles};
-use idgraph_loadtest::gen::{GenConfig, Generator};
+use idgraph_e2e::{generate, idgraph, ok, replay_and_profiles, shape};
+use idgraph_loadtest::gen::GenConfig;
 use idgraph_loadtest::score::{score, Truth};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
@@ -22,13 +21,8 @@ use std::time::Duration;
 fn data(dir: &Path, persons: u64, events: u64, seed: u64, shared: bool) -> (std::path::PathBuf, String) {
     let f = dir.join("events.ndjson");
     let (kiosks, family_rate) = if shared { (4, 0.15) } else { (0, 0.0) };
-    let mut g = Generator::new(GenConfig { persons, events, seed, segment: true, kiosks, family_rate, ..Default::default() });
-    let mut w = std::io::BufWriter::new(std::fs::File::create(&f).unwrap());
-    g.write_events(&mut w).unwrap();
-    w.flush().unwrap();
-    let mut t = Vec::new();
-    g.write_truth(&mut t).unwrap();
-    (f, String::from_utf8(t).unwrap())
+    let truth = generate(&f, GenConfig { persons, events, seed, segment: true, kiosks, family_rate, ..Default::default() });
+    (f, truth)
 }
 
 fn bad_records(dir: &Path) -> std::path::PathBuf {
@@ -37,13 +31,6 @@ fn bad_records(dir: &Path) -> std::path::PathBuf {
     let lines = ["{\"type\": \"track\", \"userId\": ".to_string(), "[1, 2, 3]".to_string(), big, r#"{"userId": "u-1"}"#.to_string()];
     std::fs::write(&f, lines.join("\n") + "\n").unwrap();
     f
-}
-
-/// Profiles as (identifiers, event count), sorted: independent of IDs.
-fn shape(profiles: &[serde_json::Value]) -> Vec<(Vec<String>, u64)> {
-    let mut v: Vec<_> = profiles.iter().map(|p| (idents(p), p["metrics"]["event_count"].as_u64().unwrap())).collect();
-    v.sort();
-    v
 }
 
 /// Equal shapes, or a short report of the difference.
@@ -60,10 +47,6 @@ fn assert_same(got: &[(Vec<String>, u64)], want: &[(Vec<String>, u64)]) {
         only_want.len(),
         &only_want[..only_want.len().min(5)]
     );
-}
-
-fn topic_profiles(t: &Tansu) -> Vec<serde_json::Value> {
-    t.consume("idgraph.profiles", true).iter().map(|r| serde_json::from_str(r["value"].as_str().unwrap()).unwrap()).collect()
 }
 
 #[test]
@@ -103,7 +86,7 @@ fn profiles_topic_equals_replay_and_bad_records_are_rejected() {
     let check = ok(&idgraph(&["check", "--state", state.to_str().unwrap()]));
     assert!(check.contains("all invariants hold"), "{check}");
     assert_same(&shape(&idgraph_e2e::profiles(&state)), &shape(&expected));
-    let got = topic_profiles(&broker);
+    let got = broker.profiles();
     assert!(expected.len() > 100);
     assert_same(&shape(&got), &shape(&expected));
     let total: u64 = got.iter().map(|p| p["metrics"]["event_count"].as_u64().unwrap()).sum();
@@ -155,7 +138,7 @@ fn with_shared_devices_the_engine_meets_the_accuracy_bar() {
     assert!(m["idgraph_core_identifiers_shared_total"] > 0.0, "shared identifiers must occur");
     assert!(m["idgraph_core_conflicts_total"] > 0.0, "conflicts must occur");
     assert!(engine.stop());
-    let got = topic_profiles(&broker);
+    let got = broker.profiles();
     let total: u64 = got.iter().map(|p| p["metrics"]["event_count"].as_u64().unwrap()).sum();
     assert_eq!(total, n, "every event counted exactly once");
     let lines: String = got.iter().map(|p| p.to_string() + "\n").collect();

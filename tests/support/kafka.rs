@@ -111,6 +111,13 @@ impl Tansu {
     }
 }
 
+impl Tansu {
+    /// The current golden profiles: the compacted view of `idgraph.profiles`.
+    pub fn profiles(&self) -> Vec<serde_json::Value> {
+        self.consume("idgraph.profiles", true).iter().map(|r| serde_json::from_str(r["value"].as_str().unwrap()).unwrap()).collect()
+    }
+}
+
 impl Drop for Tansu {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -65,6 +65,25 @@ pub fn profiles(state: &Path) -> Vec<serde_json::Value> {
     s.lines().map(|l| serde_json::from_str(l).expect("profile JSON")).collect()
 }
 
+/// Writes the generator's events for `cfg` to `path` and returns the text
+/// of its truth file.
+pub fn generate(path: &Path, cfg: idgraph_loadtest::gen::GenConfig) -> String {
+    let mut g = idgraph_loadtest::gen::Generator::new(cfg);
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    g.write_events(&mut w).unwrap();
+    std::io::Write::flush(&mut w).unwrap();
+    let mut t = Vec::new();
+    g.write_truth(&mut t).unwrap();
+    String::from_utf8(t).unwrap()
+}
+
+/// Profiles as (identifiers, event count), sorted: independent of profile IDs.
+pub fn shape(profiles: &[serde_json::Value]) -> Vec<(Vec<String>, u64)> {
+    let mut v: Vec<_> = profiles.iter().map(|p| (idents(p), p["metrics"]["event_count"].as_u64().unwrap())).collect();
+    v.sort();
+    v
+}
+
 /// The identifiers of a profile as `type:value` strings, sorted.
 pub fn idents(p: &serde_json::Value) -> Vec<String> {
     let mut v: Vec<String> = p["identifiers"]
