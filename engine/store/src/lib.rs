@@ -25,10 +25,13 @@ pub use rocks::{RocksOptions, RocksStore};
 /// One write of a batch: `None` deletes the key.
 pub type Op = (Cf, Vec<u8>, Option<Vec<u8>>);
 
-/// Writes applied atomically by [`Store::write`].
+/// Writes applied atomically by [`Store::write`]: first the prefix
+/// deletions, then the ops in order.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Batch {
     pub ops: Vec<Op>,
+    /// Every key of the family starting with the prefix is deleted.
+    pub prefix_deletes: Vec<(Cf, Vec<u8>)>,
 }
 
 impl Batch {
@@ -40,12 +43,18 @@ impl Batch {
         self.ops.push((cf, key, None));
     }
 
+    /// Deletes every key of `cf` starting with `prefix` (a non-empty
+    /// prefix), before the batch's other writes.
+    pub fn delete_prefix(&mut self, cf: Cf, prefix: Vec<u8>) {
+        self.prefix_deletes.push((cf, prefix));
+    }
+
     pub fn len(&self) -> usize {
-        self.ops.len()
+        self.ops.len() + self.prefix_deletes.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
+        self.ops.is_empty() && self.prefix_deletes.is_empty()
     }
 
     /// Bytes of keys and values (for metrics).
@@ -73,4 +82,17 @@ pub trait Store: Send + Sync {
 
     /// Live bytes in table files on disk, where the implementation has a disk.
     fn disk_bytes(&self) -> Option<u64>;
+}
+
+/// The first key after every key starting with `prefix` (`None`: no such
+/// key, the prefix is all `0xFF`).
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xFF {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
 }

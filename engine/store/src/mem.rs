@@ -33,6 +33,9 @@ impl Store for MemStore {
 
     fn write(&self, batch: Batch) -> Result<(), StoreError> {
         let mut m = self.maps.write().unwrap_or_else(|p| p.into_inner());
+        for (cf, prefix) in &batch.prefix_deletes {
+            m[cf.index()].retain(|k, _| !k.starts_with(prefix));
+        }
         for (cf, k, v) in batch.ops {
             match v {
                 Some(v) => {

@@ -135,6 +135,13 @@ impl Store for RocksStore {
         // stable sort keeps the last write of a key last.
         batch.ops.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         let mut wb = WriteBatch::default();
+        for (cf, prefix) in &batch.prefix_deletes {
+            let h = self.cf(*cf)?;
+            match crate::prefix_end(prefix) {
+                Some(end) => wb.delete_range_cf(h, prefix.as_slice(), end.as_slice()),
+                None => return Err(StoreError::Engine { op: "delete prefix", reason: "the prefix has no upper bound (all 0xFF)".into() }),
+            }
+        }
         for (cf, k, v) in &batch.ops {
             let h = self.cf(*cf)?;
             match v {

@@ -39,7 +39,28 @@ fn suite(s: &dyn Store) {
     s.write(b).unwrap();
     assert_eq!(s.get(Cf::Idents, b"a1").unwrap(), None);
     assert_eq!(s.get(Cf::Idents, b"a2").unwrap(), Some(b"v2b".to_vec()));
+    // Prefix deletion comes before the batch's other writes, stays in its
+    // family, and spares keys outside the prefix.
+    let mut b = Batch::default();
+    b.put(Cf::Idents, b"a\xFF".to_vec(), b"x".to_vec());
+    s.write(b).unwrap();
+    let mut b = Batch::default();
+    b.put(Cf::Idents, b"a3".to_vec(), b"v4".to_vec());
+    b.delete_prefix(Cf::Idents, b"a".to_vec());
+    s.write(b).unwrap();
+    assert_eq!(s.get(Cf::Idents, b"a2").unwrap(), None);
+    assert_eq!(s.get(Cf::Idents, b"a\xFF").unwrap(), None);
+    assert_eq!(s.get(Cf::Idents, b"a3").unwrap(), Some(b"v4".to_vec()), "written after the deletion");
+    assert_eq!(s.get(Cf::Idents, b"b1").unwrap(), Some(b"v3".to_vec()));
+    assert_eq!(s.get(Cf::Profiles, b"a1").unwrap(), Some(b"p".to_vec()));
     s.flush().unwrap();
+}
+
+#[test]
+fn prefix_end_bounds_the_prefix() {
+    assert_eq!(idgraph_store::prefix_end(b"a"), Some(b"b".to_vec()));
+    assert_eq!(idgraph_store::prefix_end(&[0, 0xFF]), Some(vec![1]));
+    assert_eq!(idgraph_store::prefix_end(&[0xFF, 0xFF]), None);
 }
 
 #[test]
@@ -55,7 +76,8 @@ fn rocks_store_conforms_and_persists() {
         suite(&s);
     }
     let s = RocksStore::open(dir.path(), &RocksOptions::default()).unwrap();
-    assert_eq!(s.get(Cf::Idents, b"a2").unwrap(), Some(b"v2b".to_vec()), "survives reopen");
+    assert_eq!(s.get(Cf::Idents, b"a3").unwrap(), Some(b"v4".to_vec()), "survives reopen");
+    assert_eq!(s.get(Cf::Idents, b"a2").unwrap(), None, "the prefix deletion survives reopen");
     assert!(s.disk_bytes().unwrap() > 0);
 }
 

@@ -18,12 +18,19 @@
 //!   batch when fetching from inside it.
 //! - [`window`]: the poll batch (first-record wait, then linger).
 //! - [`ingest`]: input topics to `Route` envelopes and rejects.
+//! - [`meta`]: a partition's stream position, de-dup marks and changelog
+//!   position.
+//! - [`changelog`]: changelog records, batch markers, and the chain that
+//!   rebuilds a partition from them.
+//! - [`rebalance`]: the core's consumer group: assignment changes.
+//! - [`restore`]: restoring assigned partitions before they resume.
 //! - [`worker`]: the partitions' batch loop over `idgraph.cmd`.
 //! - [`metrics`]: counters and histograms, Prometheus text.
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`embedded`]: the in-process mock broker of `make run`.
 //! - [`engine`]: wiring, start-up and graceful shutdown.
 
+pub mod changelog;
 pub mod client;
 pub mod config;
 pub mod embedded;
@@ -33,8 +40,11 @@ pub mod error;
 pub mod fault;
 pub mod http;
 pub mod ingest;
+pub mod meta;
 pub mod metrics;
 pub mod outbox;
+pub mod rebalance;
+pub mod restore;
 pub mod resume;
 pub mod topics;
 pub mod window;

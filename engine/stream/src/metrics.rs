@@ -62,6 +62,12 @@ impl Labeled {
         }
     }
 
+    pub fn remove(&self, label: &str) {
+        if let Ok(mut m) = self.0.lock() {
+            m.remove(label);
+        }
+    }
+
     pub fn get(&self, label: &str) -> u64 {
         self.0.lock().ok().and_then(|m| m.get(label).copied()).unwrap_or(0)
     }
@@ -98,6 +104,11 @@ pub struct Metrics {
     pub cmd_lag: Labeled,
     pub partitions_owned: AtomicU64,
     pub restored_records: AtomicU64,
+    pub partitions_restoring: AtomicU64,
+    /// Partition restores by mode (`continue`, `rebuild`).
+    pub restores: Labeled,
+    pub restore_seconds: Histogram,
+    pub rebalances: Labeled,
     pub outbox_pending: AtomicU64,
 }
 
@@ -170,7 +181,29 @@ impl Metrics {
             "Records of idgraph.cmd not yet consumed, by partition.",
         );
         c(&mut o, "idgraph_core_partitions_owned", "Partitions this process runs.", &self.partitions_owned, "gauge");
-        c(&mut o, "idgraph_core_restored_records_total", "State records restored from the changelog.", &self.restored_records, "counter");
+        c(
+            &mut o,
+            "idgraph_core_restored_records_total",
+            "Changelog records read while restoring partitions.",
+            &self.restored_records,
+            "counter",
+        );
+        c(&mut o, "idgraph_core_partitions_restoring", "Partitions being restored now.", &self.partitions_restoring, "gauge");
+        self.restores.render(
+            &mut o,
+            "idgraph_core_restores_total",
+            "mode",
+            "counter",
+            "Partition restores: `continue` (local state plus the changelog after it) or `rebuild` (whole changelog).",
+        );
+        self.restore_seconds.render(&mut o, "idgraph_core_restore_seconds", "Time to restore a set of newly assigned partitions.");
+        self.rebalances.render(
+            &mut o,
+            "idgraph_core_rebalance_partitions_total",
+            "change",
+            "counter",
+            "Core partitions assigned, revoked or lost by rebalances.",
+        );
         c(&mut o, "idgraph_outbox_pending_records", "Outbox records committed but not yet acknowledged.", &self.outbox_pending, "gauge");
         let _ = writeln!(
             o,

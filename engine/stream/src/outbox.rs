@@ -1,7 +1,10 @@
 //! The outbox: every record a batch produces is written to RocksDB in the
 //! batch's own `WriteBatch`, then produced by an idempotent producer; the
 //! drained entries are deleted in the next write. A restart produces what
-//! is left first (a record can be produced twice, never lost or changed).
+//! is left first (a record can be produced twice, never lost or changed),
+//! except changelog records: by then another instance may own the
+//! partition and have written after them (ADR 0004); the partition is
+//! restored from the changelog instead.
 
 use crate::client;
 use crate::error::StreamError;
@@ -95,8 +98,10 @@ impl Outbox {
             return Err(idgraph_state::StateError::Corrupt { what: "outbox", reason }.into());
         }
         let next = left.last().map_or(0, |(s, _)| s + 1);
-        // Deleted only once the caller has delivered them (`delivered`).
-        Ok((Self { next, to_delete: Vec::new() }, left))
+        // Changelog leftovers are deleted with the next write; the rest
+        // only once the caller has delivered them (`delivered`).
+        let (changelog, left): (Vec<_>, Vec<_>) = left.into_iter().partition(|(_, r)| r.dest == Dest::Changelog);
+        Ok((Self { next, to_delete: changelog.into_iter().map(|(s, _)| s).collect() }, left))
     }
 
     /// Adds the records to `batch` and returns them numbered.
@@ -131,23 +136,35 @@ impl Outbox {
     }
 }
 
-/// Counts failed deliveries (after librdkafka's own retries).
+/// Counts failed deliveries (after librdkafka's own retries) and keeps
+/// the offsets of tracked records.
 #[derive(Debug, Default)]
 pub struct DeliveryCheck {
     failed: AtomicU64,
     first: Mutex<Option<String>>,
+    /// (index in the delivered slice, offset) of tracked records.
+    offsets: Mutex<Vec<(usize, i64)>>,
 }
 
 impl ClientContext for DeliveryCheck {}
 
 impl ProducerContext for DeliveryCheck {
-    type DeliveryOpaque = ();
-    fn delivery(&self, r: &DeliveryResult<'_>, _: ()) {
-        if let Err((e, _)) = r {
-            self.failed.fetch_add(1, Ordering::Relaxed);
-            if let Ok(mut f) = self.first.lock() {
-                f.get_or_insert_with(|| e.to_string());
+    /// 0: not tracked; otherwise the record's index + 1.
+    type DeliveryOpaque = usize;
+    fn delivery(&self, r: &DeliveryResult<'_>, tracked: usize) {
+        match r {
+            Err((e, _)) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut f) = self.first.lock() {
+                    f.get_or_insert_with(|| e.to_string());
+                }
             }
+            Ok(m) if tracked > 0 => {
+                if let Ok(mut o) = self.offsets.lock() {
+                    o.push((tracked - 1, rdkafka::Message::offset(m)));
+                }
+            }
+            Ok(_) => {}
         }
     }
 }
@@ -184,11 +201,16 @@ impl Sender {
 
     /// Enqueues one record, waiting while the local queue is full.
     pub fn send(&self, r: &OutRecord) -> Result<(), StreamError> {
+        self.send_tracked(r, 0)
+    }
+
+    /// As [`Sender::send`]; `tracked` > 0 keeps the record's offset.
+    fn send_tracked(&self, r: &OutRecord, tracked: usize) -> Result<(), StreamError> {
         let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
         for (k, v) in &r.headers {
             headers = headers.insert(Header { key: k, value: Some(v) });
         }
-        let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(self.topic(r.dest)).headers(headers);
+        let mut rec: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(self.topic(r.dest), tracked).headers(headers);
         if let Some(p) = r.partition {
             rec = rec.partition(p);
         }
@@ -243,11 +265,28 @@ impl Sender {
 
     /// Sends and waits for all of `recs`, retrying a failed attempt.
     pub fn deliver(&self, recs: &[(u64, OutRecord)]) -> Result<(), StreamError> {
+        self.deliver_tracked(recs, |_| false).map(drop)
+    }
+
+    /// As [`Sender::deliver`]; returns (index, offset) of the records
+    /// `track` selects.
+    pub fn deliver_tracked(&self, recs: &[(u64, OutRecord)], track: impl Fn(&OutRecord) -> bool) -> Result<Vec<(usize, i64)>, StreamError> {
         let mut attempt = 0;
         loop {
-            let r = recs.iter().try_for_each(|(_, r)| self.send(r)).and_then(|()| self.flush());
+            if let Ok(mut o) = self.producer.context().offsets.lock() {
+                o.clear();
+            }
+            let r = recs
+                .iter()
+                .enumerate()
+                .try_for_each(|(i, (_, r))| self.send_tracked(r, if track(r) { i + 1 } else { 0 }))
+                .and_then(|()| self.flush());
             match r {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    let mut o = self.producer.context().offsets.lock().map(|mut o| std::mem::take(&mut *o)).unwrap_or_default();
+                    o.sort_unstable();
+                    return Ok(o);
+                }
                 Err(e) if e.retryable() && attempt < 5 => {
                     attempt += 1;
                     tracing::warn!(error = %e, attempt, "outbox delivery failed; retrying");

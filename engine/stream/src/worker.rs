@@ -1,17 +1,25 @@
-//! The core's batch loop over `idgraph.cmd` (ADR 0003).
+//! The core's batch loop over `idgraph.cmd` (ADR 0003, ADR 0004).
 //!
-//! Per batch: take up to `max_batch_records` envelopes, drop what each
-//! partition has already applied (input offsets, sender sequences), run
-//! the rest through the partitions, then commit the dirty records, every
-//! partition's stream meta and the outbox (commands, profiles, lifecycle,
-//! consent) in one RocksDB write, and drain the outbox.
+//! The worker owns the core partitions its consumer group assigns
+//! (`<group-id>-core`); each is restored ([`crate::restore`]) before it is
+//! resumed at its own position. Per batch: take up to `max_batch_records`
+//! envelopes, drop what each partition has already applied (input
+//! offsets, sender sequences), run the rest through the partitions, then
+//! commit the dirty records, the stream meta of each partition the batch
+//! advanced and the outbox (commands, profiles, lifecycle, consent, and
+//! the changelog: those records again, then a marker per partition) in one
+//! RocksDB write, and drain the outbox before polling again.
 
+use crate::changelog;
 use crate::client;
 use crate::config::EngineConfig;
 use crate::envelope::{self, Envelope};
 use crate::error::StreamError;
+use crate::meta::{clpos_key, BatchId, ClPos, PartMeta};
 use crate::metrics::Metrics;
 use crate::outbox::{Dest, OutRecord, Outbox, Sender};
+use crate::rebalance::{Change, CoreContext};
+use crate::restore::Restorer;
 use crate::resume::{Resume, Verdict};
 use crate::topics::Topics;
 use crate::window::Window;
@@ -24,50 +32,21 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use rustc_hash::FxHashMap;
-use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use crate::meta::part_meta_key;
+
 /// Keys the known-keys filter holds before it stops answering "absent".
 const KNOWN_KEYS_MIN_CAPACITY: u64 = 4_000_000;
 
-/// What a partition needs to resume and to drop duplicates; kept under
-/// the partition's own key prefix, written with every batch.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct PartMeta {
-    /// Next `idgraph.cmd` offset to consume.
-    pub cmd_offset: i64,
-    /// Highest applied offset per input (topic, partition).
-    pub inputs: Vec<(String, i32, i64)>,
-    /// Highest applied sequence per sender partition (0: none; sequences
-    /// start at 1).
-    pub applied: Vec<u64>,
-    /// Last sequence sent per receiver partition.
-    pub sent: Vec<u64>,
-}
-
-impl PartMeta {
-    fn new(partitions: u16) -> Self {
-        Self { cmd_offset: 0, inputs: Vec::new(), applied: vec![0; partitions as usize], sent: vec![0; partitions as usize] }
-    }
-
-    fn input_mark(&mut self, topic: &str, partition: i32) -> &mut i64 {
-        let i = match self.inputs.iter().position(|(t, p, _)| t == topic && *p == partition) {
-            Some(i) => i,
-            None => {
-                self.inputs.push((topic.to_string(), partition, -1));
-                self.inputs.len() - 1
-            }
-        };
-        &mut self.inputs[i].2
-    }
-}
-
-pub fn part_meta_key(p: u16) -> Vec<u8> {
-    let mut k = p.to_be_bytes().to_vec();
-    k.extend_from_slice(b"\xFEstream");
-    k
+/// A core partition's standing in this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Own {
+    No,
+    /// Restored and consuming.
+    Active,
 }
 
 pub struct Worker {
@@ -76,7 +55,9 @@ pub struct Worker {
     known: KnownKeys,
     parts: Vec<Partition>,
     meta: Vec<PartMeta>,
-    consumer: BaseConsumer,
+    own: Vec<Own>,
+    consumer: BaseConsumer<CoreContext>,
+    restorer: Restorer,
     sender: Sender,
     outbox: Outbox,
     metrics: Arc<Metrics>,
@@ -84,6 +65,10 @@ pub struct Worker {
     cmd_topic: String,
     lag_updated: Instant,
     resume: Resume,
+    /// This run's batch token and the last batch number.
+    batch: BatchId,
+    /// The first assignment was handled.
+    joined: bool,
 }
 
 impl std::fmt::Debug for Worker {
@@ -103,8 +88,7 @@ struct In {
 
 impl Worker {
     /// Opens the state, drains what a previous run left in the outbox and
-    /// starts consuming every partition of `idgraph.cmd` where the state
-    /// left off.
+    /// joins the core's consumer group on `idgraph.cmd`.
     pub fn open(cfg: EngineConfig, topics: &Topics, metrics: Arc<Metrics>) -> Result<Self, StreamError> {
         let ropts = RocksOptions {
             block_cache_bytes: cfg.block_cache_mb as usize * (1 << 20),
@@ -115,15 +99,6 @@ impl Worker {
             .map_err(|e| StreamError::Internal(format!("cannot create state dir {}: {e}", cfg.state_dir.display())))?;
         let store = RocksStore::open(&cfg.state_dir, &ropts)?;
         let n = check_partitions(&store, cfg.partitions)?;
-        let mut meta = Vec::with_capacity(n as usize);
-        for p in 0..n {
-            let m = match store.get(Cf::Meta, &part_meta_key(p))? {
-                Some(b) => idgraph_core::record::decode(&b)
-                    .map_err(|e| idgraph_state::StateError::Corrupt { what: "stream meta", reason: e.to_string() })?,
-                None => PartMeta::new(n),
-            };
-            meta.push(m);
-        }
         let known = KnownKeys::build(&store, KNOWN_KEYS_MIN_CAPACITY)?;
         let sender = Sender::new(&cfg.brokers, topics.clone())?;
         let (mut outbox, left) = Outbox::open(&store)?;
@@ -131,41 +106,41 @@ impl Worker {
             tracing::info!(records = left.len(), "draining the outbox of the previous run");
             sender.deliver(&left)?;
             outbox.delivered(left.iter().map(|(s, _)| *s));
-            outbox.flush_deletes(&store)?;
         }
-        let consumer: BaseConsumer =
-            client::consumer(&cfg.brokers, &format!("{}-core", cfg.group_id)).create().map_err(StreamError::kafka("core consumer"))?;
-        let mut tpl = TopicPartitionList::new();
-        let mut resume = Resume::default();
-        for (p, m) in meta.iter().enumerate() {
-            resume.expect(&topics.cmd, p as i32, m.cmd_offset);
-            let off = if m.cmd_offset > 0 { Offset::Offset(m.cmd_offset) } else { Offset::Beginning };
-            tpl.add_partition_offset(&topics.cmd, p as i32, off).map_err(StreamError::kafka("offset list"))?;
-        }
-        consumer.assign(&tpl).map_err(StreamError::kafka("assign idgraph.cmd partitions"))?;
-        metrics.partitions_owned.store(n as u64, Ordering::Relaxed);
+        outbox.flush_deletes(&store)?;
+        let consumer: BaseConsumer<CoreContext> = client::consumer(&cfg.brokers, &format!("{}-core", cfg.group_id))
+            .create_with_context(CoreContext::default())
+            .map_err(StreamError::kafka("core consumer"))?;
+        consumer.subscribe(&[&topics.cmd]).map_err(StreamError::kafka("subscribe to idgraph.cmd"))?;
+        let restorer = Restorer::new(&cfg.brokers, &cfg.group_id, &topics.changelog, n)?;
         let parts = (0..n).map(|p| Partition::new(p, n, cfg.core.clone())).collect();
+        // Distinct per run (not a decision input: it only names batches).
+        let token = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+            ^ (u64::from(std::process::id()) << 32);
         Ok(Self {
             cfg,
             store,
             known,
             parts,
-            meta,
+            meta: (0..n).map(|_| PartMeta::new(n)).collect(),
+            own: vec![Own::No; n as usize],
             consumer,
+            restorer,
             sender,
             outbox,
             metrics,
             reported: Stats::default(),
             cmd_topic: topics.cmd.clone(),
             lag_updated: Instant::now(),
-            resume,
+            resume: Resume::default(),
+            batch: BatchId { token, seq: 0 },
+            joined: false,
         })
     }
 
-    /// Runs batches until `stop`, then deletes the drained outbox entries
-    /// and flushes the state.
+    /// Runs batches until `stop`, then deletes the drained outbox entries,
+    /// flushes the state and leaves the group.
     pub fn run(mut self, stop: &AtomicBool) -> Result<(), StreamError> {
-        self.metrics.ready.store(true, Ordering::Relaxed);
         while !stop.load(Ordering::Relaxed) {
             self.resume.tick(&self.consumer);
             self.batch()?;
@@ -176,6 +151,61 @@ impl Worker {
         self.metrics.ready.store(false, Ordering::Relaxed);
         self.outbox.flush_deletes(&self.store)?;
         self.store.flush()?;
+        // Leaving the group hands the partitions over at once.
+        self.consumer.unsubscribe();
+        let _ = self.consumer.poll(Duration::from_millis(100));
+        Ok(())
+    }
+
+    /// Acts on the rebalances seen by the last poll: drops buffered records
+    /// of partitions that left (and of those that arrive: they are read
+    /// again from their restored position), restores the new ones.
+    fn rebalance(&mut self, recs: &mut Vec<In>) -> Result<(), StreamError> {
+        for change in self.consumer.context().take() {
+            match change {
+                Change::Revoked { partitions, lost } => {
+                    let label = if lost { "lost" } else { "revoked" };
+                    tracing::info!(partitions = ?partitions, "core partitions {label}");
+                    self.metrics.rebalances.add(label, partitions.len() as u64);
+                    recs.retain(|r| !partitions.contains(&r.p));
+                    for p in partitions {
+                        let Some(own) = self.own.get_mut(p as usize) else { continue };
+                        *own = Own::No;
+                        self.parts[p as usize] = Partition::new(p, self.cfg.partitions, self.cfg.core.clone());
+                        self.resume.forget(&self.cmd_topic, p as i32);
+                        self.metrics.cmd_lag.remove(&p.to_string());
+                    }
+                }
+                Change::Assigned(partitions) => {
+                    tracing::info!(partitions = ?partitions, "core partitions assigned; restoring");
+                    self.metrics.rebalances.add("assigned", partitions.len() as u64);
+                    self.joined = true;
+                    recs.retain(|r| !partitions.contains(&r.p));
+                    let partitions: Vec<u16> = partitions.into_iter().filter(|p| (*p as usize) < self.own.len()).collect();
+                    if partitions.is_empty() {
+                        continue;
+                    }
+                    let restored = self.restorer.restore(&self.store, &mut self.known, &partitions, &self.metrics)?;
+                    let mut tpl = TopicPartitionList::new();
+                    for (p, m) in restored {
+                        let pi = p as usize;
+                        self.parts[pi] = Partition::new(p, self.cfg.partitions, self.cfg.core.clone());
+                        let off = if m.cmd_offset > 0 { Offset::Offset(m.cmd_offset) } else { Offset::Beginning };
+                        self.resume.expect(&self.cmd_topic, p as i32, m.cmd_offset);
+                        self.consumer
+                            .seek(&self.cmd_topic, p as i32, off, Duration::from_secs(10))
+                            .map_err(StreamError::kafka(format!("seek idgraph.cmd partition {p}")))?;
+                        self.meta[pi] = m;
+                        self.own[pi] = Own::Active;
+                        tpl.add_partition(&self.cmd_topic, p as i32);
+                    }
+                    self.consumer.resume(&tpl).map_err(StreamError::kafka("resume restored partitions"))?;
+                }
+            }
+        }
+        let owned = self.own.iter().filter(|o| **o == Own::Active).count();
+        self.metrics.partitions_owned.store(owned as u64, Ordering::Relaxed);
+        self.metrics.ready.store(self.joined, Ordering::Relaxed);
         Ok(())
     }
 
@@ -184,6 +214,9 @@ impl Worker {
     fn update_lag(&mut self) {
         self.lag_updated = Instant::now();
         for (p, m) in self.meta.iter().enumerate() {
+            if self.own[p] != Own::Active {
+                continue;
+            }
             if let Ok((_, hi)) = self.consumer.fetch_watermarks(&self.cmd_topic, p as i32, Duration::from_millis(500)) {
                 if hi >= 0 {
                     self.metrics.cmd_lag.set(&p.to_string(), (hi - m.cmd_offset).max(0) as u64);
@@ -198,7 +231,7 @@ impl Worker {
         while recs.len() < self.cfg.max_batch_records {
             let Some(m) = window.next(&self.consumer, "core") else { break };
             let p = m.partition() as u16;
-            if p as usize >= self.parts.len() {
+            if self.own.get(p as usize) != Some(&Own::Active) {
                 continue;
             }
             if self.resume.check(&self.consumer, &self.cmd_topic, m.partition(), m.offset()) == Verdict::Skip {
@@ -220,10 +253,15 @@ impl Worker {
     }
 
     fn batch(&mut self) -> Result<(), StreamError> {
-        let recs = self.poll();
+        let mut recs = self.poll();
+        self.rebalance(&mut recs)?;
         if recs.is_empty() {
             return Ok(());
         }
+        self.batch.seq += 1;
+        // Where each partition the batch advances started (its changelog
+        // marker's `from`).
+        let mut from: Vec<Option<i64>> = vec![None; self.parts.len()];
         let t0 = Instant::now();
         let n = self.parts.len() as u16;
         let oldest_input = recs.iter().filter(|r| matches!(r.env, Some(Envelope::Input { .. }))).filter_map(|r| r.ts).min();
@@ -238,6 +276,7 @@ impl Worker {
             if r.offset < m.cmd_offset {
                 continue;
             }
+            from[pi].get_or_insert(m.cmd_offset);
             m.cmd_offset = r.offset + 1;
             let Some(env) = r.env else { continue };
             let mut apply = |c: Command, part: &mut Partition, loader: &mut StoreLoader<'_>| {
@@ -320,18 +359,32 @@ impl Worker {
         }
         drop(loader);
         let mut wb = Batch::default();
-        for part in &mut self.parts {
+        for (pi, part) in self.parts.iter_mut().enumerate() {
+            let first = wb.ops.len();
             idgraph_state::write_dirty(&mut wb, part, &mut self.known);
-        }
-        for (p, m) in self.meta.iter().enumerate() {
-            wb.put(Cf::Meta, part_meta_key(p as u16), idgraph_core::record::encode(m));
+            let Some(from) = from[pi] else { continue };
+            let p = pi as u16;
+            out.extend(wb.ops[first..].iter().map(|(cf, k, v)| changelog::record(p, self.batch, *cf, k, v.as_deref())));
+            let m = &mut self.meta[pi];
+            m.batch = self.batch;
+            wb.put(Cf::Meta, part_meta_key(p), idgraph_core::record::encode(m));
+            out.push(changelog::marker(p, from, m));
         }
         let staged = self.outbox.stage(&mut wb, out);
         self.metrics.outbox_pending.store(staged.len() as u64, Ordering::Relaxed);
         self.store.write(wb)?;
         crate::fault::point("run.after-commit");
         let td = Instant::now();
-        self.sender.deliver(&staged)?;
+        let markers = self.sender.deliver_tracked(&staged, |r| changelog::is_marker(r).is_some())?;
+        // Where each advanced partition's changelog now ends: its local
+        // state can continue from there after a restart (ADR 0004).
+        let mut pos = Batch::default();
+        for (i, offset) in markers {
+            if let Some(p) = changelog::is_marker(&staged[i].1) {
+                pos.put(Cf::Meta, clpos_key(p), idgraph_core::record::encode(&ClPos { batch: self.batch, offset }));
+            }
+        }
+        self.store.write(pos)?;
         self.metrics.deliver_seconds.observe(td.elapsed().as_secs_f64());
         self.metrics.count_out(staged.iter().map(|(_, r)| r));
         self.outbox.delivered(staged.iter().map(|(s, _)| *s));

@@ -1,0 +1,292 @@
+//! The state changelog (ADR 0004): every record a batch writes for a core
+//! partition, then a marker closing the batch, on partition `p` of the
+//! compacted `idgraph.changelog`; and the [`Chain`] that rebuilds a
+//! partition from it.
+//!
+//! Record key: a family tag byte then the state key (which starts with the
+//! partition). Value: the state value, or a tombstone for a deletion.
+//! Header `idgraph.batch`: the [`BatchId`] that wrote it. The marker's key
+//! is the partition's meta key; its value is a [`Marker`]: the batch's
+//! first `idgraph.cmd` offset (`from`) and the partition meta after it.
+//!
+//! A batch is applied on restore only when its marker arrives and chains:
+//! its `from` is the `cmd_offset` reached so far. So a batch cut short by a
+//! crash (no marker), a batch delivered twice by a retry, and a batch from
+//! an instance that no longer owned the partition (a fork of the chain) are
+//! all dropped, and every restored state is one the partition really had
+//! after some offset: processing on from there gives the same results,
+//! since the partitions are deterministic.
+//!
+//! Compaction keeps only the latest marker. When the first marker read
+//! does not start at offset 0, the head of the log was compacted: every
+//! record before it is taken as committed history (a batch that never
+//! committed is always followed by its redo, which rewrites the same keys
+//! and so compacts the unfinished records away).
+
+use crate::meta::{part_meta_key, BatchId, PartMeta};
+use crate::outbox::{Dest, OutRecord};
+use idgraph_store::{Cf, Op};
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+/// The header carrying the [`BatchId`] of a changelog record.
+pub const BATCH_HEADER: &str = "idgraph.batch";
+
+/// The value of a marker record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Marker {
+    /// The `idgraph.cmd` offset the batch started at.
+    pub from: i64,
+    pub meta: PartMeta,
+}
+
+fn tag(cf: Cf) -> u8 {
+    cf.index() as u8
+}
+
+fn untag(b: u8) -> Option<Cf> {
+    Cf::ALL.get(b as usize).copied()
+}
+
+/// A state write of partition `p` as a changelog record.
+pub fn record(p: u16, batch: BatchId, cf: Cf, key: &[u8], value: Option<&[u8]>) -> OutRecord {
+    let mut k = Vec::with_capacity(1 + key.len());
+    k.push(tag(cf));
+    k.extend_from_slice(key);
+    OutRecord {
+        dest: Dest::Changelog,
+        partition: Some(p as i32),
+        key: Some(k),
+        value: value.map(<[u8]>::to_vec),
+        headers: vec![(BATCH_HEADER.into(), batch.to_bytes().to_vec())],
+    }
+}
+
+/// The marker closing a batch of partition `p` (`meta.batch` names it).
+pub fn marker(p: u16, from: i64, meta: &PartMeta) -> OutRecord {
+    let mut k = vec![tag(Cf::Meta)];
+    k.extend_from_slice(&part_meta_key(p));
+    OutRecord {
+        dest: Dest::Changelog,
+        partition: Some(p as i32),
+        key: Some(k),
+        value: Some(idgraph_core::record::encode(&Marker { from, meta: meta.clone() })),
+        headers: vec![(BATCH_HEADER.into(), meta.batch.to_bytes().to_vec())],
+    }
+}
+
+/// Whether an outbox record is a changelog marker (its delivery offset is
+/// kept as the partition's [`crate::meta::ClPos`]).
+pub fn is_marker(r: &OutRecord) -> Option<u16> {
+    let p = u16::try_from(r.partition?).ok()?;
+    (r.dest == Dest::Changelog && r.key.as_deref().is_some_and(|k| k.first() == Some(&tag(Cf::Meta)) && k[1..] == part_meta_key(p)))
+        .then_some(p)
+}
+
+/// A changelog record that does not parse (written by something else).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("changelog record at offset {offset}: {reason}")]
+pub struct BadRecord {
+    pub offset: i64,
+    pub reason: &'static str,
+}
+
+/// What one record did to the chain.
+#[derive(Debug, PartialEq)]
+pub enum Step {
+    /// Staged (a state record) or ignored.
+    Staged,
+    /// A batch chained: write these ops; the partition is now at `meta`.
+    Apply(Vec<Op>, PartMeta),
+    /// A marker that does not chain (a retry's duplicate, a fork, or a
+    /// batch already applied); its records were dropped.
+    Dropped,
+}
+
+/// Rebuilds one partition from its changelog, record by record (pure).
+#[derive(Debug, Default)]
+pub struct Chain {
+    /// Where the partition stands (`None`: no marker applied yet).
+    pub at: Option<PartMeta>,
+    staged: FxHashMap<BatchId, Vec<Op>>,
+    /// Records seen before the first marker, in order (taken whole when
+    /// the log's head was compacted).
+    head: Vec<Op>,
+    pub applied_batches: u64,
+    pub dropped_batches: u64,
+}
+
+impl Chain {
+    /// A chain that continues from a partition state already held locally.
+    pub fn from(at: PartMeta) -> Self {
+        Self { at: Some(at), ..Self::default() }
+    }
+
+    /// Feeds the next record of the partition's changelog.
+    pub fn push(&mut self, offset: i64, key: &[u8], value: Option<&[u8]>, batch: Option<&[u8]>) -> Result<Step, BadRecord> {
+        let bad = |reason| BadRecord { offset, reason };
+        let (&t, state_key) = key.split_first().ok_or(bad("empty key"))?;
+        let cf = untag(t).ok_or(bad("unknown family tag"))?;
+        let id = BatchId::from_bytes(batch.ok_or(bad("no idgraph.batch header"))?).ok_or(bad("bad idgraph.batch header"))?;
+        if cf != Cf::Meta {
+            let op = (cf, state_key.to_vec(), value.map(<[u8]>::to_vec));
+            if self.at.is_none() {
+                self.head.push(op.clone());
+            }
+            self.staged.entry(id).or_default().push(op);
+            return Ok(Step::Staged);
+        }
+        let m: Marker = idgraph_core::record::decode(value.ok_or(bad("marker without value"))?).map_err(|_| bad("undecodable marker"))?;
+        let ops = self.staged.remove(&id).unwrap_or_default();
+        let chains = match &self.at {
+            Some(at) => m.from == at.cmd_offset,
+            // The first marker: the chain starts at offset 0, or the head
+            // was compacted and everything before it is history.
+            None => true,
+        };
+        if !chains {
+            self.dropped_batches += 1;
+            return Ok(Step::Dropped);
+        }
+        let ops = if self.at.is_none() && m.from > 0 { std::mem::take(&mut self.head) } else { ops };
+        self.head.clear();
+        // Records of other batches staged so far belong to forks or to
+        // batches cut short: a chained batch is written whole before its
+        // marker by a single owner.
+        self.staged.clear();
+        self.applied_batches += 1;
+        self.at = Some(m.meta.clone());
+        Ok(Step::Apply(ops, m.meta))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(cmd_offset: i64, token: u64, seq: u64) -> PartMeta {
+        PartMeta { cmd_offset, batch: BatchId { token, seq }, ..PartMeta::new(2) }
+    }
+
+    /// A changelog as a list of (record, meta) entries fed to a chain.
+    struct Log(Vec<OutRecord>);
+
+    impl Log {
+        fn batch(&mut self, token: u64, seq: u64, from: i64, to: i64, writes: &[(&str, Option<&str>)], closed: bool) {
+            let id = BatchId { token, seq };
+            for (k, v) in writes {
+                self.0.push(record(0, id, Cf::Idents, k.as_bytes(), v.map(str::as_bytes)));
+            }
+            if closed {
+                self.0.push(marker(0, from, &meta(to, token, seq)));
+            }
+        }
+
+        /// Replays the log; returns the resulting key-value map and meta.
+        fn restore(&self, mut chain: Chain) -> (std::collections::BTreeMap<Vec<u8>, Vec<u8>>, Option<PartMeta>, Chain) {
+            let mut kv = std::collections::BTreeMap::new();
+            for (o, r) in self.0.iter().enumerate() {
+                let h = r.headers.iter().find(|(k, _)| k == BATCH_HEADER).map(|(_, v)| v.as_slice());
+                if let Step::Apply(ops, _) = chain.push(o as i64, r.key.as_deref().unwrap(), r.value.as_deref(), h).unwrap() {
+                    for (_, k, v) in ops {
+                        match v {
+                            Some(v) => kv.insert(k, v),
+                            None => kv.remove(&k),
+                        };
+                    }
+                }
+            }
+            (kv, chain.at.clone(), chain)
+        }
+    }
+
+    fn kv(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<Vec<u8>, Vec<u8>> {
+        pairs.iter().map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec())).collect()
+    }
+
+    #[test]
+    fn chained_batches_apply_in_order_and_deletions_delete() {
+        let mut log = Log(vec![]);
+        log.batch(1, 1, 0, 10, &[("a", Some("1")), ("b", Some("1"))], true);
+        log.batch(1, 2, 10, 20, &[("a", Some("2")), ("b", None)], true);
+        let (state, at, chain) = log.restore(Chain::default());
+        assert_eq!(state, kv(&[("a", "2")]));
+        assert_eq!(at.unwrap().cmd_offset, 20);
+        assert_eq!((chain.applied_batches, chain.dropped_batches), (2, 0));
+    }
+
+    #[test]
+    fn a_batch_cut_short_by_a_crash_is_dropped_and_its_redo_applies() {
+        let mut log = Log(vec![]);
+        log.batch(1, 1, 0, 10, &[("a", Some("1"))], true);
+        // Run 1 dies after writing part of batch 2 (no marker).
+        log.batch(1, 2, 10, 20, &[("a", Some("2"))], false);
+        let (state, at, _) = log.restore(Chain::default());
+        assert_eq!(state, kv(&[("a", "1")]), "the unfinished batch is not applied");
+        assert_eq!(at.unwrap().cmd_offset, 10);
+        // The next owner restores at 10 and redoes it with other batch
+        // boundaries: 10..15 then 15..20.
+        log.batch(2, 1, 10, 15, &[("a", Some("2"))], true);
+        log.batch(2, 2, 15, 20, &[("c", Some("1"))], true);
+        let (state, at, _) = log.restore(Chain::default());
+        assert_eq!(state, kv(&[("a", "2"), ("c", "1")]));
+        assert_eq!(at.unwrap().cmd_offset, 20);
+    }
+
+    #[test]
+    fn a_retried_delivery_and_a_fork_are_dropped() {
+        let mut log = Log(vec![]);
+        log.batch(1, 1, 0, 10, &[("a", Some("1"))], true);
+        // The producer retried batch 1 whole: same id, marker does not chain.
+        log.batch(1, 1, 0, 10, &[("a", Some("1"))], true);
+        // A former owner (token 9) still writing after the partition moved:
+        // it starts from 10 too; it comes first, so it is the chain.
+        log.batch(9, 5, 10, 30, &[("z", Some("9"))], true);
+        log.batch(2, 1, 10, 20, &[("a", Some("2"))], true);
+        log.batch(2, 2, 20, 30, &[("b", Some("2"))], true);
+        let (state, at, chain) = log.restore(Chain::default());
+        assert_eq!(state, kv(&[("a", "1"), ("z", "9")]));
+        assert_eq!(at.unwrap().batch, BatchId { token: 9, seq: 5 });
+        assert_eq!((chain.applied_batches, chain.dropped_batches), (2, 3));
+    }
+
+    #[test]
+    fn a_compacted_head_is_taken_as_history() {
+        let mut log = Log(vec![]);
+        // What compaction left: older records without their markers, then
+        // the latest marker of an earlier batch (from 40).
+        log.0.push(record(0, BatchId { token: 1, seq: 3 }, Cf::Idents, b"a", Some(b"1")));
+        log.0.push(record(0, BatchId { token: 1, seq: 7 }, Cf::Idents, b"b", Some(b"1")));
+        log.batch(1, 9, 40, 50, &[("c", Some("1"))], true);
+        log.batch(1, 10, 50, 60, &[("d", Some("1"))], false);
+        let (state, at, _) = log.restore(Chain::default());
+        assert_eq!(state, kv(&[("a", "1"), ("b", "1"), ("c", "1")]));
+        assert_eq!(at.unwrap().cmd_offset, 50);
+    }
+
+    #[test]
+    fn a_chain_continues_from_a_local_state() {
+        let mut log = Log(vec![]);
+        log.batch(1, 1, 0, 10, &[("a", Some("1"))], true);
+        log.batch(2, 1, 10, 20, &[("b", Some("1"))], true);
+        let (state, at, _) = log.restore(Chain::from(meta(10, 1, 1)));
+        assert_eq!(state, kv(&[("b", "1")]), "only what came after the local state");
+        assert_eq!(at.unwrap().cmd_offset, 20);
+    }
+
+    #[test]
+    fn foreign_records_are_errors_not_panics() {
+        let mut c = Chain::default();
+        let id = BatchId { token: 1, seq: 1 }.to_bytes();
+        assert_eq!(c.push(3, b"", None, Some(&id)).unwrap_err().reason, "empty key");
+        assert_eq!(c.push(3, b"\x09k", None, Some(&id)).unwrap_err().reason, "unknown family tag");
+        assert_eq!(c.push(3, b"\x00k", None, None).unwrap_err().reason, "no idgraph.batch header");
+        assert_eq!(c.push(3, b"\x02k", Some(b"junk"), Some(&id)).unwrap_err().reason, "undecodable marker");
+    }
+
+    #[test]
+    fn markers_are_recognised() {
+        assert_eq!(is_marker(&marker(3, 0, &meta(1, 1, 1))), Some(3));
+        assert_eq!(is_marker(&record(3, BatchId::default(), Cf::Idents, b"k", None)), None);
+    }
+}

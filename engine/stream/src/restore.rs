@@ -1,0 +1,288 @@
+//! Restoring core partitions before they are resumed (ADR 0004).
+//!
+//! A partition whose local state is exactly the state of its last
+//! delivered changelog marker ([`ClPos`] names the same batch as the local
+//! [`PartMeta`]) continues from that marker: the record there must be the
+//! marker itself, then every later batch of the changelog is applied (work
+//! other instances did meanwhile). Any other partition is cleared locally
+//! and rebuilt from the start of its changelog. Both go through one
+//! [`Chain`] per partition, so only whole, chained batches are applied.
+//!
+//! The end of a changelog partition is its high watermark, then a quiet
+//! spell ([`QUIET`]): tansu understates the watermark (its last batch's
+//! base offset + 1). Stopping early is safe (the state restored is still
+//! one the partition had; processing on from there repeats work), reading
+//! on is only slower.
+
+use crate::changelog::{Chain, Step, BATCH_HEADER};
+use crate::client;
+use crate::error::StreamError;
+use crate::meta::{clpos_key, part_meta_key, partition_prefixes, ClPos, PartMeta};
+use crate::metrics::Metrics;
+use crate::resume::{Resume, Verdict};
+use idgraph_core::record::{decode, encode};
+use idgraph_state::{KnownKeys, StateError};
+use idgraph_store::{Batch, Cf, Store};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// How long the changelog must stay silent past its high watermark.
+pub const QUIET: Duration = Duration::from_millis(300);
+/// How long a continuing partition may take to show its marker before it
+/// is rebuilt from the start instead.
+const MARKER_WAIT: Duration = Duration::from_secs(5);
+/// Restored writes per RocksDB write.
+const CHUNK: usize = 20_000;
+
+/// Where a partition restores from.
+#[derive(Debug)]
+enum Mode {
+    /// From the local state: the record at `pos.offset` must be its marker.
+    Continue { pos: ClPos, seen: bool },
+    /// From the start of the changelog, over a cleared local partition.
+    Full,
+}
+
+#[derive(Debug)]
+struct Part {
+    p: u16,
+    mode: Mode,
+    chain: Chain,
+    hi: i64,
+    next: i64,
+    /// Offset of the last marker applied.
+    marker_at: Option<ClPos>,
+    records: u64,
+    /// The local state's marker was not found: rebuild instead.
+    gave_up: bool,
+}
+
+impl Part {
+    fn new(p: u16, mode: Mode, chain: Chain, marker_at: Option<ClPos>) -> Self {
+        Self { p, mode, chain, hi: 0, next: 0, marker_at, records: 0, gave_up: false }
+    }
+
+    fn caught_up(&self) -> bool {
+        self.gave_up || (self.next >= self.hi && !matches!(self.mode, Mode::Continue { seen: false, .. }))
+    }
+}
+
+/// How long the changelog may stay silent before an unfinished restore
+/// fails.
+const STALL: Duration = Duration::from_secs(30);
+
+/// Reads changelog partitions (no consumer group: assigned explicitly).
+pub struct Restorer {
+    consumer: BaseConsumer,
+    topic: String,
+    partitions: u16,
+}
+
+impl std::fmt::Debug for Restorer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Restorer").field("topic", &self.topic).finish_non_exhaustive()
+    }
+}
+
+fn read<T: for<'de> serde::Deserialize<'de>>(store: &dyn Store, key: &[u8], what: &'static str) -> Result<Option<T>, StreamError> {
+    match store.get(Cf::Meta, key)? {
+        None => Ok(None),
+        Some(b) => decode(&b).map(Some).map_err(|e| StateError::Corrupt { what, reason: e.to_string() }.into()),
+    }
+}
+
+/// Clears partition `p`'s local state (its records and meta).
+fn clear(store: &dyn Store, p: u16) -> Result<(), StreamError> {
+    let mut b = Batch::default();
+    for (cf, prefix) in partition_prefixes(p) {
+        b.delete_prefix(cf, prefix);
+    }
+    store.write(b)?;
+    Ok(())
+}
+
+impl Restorer {
+    pub fn new(brokers: &str, group: &str, topic: &str, partitions: u16) -> Result<Self, StreamError> {
+        let consumer: BaseConsumer =
+            client::consumer(brokers, &format!("{group}-restore")).create().map_err(StreamError::kafka("changelog consumer"))?;
+        Ok(Self { consumer, topic: topic.to_string(), partitions })
+    }
+
+    /// Restores `ps` into `store` and returns each partition's meta.
+    pub fn restore(
+        &self,
+        store: &dyn Store,
+        known: &mut KnownKeys,
+        ps: &[u16],
+        metrics: &Metrics,
+    ) -> Result<Vec<(u16, PartMeta)>, StreamError> {
+        let t0 = Instant::now();
+        let mut parts = Vec::with_capacity(ps.len());
+        let mut rebuild = Vec::new();
+        for &p in ps {
+            let meta: Option<PartMeta> = read(store, &part_meta_key(p), "stream meta")?;
+            let pos: Option<ClPos> = read(store, &clpos_key(p), "changelog position")?;
+            match (meta, pos) {
+                (Some(m), Some(pos)) if pos.batch == m.batch => {
+                    parts.push(Part::new(p, Mode::Continue { pos, seen: false }, Chain::from(m), Some(pos)))
+                }
+                _ => rebuild.push(p),
+            }
+        }
+        let mut done = self.read(store, known, parts, metrics)?;
+        // Partitions whose marker was not where the local state said.
+        let retry: Vec<u16> = done.iter().filter(|(_, m)| m.is_none()).map(|(p, _)| *p).collect();
+        done.retain(|(_, m)| m.is_some());
+        rebuild.extend(retry);
+        if !rebuild.is_empty() {
+            let mut parts = Vec::with_capacity(rebuild.len());
+            for p in rebuild {
+                clear(store, p)?;
+                parts.push(Part::new(p, Mode::Full, Chain::default(), None));
+            }
+            done.extend(self.read(store, known, parts, metrics)?);
+        }
+        let out: Vec<(u16, PartMeta)> = done.into_iter().filter_map(|(p, m)| Some((p, m?))).collect();
+        metrics.restore_seconds.observe(t0.elapsed().as_secs_f64());
+        Ok(out)
+    }
+
+    /// Reads the partitions to their end; `None` for a continuing
+    /// partition whose marker was missing (to be rebuilt).
+    fn read(
+        &self,
+        store: &dyn Store,
+        known: &mut KnownKeys,
+        mut parts: Vec<Part>,
+        metrics: &Metrics,
+    ) -> Result<Vec<(u16, Option<PartMeta>)>, StreamError> {
+        if parts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tpl = TopicPartitionList::new();
+        let mut resume = Resume::default();
+        for part in &mut parts {
+            let (lo, hi) = self
+                .consumer
+                .fetch_watermarks(&self.topic, part.p as i32, Duration::from_secs(10))
+                .map_err(StreamError::kafka("changelog watermarks"))?;
+            part.hi = hi;
+            let start = match &part.mode {
+                Mode::Continue { pos, .. } => {
+                    resume.expect(&self.topic, part.p as i32, pos.offset);
+                    part.next = pos.offset;
+                    Offset::Offset(pos.offset)
+                }
+                Mode::Full => {
+                    part.next = lo;
+                    Offset::Beginning
+                }
+            };
+            tpl.add_partition_offset(&self.topic, part.p as i32, start).map_err(StreamError::kafka("offset list"))?;
+            metrics.partitions_restoring.fetch_add(1, Ordering::Relaxed);
+            metrics.restores.add(if matches!(part.mode, Mode::Full) { "rebuild" } else { "continue" }, 1);
+        }
+        self.consumer.assign(&tpl).map_err(StreamError::kafka("assign changelog partitions"))?;
+        let started = Instant::now();
+        let mut quiet_since = Instant::now();
+        let mut writes = Batch::default();
+        loop {
+            resume.tick(&self.consumer);
+            let all_caught_up = parts.iter().all(Part::caught_up);
+            if all_caught_up && quiet_since.elapsed() >= QUIET {
+                break;
+            }
+            if !all_caught_up && quiet_since.elapsed() >= STALL {
+                let behind: Vec<(u16, i64, i64)> = parts.iter().filter(|x| !x.caught_up()).map(|x| (x.p, x.next, x.hi)).collect();
+                return Err(StreamError::Internal(format!(
+                    "restore of {} stalled: no record for {} s; (partition, next offset, high watermark): {behind:?}",
+                    self.topic,
+                    STALL.as_secs()
+                )));
+            }
+            for part in &mut parts {
+                if !part.gave_up && matches!(part.mode, Mode::Continue { seen: false, .. }) && started.elapsed() >= MARKER_WAIT {
+                    tracing::warn!(partition = part.p, "changelog marker of the local state not found; rebuilding the partition");
+                    part.gave_up = true;
+                }
+            }
+            let Some(m) = self.consumer.poll(Duration::from_millis(50)) else { continue };
+            let m = m.map_err(StreamError::kafka("read the changelog"))?;
+            quiet_since = Instant::now();
+            let Some(part) = parts.iter_mut().find(|x| x.p as i32 == m.partition()) else { continue };
+            if part.gave_up || resume.check(&self.consumer, &self.topic, m.partition(), m.offset()) == Verdict::Skip {
+                continue;
+            }
+            part.next = m.offset() + 1;
+            part.records += 1;
+            metrics.restored_records.fetch_add(1, Ordering::Relaxed);
+            let key = m.key().unwrap_or_default();
+            let header = m.headers().and_then(|h| h.iter().find(|h| h.key == BATCH_HEADER).and_then(|h| h.value));
+            if let Mode::Continue { pos, seen } = &mut part.mode {
+                if !*seen {
+                    let is_marker = m.offset() == pos.offset
+                        && key.first() == Some(&(Cf::Meta.index() as u8))
+                        && header == Some(&pos.batch.to_bytes()[..]);
+                    if !is_marker {
+                        tracing::warn!(
+                            partition = part.p,
+                            offset = m.offset(),
+                            "changelog does not hold the local state's marker; rebuilding the partition"
+                        );
+                        part.gave_up = true;
+                        continue;
+                    }
+                    *seen = true;
+                    continue;
+                }
+            }
+            let step = part.chain.push(m.offset(), key, m.payload(), header).map_err(|e| {
+                StreamError::Internal(format!("partition {} of {}: {e}; was the topic written by something else?", part.p, self.topic))
+            })?;
+            if let Step::Apply(ops, meta) = step {
+                for (cf, k, v) in ops {
+                    match v {
+                        Some(v) => {
+                            known.insert(cf, &k);
+                            writes.put(cf, k, v);
+                        }
+                        None => writes.delete(cf, k),
+                    }
+                }
+                part.marker_at = Some(ClPos { batch: meta.batch, offset: m.offset() });
+                if writes.len() >= CHUNK {
+                    store.write(std::mem::take(&mut writes))?;
+                }
+            }
+        }
+        self.consumer.unassign().map_err(StreamError::kafka("unassign changelog partitions"))?;
+        let mut out = Vec::with_capacity(parts.len());
+        for part in parts {
+            metrics.partitions_restoring.fetch_sub(1, Ordering::Relaxed);
+            if part.gave_up {
+                out.push((part.p, None));
+                continue;
+            }
+            let meta = part.chain.at.clone().unwrap_or_else(|| PartMeta::new(self.partitions));
+            writes.put(Cf::Meta, part_meta_key(part.p), encode(&meta));
+            match part.marker_at {
+                Some(pos) => writes.put(Cf::Meta, clpos_key(part.p), encode(&pos)),
+                None => writes.delete(Cf::Meta, clpos_key(part.p)),
+            }
+            tracing::info!(
+                partition = part.p,
+                records = part.records,
+                batches = part.chain.applied_batches,
+                dropped_batches = part.chain.dropped_batches,
+                cmd_offset = meta.cmd_offset,
+                "partition restored"
+            );
+            out.push((part.p, Some(meta)));
+        }
+        store.write(writes)?;
+        Ok(out)
+    }
+}
