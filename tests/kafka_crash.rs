@@ -5,10 +5,9 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
-use idgraph_e2e::kafka::{engine_config, Engine, Tansu};
+use idgraph_e2e::kafka::{assert_versions_consistent, engine_config, log_tail, wait_for_event_total, Engine, Tansu};
 use idgraph_e2e::{generate, idgraph, ok, replay_and_profiles, shape};
 use idgraph_loadtest::gen::GenConfig;
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -84,28 +83,10 @@ fn kill_minus_nine_loses_nothing_and_applies_nothing_twice() {
     feeder.join().unwrap();
 
     let mut engine = Engine::start_env(&cfg, &log, &[("IDGRAPH__KAFKA__GROUP_ID", "crash-final")]);
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let log_tail = || {
-        let l = std::fs::read_to_string(&log).unwrap_or_default();
-        l.lines().rev().take(15).collect::<Vec<_>>().join("\n")
-    };
-    loop {
-        if let Some(st) = engine.child.try_wait().unwrap() {
-            panic!("the engine exited ({st}); log tail:\n{}", log_tail());
-        }
-        let total: u64 = broker.profiles().iter().map(|p| p["metrics"]["event_count"].as_u64().unwrap()).sum();
-        if total == n {
-            break;
-        }
-        assert!(total < n, "events applied twice: {total} counted for {n} events");
-        assert!(
-            Instant::now() < deadline,
-            "only {total} of {n} events counted after the kills; metrics: {:?}; log tail:\n{}",
-            engine.metrics().into_iter().filter(|(k, _)| k.contains("total") || k.contains("lag")).collect::<Vec<_>>(),
-            log_tail()
-        );
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    wait_for_event_total(&broker, n, Duration::from_secs(240), || match engine.child.try_wait().unwrap() {
+        Some(st) => Err(format!("the engine exited ({st}); log tail:\n{}", log_tail(&log, 15))),
+        None => Ok(()),
+    });
     engine.wait_quiescent(0, Duration::from_secs(60));
     assert!(engine.stop());
 
@@ -116,16 +97,6 @@ fn kill_minus_nine_loses_nothing_and_applies_nothing_twice() {
     assert_eq!(shape(&broker.profiles()), shape(&expected), "profiles topic differs from an uncrashed replay");
 
     // Re-published records repeat, never change: one content per (id, version).
-    let mut seen: HashMap<(String, u64), String> = HashMap::new();
-    let mut repeats = 0;
-    for r in broker.consume("idgraph.profiles", false) {
-        let Some(v) = r["value"].as_str() else { continue };
-        let p: serde_json::Value = serde_json::from_str(v).unwrap();
-        let key = (p["profile_id"].as_str().unwrap().to_string(), p["version"].as_u64().unwrap());
-        if let Some(prev) = seen.insert(key.clone(), v.to_string()) {
-            assert_eq!(prev, v, "{key:?} published with two contents");
-            repeats += 1;
-        }
-    }
-    eprintln!("{kills} crashes; {} profile versions, {repeats} re-published", seen.len());
+    let (versions, repeats) = assert_versions_consistent(&broker);
+    eprintln!("{kills} crashes; {versions} profile versions, {repeats} re-published");
 }

@@ -251,6 +251,49 @@ impl Drop for Engine {
     }
 }
 
+/// Waits until the profiles topic counts exactly `n` events (failing at
+/// once if it counts more, or if `alive` says an engine died).
+pub fn wait_for_event_total(broker: &Tansu, n: u64, timeout: Duration, mut alive: impl FnMut() -> Result<(), String>) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Err(e) = alive() {
+            panic!("{e}");
+        }
+        let total: u64 = broker.profiles().iter().map(|p| p["metrics"]["event_count"].as_u64().unwrap()).sum();
+        if total == n {
+            return;
+        }
+        assert!(total < n, "events applied twice: {total} counted for {n} events");
+        assert!(Instant::now() < deadline, "only {total} of {n} events counted after {timeout:?}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Reads the whole profiles topic and checks each `(profile_id, version)`
+/// was published with one content only; returns (versions, repeats).
+pub fn assert_versions_consistent(broker: &Tansu) -> (usize, usize) {
+    let mut seen: std::collections::HashMap<(String, u64), String> = std::collections::HashMap::new();
+    let mut repeats = 0;
+    for r in broker.consume("idgraph.profiles", false) {
+        let Some(v) = r["value"].as_str() else { continue };
+        let p: serde_json::Value = serde_json::from_str(v).unwrap();
+        let key = (p["profile_id"].as_str().unwrap().to_string(), p["version"].as_u64().unwrap());
+        if let Some(prev) = seen.insert(key.clone(), v.to_string()) {
+            assert_eq!(prev, v, "{key:?} published with two contents");
+            repeats += 1;
+        }
+    }
+    (seen.len(), repeats)
+}
+
+/// The last lines of a log file (for failure messages).
+pub fn log_tail(log: &Path, lines: usize) -> String {
+    let l = std::fs::read_to_string(log).unwrap_or_default();
+    let mut v: Vec<&str> = l.lines().rev().take(lines).collect();
+    v.reverse();
+    v.join("\n")
+}
+
 pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

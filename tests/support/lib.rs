@@ -100,3 +100,22 @@ pub fn idents(p: &serde_json::Value) -> Vec<String> {
 pub fn write_lines(path: &Path, lines: &[String]) {
     std::fs::write(path, lines.join("\n") + "\n").unwrap();
 }
+
+/// Asserts two profile sets have the same shape; on failure prints only
+/// the profiles found on one side and not the other (at most 10 each).
+pub fn assert_same_shape(got: &[serde_json::Value], want: &[serde_json::Value], what: &str) {
+    let (g, w) = (shape(got), shape(want));
+    if g == w {
+        return;
+    }
+    let only = |a: &[(Vec<String>, u64)], b: &[(Vec<String>, u64)]| -> Vec<String> {
+        a.iter().filter(|x| !b.contains(x)).take(10).map(|x| format!("{x:?}")).collect()
+    };
+    panic!(
+        "{what}: {} profiles against {} expected\nonly in the result:\n  {}\nonly in the expected:\n  {}",
+        g.len(),
+        w.len(),
+        only(&g, &w).join("\n  "),
+        only(&w, &g).join("\n  ")
+    );
+}

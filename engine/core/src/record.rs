@@ -96,12 +96,16 @@ impl LiveProfile {
     }
 
     /// Widens an identifier's first/last seen to include `ts`.
-    pub fn saw(&mut self, k: &IdentKey, ts: Millis) {
-        if let Some(i) = self.index_of(k) {
-            let e = &mut self.idents[i];
-            e.first_seen = e.first_seen.min(ts);
-            e.last_seen = e.last_seen.max(ts);
-        }
+    /// Widens an identifier's first/last seen to `ts`; returns whether
+    /// that changed the profile's output (the caller bumps the version).
+    #[must_use]
+    pub fn saw(&mut self, k: &IdentKey, ts: Millis) -> bool {
+        let Some(i) = self.index_of(k) else { return false };
+        let e = &mut self.idents[i];
+        let before = (e.first_seen, e.last_seen);
+        e.first_seen = e.first_seen.min(ts);
+        e.last_seen = e.last_seen.max(ts);
+        before != (e.first_seen, e.last_seen)
     }
 
     pub fn contains(&self, k: &IdentKey) -> bool {

@@ -278,6 +278,8 @@ impl Restorer {
                 batches = part.chain.applied_batches,
                 dropped_batches = part.chain.dropped_batches,
                 cmd_offset = meta.cmd_offset,
+                read_to = part.next,
+                high_watermark = part.hi,
                 "partition restored"
             );
             out.push((part.p, Some(meta)));

@@ -12,6 +12,12 @@
 //! is accepted once a fetch from at or before `want` jumps over it. On a
 //! broker without the defect the first record is `want` and nothing extra
 //! happens.
+//!
+//! The same defect strikes in the middle of a partition whenever the
+//! client fetches from inside a batch (after a rebalance restarts its
+//! fetcher at the application's position): so every partition's last
+//! accepted offset is kept, and a record past `last + 1` makes the
+//! partition resume at `last + 1` the same way.
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::Offset;
@@ -44,8 +50,12 @@ struct Probe {
 #[derive(Debug, Default)]
 pub struct Resume {
     probes: Vec<Probe>,
+    /// The last accepted offset per (topic, partition).
+    last: Vec<(String, i32, i64)>,
     /// Seeks made so far (a metric of how often the broker skipped).
     pub seeks: u64,
+    /// Records that arrived past the next expected offset.
+    pub jumps: u64,
 }
 
 impl Resume {
@@ -53,23 +63,61 @@ impl Resume {
     pub fn expect(&mut self, topic: &str, partition: i32, want: i64) {
         self.forget(topic, partition);
         if want > 0 {
-            self.probes.push(Probe {
-                topic: topic.to_string(),
-                partition,
-                want,
-                step: 1,
-                found: false,
-                at_start: false,
-                since: Instant::now(),
-            });
+            self.expect_probe(topic, partition, want);
         }
     }
 
     pub fn forget(&mut self, topic: &str, partition: i32) {
         self.probes.retain(|p| !(p.partition == partition && p.topic == topic));
+        self.last.retain(|(t, p, _)| !(*p == partition && t == topic));
     }
 
+    /// Whether the record at `offset` is the next one of its partition;
+    /// `Skip` drops it (a repeat, or a record past a gap the partition is
+    /// being sought back over).
     pub fn check<C: ConsumerContext>(&mut self, c: &BaseConsumer<C>, topic: &str, partition: i32, offset: i64) -> Verdict {
+        let probed = self.probes.iter().any(|p| p.partition == partition && p.topic == topic);
+        let v = self.check_probe(c, topic, partition, offset);
+        if v == Verdict::Skip {
+            return v;
+        }
+        let Some(i) = self.last.iter().position(|(t, p, _)| *p == partition && t == topic) else {
+            self.last.push((topic.to_string(), partition, offset));
+            return Verdict::Accept;
+        };
+        let last = self.last[i].2;
+        if probed || offset == last + 1 {
+            // Next in line, or placed by a probe (maybe past a real gap).
+            self.last[i].2 = offset;
+            return Verdict::Accept;
+        }
+        if offset <= last {
+            return Verdict::Skip;
+        }
+        self.jumps += 1;
+        tracing::warn!(topic, partition, want = last + 1, got = offset, "the broker skipped records; seeking back");
+        self.expect_probe(topic, partition, last + 1);
+        let v = self.check_probe(c, topic, partition, offset);
+        if v == Verdict::Accept {
+            self.last[i].2 = offset;
+        }
+        v
+    }
+
+    fn expect_probe(&mut self, topic: &str, partition: i32, want: i64) {
+        self.probes.retain(|p| !(p.partition == partition && p.topic == topic));
+        self.probes.push(Probe {
+            topic: topic.to_string(),
+            partition,
+            want,
+            step: 1,
+            found: false,
+            at_start: false,
+            since: Instant::now(),
+        });
+    }
+
+    fn check_probe<C: ConsumerContext>(&mut self, c: &BaseConsumer<C>, topic: &str, partition: i32, offset: i64) -> Verdict {
         if self.probes.is_empty() {
             return Verdict::Accept;
         }
@@ -126,5 +174,51 @@ impl Resume {
                 false
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A consumer that never connects: seeks fail, so a probe gives up and
+    /// accepts (what a broker without records to seek to would give).
+    fn consumer() -> BaseConsumer {
+        crate::client::consumer("127.0.0.1:1", "resume-test").create().unwrap()
+    }
+
+    #[test]
+    fn in_order_records_pass_and_repeats_are_dropped() {
+        let c = consumer();
+        let mut r = Resume::default();
+        for o in 5..10 {
+            assert_eq!(r.check(&c, "t", 0, o), Verdict::Accept);
+        }
+        assert_eq!(r.check(&c, "t", 0, 7), Verdict::Skip, "a repeat");
+        assert_eq!(r.check(&c, "t", 1, 3), Verdict::Accept, "partitions are separate");
+        assert_eq!(r.jumps, 0);
+    }
+
+    #[test]
+    fn a_jump_is_noticed_and_the_partition_moves_on_when_no_seek_helps() {
+        let c = consumer();
+        let mut r = Resume::default();
+        assert_eq!(r.check(&c, "t", 0, 1), Verdict::Accept);
+        // The seek back fails here, so the record is taken as the next.
+        assert_eq!(r.check(&c, "t", 0, 5), Verdict::Accept);
+        assert_eq!(r.jumps, 1);
+        assert_eq!(r.check(&c, "t", 0, 6), Verdict::Accept, "no second jump once placed");
+        assert_eq!(r.jumps, 1);
+    }
+
+    #[test]
+    fn expect_and_forget_reset_the_position() {
+        let c = consumer();
+        let mut r = Resume::default();
+        assert_eq!(r.check(&c, "t", 0, 8), Verdict::Accept);
+        r.forget("t", 0);
+        assert_eq!(r.check(&c, "t", 0, 2), Verdict::Accept, "a new start after forget");
+        r.expect("t", 0, 0);
+        assert_eq!(r.check(&c, "t", 0, 0), Verdict::Accept);
     }
 }

@@ -109,6 +109,11 @@ impl Worker {
         }
         outbox.flush_deletes(&store)?;
         let consumer: BaseConsumer<CoreContext> = client::consumer(&cfg.brokers, &format!("{}-core", cfg.group_id))
+            // Members learn of a rebalance within 100 ms: a broker that
+            // completes a rebalance without waiting for every member (tansu
+            // 0.6) then rarely hands a partition to a second member before
+            // its owner rejoined (ADR 0004).
+            .set("heartbeat.interval.ms", "100")
             .create_with_context(CoreContext::default())
             .map_err(StreamError::kafka("core consumer"))?;
         consumer.subscribe(&[&topics.cmd]).map_err(StreamError::kafka("subscribe to idgraph.cmd"))?;
@@ -375,12 +380,18 @@ impl Worker {
         self.store.write(wb)?;
         crate::fault::point("run.after-commit");
         let td = Instant::now();
-        let markers = self.sender.deliver_tracked(&staged, |r| changelog::is_marker(r).is_some())?;
+        // The markers go last, once everything else of the batch is
+        // acknowledged: a batch whose marker is on the changelog has all of
+        // its outputs and commands on their topics, so a new owner that
+        // restores past it loses nothing (ADR 0004).
+        let (last, first): (Vec<_>, Vec<_>) = staged.iter().cloned().partition(|(_, r)| changelog::is_marker(r).is_some());
+        self.sender.deliver(&first)?;
+        let markers = self.sender.deliver_tracked(&last, |_| true)?;
         // Where each advanced partition's changelog now ends: its local
-        // state can continue from there after a restart (ADR 0004).
+        // state can continue from there after a restart.
         let mut pos = Batch::default();
         for (i, offset) in markers {
-            if let Some(p) = changelog::is_marker(&staged[i].1) {
+            if let Some(p) = changelog::is_marker(&last[i].1) {
                 pos.put(Cf::Meta, clpos_key(p), idgraph_core::record::encode(&ClPos { batch: self.batch, offset }));
             }
         }

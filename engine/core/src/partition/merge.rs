@@ -58,7 +58,8 @@ impl Partition {
         };
         let before: Vec<_> = purposes.iter().map(|p| consent_for(&lp.fragments, p)).collect();
         lp.absorb(y, *state);
-        lp.saw(&link.ident, link.ts);
+        // The merge takes a new version whatever this changes.
+        let _ = lp.saw(&link.ident, link.ts);
         lp.add_edge(&link.anchor, &link.ident, &link.evidence());
         for (p, old) in purposes.iter().zip(before) {
             let new = consent_for(&lp.fragments, p);

@@ -202,7 +202,13 @@ impl Partition {
                 self.touch(to);
             }
             AttachOutcome::Member => {
-                lp.saw(&ident, link.ts);
+                // Every visible change takes a new version, so one
+                // (profile, version) always renders the same content,
+                // however commands were batched (ADR 0004).
+                if lp.saw(&ident, link.ts) {
+                    lp.version += 1;
+                    self.touch(to);
+                }
                 lp.add_edge(&link.anchor, &ident, &link.evidence());
             }
             AttachOutcome::Linking | AttachOutcome::Shared => {}
@@ -214,7 +220,10 @@ impl Partition {
         let Command::AddEdge { to, .. } = &cmd else { return };
         let to = *to;
         let Some((mut lp, Command::AddEdge { link, .. })) = self.admit(to, cmd, false, loader, fx) else { return };
-        lp.saw(&link.ident, link.ts);
+        if lp.saw(&link.ident, link.ts) {
+            lp.version += 1;
+            self.touch(to);
+        }
         lp.add_edge(&link.anchor, &link.ident, &link.evidence());
         self.put_live(to, lp, loader, fx);
     }
