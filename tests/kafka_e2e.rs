@@ -109,6 +109,46 @@ fn profiles_topic_equals_replay_and_bad_records_are_rejected() {
     assert_eq!(rejects.len(), 5, "each bad record rejected once");
 }
 
+/// Avro input in the Confluent wire format, schemas from a local `.avsc`
+/// by ID: the same profiles as replay of the JSON it was encoded from; a
+/// record that is not Avro and one with an unknown schema ID are rejected
+/// with their reason.
+#[test]
+fn avro_input_equals_replay_and_bad_avro_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 2_000;
+    let events = dir.path().join("events.ndjson");
+    generate(&events, GenConfig { persons: 300, events: n, seed: 5, segment: false, kiosks: 0, family_rate: 0.0, ..Default::default() });
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/touchpoint.avsc");
+    let schema = schema.to_str().unwrap();
+    let broker = Tansu::start();
+    broker.create_topic("touchpoints", 4);
+    broker.create_topic("pos", 2);
+    broker.produce_with("pos", &events, 0, &["--avro-schema", schema, "--schema-id", "3"]);
+    let state = dir.path().join("state");
+    let extra = format!("[[inputs]]\ntopic = \"pos\"\nformat = \"avro\"\navro-schemas = {{ \"3\" = \"{schema}\" }}\n");
+    let cfg = engine_config(dir.path(), "e", &broker.brokers(), &state, &extra);
+    let engine = Engine::start(&cfg, &dir.path().join("engine.log"));
+    engine.wait_quiescent(n, Duration::from_secs(120));
+    let one = dir.path().join("one.ndjson");
+    std::fs::write(
+        &one,
+        "{\"event_id\":\"e-bad\",\"timestamp\":\"2026-03-01T10:00:00Z\",\"identifiers\":[{\"type\":\"email\",\"value\":\"a@b.co\"}]}\n",
+    )
+    .unwrap();
+    broker.produce("pos", &one, 0);
+    broker.produce_with("pos", &one, 0, &["--avro-schema", schema, "--schema-id", "99"]);
+    engine.wait_quiescent(n + 2, Duration::from_secs(60));
+    assert!(engine.stop());
+
+    let expected = replay_and_profiles("canonical", &dir.path().join("rs"), &dir.path().join("ro"), &[&events]);
+    assert_same(&shape(&broker.profiles()), &shape(&expected));
+    let reasons: Vec<String> =
+        broker.consume("idgraph.rejects", false).iter().map(|r| r["headers"]["idgraph.reason"].as_str().unwrap().to_string()).collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(reasons.contains(&"not_avro".to_string()) && reasons.contains(&"unknown_schema_id".to_string()), "{reasons:?}");
+}
+
 #[test]
 fn a_config_error_names_the_key() {
     let dir = tempfile::tempdir().unwrap();

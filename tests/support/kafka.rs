@@ -90,8 +90,14 @@ impl Tansu {
     /// Produces the lines of `file` to `topic` (lz4, as production
     /// producers do).
     pub fn produce(&self, topic: &str, file: &Path, rate: u64) {
+        self.produce_with(topic, file, rate, &[]);
+    }
+
+    /// [`Tansu::produce`] with more `idgraph-produce` options (`--avro-schema`).
+    pub fn produce_with(&self, topic: &str, file: &Path, rate: u64, extra: &[&str]) {
         let o = Command::new(tool("idgraph-produce"))
             .args(["--brokers", &self.brokers(), "--topic", topic, "--rate", &rate.to_string()])
+            .args(extra)
             .arg(file)
             .output()
             .unwrap();

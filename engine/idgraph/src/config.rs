@@ -42,7 +42,17 @@ impl Default for KafkaSection {
 pub struct InputSection {
     pub topic: String,
     #[serde(default)]
-    pub format: Format,
+    pub format: InputFormat,
+    /// Avro only: the JSON shape of the decoded record (`canonical`: the
+    /// twin in `schemas/touchpoint.avsc`; `segment`: Segment-spec fields).
+    #[serde(default)]
+    pub shape: Option<Format>,
+    /// Avro only: a Confluent-compatible schema registry, `http://host:port`.
+    #[serde(default)]
+    pub schema_registry: Option<String>,
+    /// Avro only: local writer schemas by schema ID, `{ "1" = "touchpoint.avsc" }`.
+    #[serde(default)]
+    pub avro_schemas: std::collections::BTreeMap<String, PathBuf>,
     /// Source name for events that carry none.
     #[serde(default)]
     pub source: Option<String>,
@@ -52,6 +62,17 @@ pub struct InputSection {
     /// Extra trait fields: `{ path = "properties.plan", name = "plan" }`.
     #[serde(default)]
     pub traits: Vec<TraitField>,
+}
+
+/// How an input topic's records are encoded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InputFormat {
+    #[default]
+    Canonical,
+    Segment,
+    /// Confluent wire format; the decoded record is read as `shape`.
+    Avro,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -220,6 +241,35 @@ impl Config {
             if input.topic.is_empty() {
                 return Err(key_err(format!("inputs[{i}].topic"), "must not be empty"));
             }
+            let key = |k: &str| format!("inputs[{i}].{k}");
+            if input.format == InputFormat::Avro {
+                if input.avro_schemas.is_empty() && input.schema_registry.is_none() {
+                    return Err(key_err(key("format"), "`avro` needs `schema-registry` or `avro-schemas` for the writer schemas"));
+                }
+                for (id, path) in &input.avro_schemas {
+                    if id.parse::<u32>().is_err() {
+                        return Err(key_err(key(&format!("avro-schemas.{id}")), "a schema ID is a number"));
+                    }
+                    if !path.is_file() {
+                        return Err(key_err(key(&format!("avro-schemas.{id}")), format!("`{}` is not a readable file", path.display())));
+                    }
+                }
+                if let Some(url) = &input.schema_registry {
+                    if !url.starts_with("http://") || url.len() <= "http://".len() {
+                        return Err(key_err(key("schema-registry"), "an http:// URL like http://127.0.0.1:8081"));
+                    }
+                }
+            } else {
+                for (name, set) in [
+                    ("shape", input.shape.is_some()),
+                    ("schema-registry", input.schema_registry.is_some()),
+                    ("avro-schemas", !input.avro_schemas.is_empty()),
+                ] {
+                    if set {
+                        return Err(key_err(key(name), "only applies to `format = \"avro\"`"));
+                    }
+                }
+            }
             for (j, f) in input.identifiers.iter().enumerate() {
                 if FieldPath::parse(&f.path).is_none() {
                     return Err(key_err(format!("inputs[{i}].identifiers[{j}].path"), "not a dotted path like context.traits.member_no"));
@@ -242,14 +292,32 @@ impl Config {
         CoreConfig::build(&self.identity, &self.traits).map_err(|e| key_err(e.key, e.problem))
     }
 
-    /// The mapping of the first input with this format, or the default one.
+    /// The mapping of the first input whose JSON shape is `format`, or the
+    /// default one.
     pub fn mapping_for(&self, format: Format) -> InputMapping {
-        let Some(input) = self.inputs.iter().find(|i| i.format == format) else { return InputMapping::default() };
+        let Some(input) = self.inputs.iter().find(|i| i.json_shape() == format) else { return InputMapping::default() };
         input.mapping()
     }
 }
 
 impl InputSection {
+    /// The JSON shape the parser reads (Avro records are decoded to JSON).
+    pub fn json_shape(&self) -> Format {
+        match self.format {
+            InputFormat::Canonical => Format::Canonical,
+            InputFormat::Segment => Format::Segment,
+            InputFormat::Avro => self.shape.unwrap_or(Format::Canonical),
+        }
+    }
+
+    /// Where an Avro input finds its writer schemas (`None`: not Avro).
+    pub fn avro(&self) -> Option<idgraph_stream::avro::AvroSpec> {
+        (self.format == InputFormat::Avro).then(|| idgraph_stream::avro::AvroSpec {
+            schemas: self.avro_schemas.iter().filter_map(|(id, p)| Some((id.parse().ok()?, p.clone()))).collect(),
+            registry: self.schema_registry.clone(),
+        })
+    }
+
     /// The field mapping of this input (paths were checked by `validate`).
     pub fn mapping(&self) -> InputMapping {
         let input = self;
@@ -323,6 +391,22 @@ mod tests {
         assert!(e.contains("state.partitions"), "{e}");
         let e = load("[[inputs]]\ntopic = \"t\"\nformat = \"xml\"\n", &[]).unwrap_err().to_string();
         assert!(e.contains("inputs[0].format"), "{e}");
+        let e = load("[[inputs]]\ntopic = \"t\"\nformat = \"avro\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("inputs[0].format") && e.contains("schema-registry"), "{e}");
+        let e = load("[[inputs]]\ntopic = \"t\"\nformat = \"avro\"\navro-schemas = { \"x\" = \"a.avsc\" }\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("inputs[0].avro-schemas.x"), "{e}");
+        let e = load("[[inputs]]\ntopic = \"t\"\nformat = \"avro\"\navro-schemas = { \"1\" = \"/no/such.avsc\" }\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("inputs[0].avro-schemas.1") && e.contains("not a readable file"), "{e}");
+        let e = load("[[inputs]]\ntopic = \"t\"\nformat = \"avro\"\nschema-registry = \"https://r\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("inputs[0].schema-registry"), "{e}");
+        let e = load("[[inputs]]\ntopic = \"t\"\nshape = \"segment\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("inputs[0].shape") && e.contains("avro"), "{e}");
+        let c =
+            load("[[inputs]]\ntopic = \"t\"\nformat = \"avro\"\nshape = \"segment\"\nschema-registry = \"http://r:8081\"\n", &[]).unwrap();
+        assert_eq!(c.inputs[0].json_shape(), Format::Segment);
+        assert!(c.inputs[0].avro().is_some_and(|a| a.registry.as_deref() == Some("http://r:8081")));
         let e = load("[[inputs]]\ntopic = \"t\"\nidentifiers = [{ path = \"a.b\", type = \"shoe\" }]\n", &[]).unwrap_err().to_string();
         assert!(e.contains("inputs[0].identifiers[0].type"), "{e}");
         let e = load("[identity.types.email]\nmax-per-profile = 0\n", &[]).unwrap_err().to_string();

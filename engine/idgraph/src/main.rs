@@ -135,7 +135,7 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 format: match format {
                     Some(FormatArg::Canonical) => Format::Canonical,
                     Some(FormatArg::Segment) => Format::Segment,
-                    None => cfg.inputs.first().map_or(Format::Canonical, |i| i.format),
+                    None => cfg.inputs.first().map_or(Format::Canonical, |i| i.json_shape()),
                 },
                 state: state.unwrap_or_else(|| cfg.state.dir.clone()),
                 out,

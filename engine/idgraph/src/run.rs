@@ -18,9 +18,12 @@ pub const DEFAULT_INPUT: &str = "touchpoints";
 pub fn run(cfg: &Config) -> Result<()> {
     let core = Arc::new(cfg.core()?);
     let inputs: Vec<InputSpec> = if cfg.inputs.is_empty() {
-        vec![InputSpec { topic: DEFAULT_INPUT.into(), format: Format::Segment, mapping: InputMapping::default() }]
+        vec![InputSpec { topic: DEFAULT_INPUT.into(), format: Format::Segment, mapping: InputMapping::default(), avro: None }]
     } else {
-        cfg.inputs.iter().map(|i| InputSpec { topic: i.topic.clone(), format: i.format, mapping: i.mapping() }).collect()
+        cfg.inputs
+            .iter()
+            .map(|i| InputSpec { topic: i.topic.clone(), format: i.json_shape(), mapping: i.mapping(), avro: i.avro() })
+            .collect()
     };
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {

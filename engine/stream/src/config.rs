@@ -8,8 +8,11 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct InputSpec {
     pub topic: String,
+    /// The JSON shape of the records (after Avro decoding, if any).
     pub format: Format,
     pub mapping: InputMapping,
+    /// Avro records in the Confluent wire format, and their schemas.
+    pub avro: Option<crate::avro::AvroSpec>,
 }
 
 #[derive(Debug, Clone)]

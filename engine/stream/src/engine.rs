@@ -2,10 +2,11 @@
 //! thread); graceful shutdown when `stop` is set (each loop finishes its
 //! batch, the outbox is drained, the state flushed).
 
+use crate::avro::AvroDecoder;
 use crate::config::EngineConfig;
 use crate::error::StreamError;
 use crate::http;
-use crate::ingest::Ingest;
+use crate::ingest::{Ingest, InputParser};
 use crate::metrics::Metrics;
 use crate::outbox::Sender;
 use crate::topics::{self, Topics};
@@ -36,8 +37,14 @@ pub fn run(cfg: EngineConfig, stop: Arc<AtomicBool>, on_start: impl FnOnce(&Star
     on_start(&Started { http: addr, topics: topics.clone() });
 
     let worker = Worker::open(cfg.clone(), &topics, metrics.clone())?;
-    let parsers: Vec<(String, Parser)> =
-        cfg.inputs.iter().map(|i| (i.topic.clone(), Parser::new(i.format, i.mapping.clone(), Normalizer::new(cfg.core.clone())))).collect();
+    let mut parsers: Vec<InputParser> = Vec::with_capacity(cfg.inputs.len());
+    for i in &cfg.inputs {
+        parsers.push(InputParser {
+            topic: i.topic.clone(),
+            parser: Parser::new(i.format, i.mapping.clone(), Normalizer::new(cfg.core.clone())),
+            avro: i.avro.as_ref().map(AvroDecoder::new).transpose()?,
+        });
+    }
     let ingest = Ingest::new(&cfg.brokers, &cfg.group_id, Sender::new(&cfg.brokers, topics.clone())?, parsers, cfg.partitions, metrics)?;
     let ingest_stop = stop.clone();
     let ingest = std::thread::Builder::new()

@@ -7,6 +7,7 @@
 //! After a crash the batch is read and sent again; the core drops events
 //! whose input offset it has already applied.
 
+use crate::avro::AvroDecoder;
 use crate::client;
 use crate::envelope::Envelope;
 use crate::error::StreamError;
@@ -78,11 +79,20 @@ fn sync_assignments(consumer: &BaseConsumer<IngestContext>, resume: &mut Resume)
     }
 }
 
+/// How one input topic's records become touchpoints.
+#[derive(Debug)]
+pub struct InputParser {
+    pub topic: String,
+    pub parser: Parser,
+    /// Avro inputs: the wire-format decoder (to the parser's JSON).
+    pub avro: Option<AvroDecoder>,
+}
+
 pub struct Ingest {
     consumer: BaseConsumer<IngestContext>,
     resume: Resume,
     sender: Sender,
-    parsers: Vec<(String, Parser)>,
+    parsers: Vec<InputParser>,
     partitions: u16,
     metrics: Arc<Metrics>,
 }
@@ -105,14 +115,14 @@ impl Ingest {
         brokers: &str,
         group: &str,
         sender: Sender,
-        parsers: Vec<(String, Parser)>,
+        parsers: Vec<InputParser>,
         partitions: u16,
         metrics: Arc<Metrics>,
     ) -> Result<Self, StreamError> {
         let consumer: BaseConsumer<IngestContext> = client::consumer(brokers, group)
             .create_with_context(IngestContext::default())
             .map_err(StreamError::kafka("ingest consumer"))?;
-        let topics: Vec<&str> = parsers.iter().map(|(t, _)| t.as_str()).collect();
+        let topics: Vec<&str> = parsers.iter().map(|p| p.topic.as_str()).collect();
         consumer.subscribe(&topics).map_err(StreamError::kafka("subscribe to the input topics"))?;
         Ok(Self { consumer, resume: Resume::default(), sender, parsers, partitions, metrics })
     }
@@ -139,13 +149,29 @@ impl Ingest {
                 continue;
             }
             n += 1;
-            let Some(ti) = self.parsers.iter().position(|(t, _)| t == m.topic()) else { continue };
+            let Some(ti) = self.parsers.iter().position(|p| p.topic == m.topic()) else { continue };
             let (topic, partition, offset) = (m.topic(), m.partition(), m.offset());
             self.metrics.events_in.add(topic, 1);
             let slice = slices.entry((ti, partition)).or_insert_with(|| Slice { items: FxHashMap::default(), next_offset: 0 });
             slice.next_offset = offset + 1;
             let payload = m.payload().unwrap_or_default();
-            match self.parsers[ti].1.parse(payload) {
+            let input = &mut self.parsers[ti];
+            let decoded;
+            let json = match &mut input.avro {
+                None => payload,
+                Some(avro) => match avro.decode(payload)? {
+                    Ok(j) => {
+                        decoded = j;
+                        &decoded[..]
+                    }
+                    Err(reason) => {
+                        self.metrics.rejects.add(reason.code(), 1);
+                        rejects.push(reject(topic, partition, offset, reason.code(), &reason.to_string(), payload));
+                        continue;
+                    }
+                },
+            };
+            match input.parser.parse(json) {
                 // The parser rejects events left without identifiers.
                 Ok(ev) => {
                     let dest = ev.idents[0].partition(self.partitions);
@@ -157,7 +183,7 @@ impl Ingest {
                 }
             }
         }
-        for (name, k) in self.parsers.iter_mut().flat_map(|(_, p)| std::mem::take(&mut p.drops).iter().collect::<Vec<_>>()) {
+        for (name, k) in self.parsers.iter_mut().flat_map(|p| std::mem::take(&mut p.parser.drops).iter().collect::<Vec<_>>()) {
             self.metrics.identifiers_dropped.add(name, k);
         }
         if n == 0 {
@@ -169,7 +195,7 @@ impl Ingest {
         keys.sort_unstable();
         for key in keys {
             let Some(slice) = slices.remove(&key) else { continue };
-            let topic = &self.parsers[key.0].0;
+            let topic = &self.parsers[key.0].topic;
             let mut dests: Vec<_> = slice.items.into_iter().collect();
             dests.sort_unstable_by_key(|(d, _)| *d);
             for (dest, items) in dests {

@@ -7,6 +7,8 @@
 //!
 //! # Layout
 //! - [`config`]: what the engine needs to run (built by the binary).
+//! - [`avro`]: Avro inputs (Confluent wire format, local or registry
+//!   schemas) and the strict JSON-against-schema check.
 //! - [`error`]: the crate's error type, classified.
 //! - [`fault`]: fault injection points for crash tests.
 //! - [`client`]: the one factory of rdkafka clients.
@@ -30,6 +32,7 @@
 //! - [`embedded`]: the in-process mock broker of `make run`.
 //! - [`engine`]: wiring, start-up and graceful shutdown.
 
+pub mod avro;
 pub mod changelog;
 pub mod client;
 pub mod config;
