@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use idgraph_e2e::kafka::{engine_config, Engine, Tansu};
-use idgraph_e2e::{generate, idgraph, ok, replay_and_profiles, shape};
+use idgraph_e2e::{avro_schema, generate, idgraph, ok, replay_and_profiles, shape, validate_record};
 use idgraph_loadtest::gen::GenConfig;
 use idgraph_loadtest::score::{score, Truth};
 use std::collections::BTreeMap;
@@ -147,6 +147,20 @@ fn avro_input_equals_replay_and_bad_avro_is_rejected() {
         broker.consume("idgraph.rejects", false).iter().map(|r| r["headers"]["idgraph.reason"].as_str().unwrap().to_string()).collect();
     assert_eq!(reasons.len(), 2, "{reasons:?}");
     assert!(reasons.contains(&"not_avro".to_string()) && reasons.contains(&"unknown_schema_id".to_string()), "{reasons:?}");
+    // Every record on the output topics validates against its schema.
+    for (topic, file, min) in
+        [("idgraph.profiles", "profile.avsc", 100), ("idgraph.lifecycle", "lifecycle.avsc", 100), ("idgraph.consent", "consent.avsc", 1)]
+    {
+        let schema = avro_schema(file);
+        let mut n = 0;
+        for r in broker.consume(topic, false) {
+            let Some(v) = r["value"].as_str() else { continue }; // a tombstone
+            let v: serde_json::Value = serde_json::from_str(v).unwrap();
+            validate_record(&v, &schema).unwrap_or_else(|e| panic!("{topic}: {e}\n{v}"));
+            n += 1;
+        }
+        assert!(n >= min, "{topic}: only {n} records");
+    }
 }
 
 #[test]

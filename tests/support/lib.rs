@@ -119,3 +119,15 @@ pub fn assert_same_shape(got: &[serde_json::Value], want: &[serde_json::Value], 
         only(&w, &g).join("\n  ")
     );
 }
+
+/// A schema of `schemas/`.
+pub fn avro_schema(name: &str) -> apache_avro::Schema {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas").join(name);
+    apache_avro::Schema::parse_str(&std::fs::read_to_string(&p).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// A JSON record checked strictly against `schema` and encoded as Avro.
+pub fn validate_record(v: &serde_json::Value, schema: &apache_avro::Schema) -> Result<(), String> {
+    idgraph_stream::avro::check_json(&idgraph_stream::avro::avro_form(v, schema), schema)?;
+    idgraph_stream::avro::encode(v, schema, 1).map(drop).map_err(|e| format!("does not encode: {e}"))
+}

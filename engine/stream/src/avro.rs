@@ -20,6 +20,8 @@ use std::time::Duration;
 pub const MAGIC: u8 = 0;
 /// The canonical touchpoint's Avro twin.
 const CANONICAL_NAME: &str = "io.idgraph.Touchpoint";
+/// Records whose `traits` map holds JSON texts in Avro (JSON values in JSON).
+const TRAIT_TEXT_RECORDS: [&str; 2] = [CANONICAL_NAME, "io.idgraph.Profile"];
 
 /// Where an Avro input finds its writer schemas.
 #[derive(Debug, Clone, Default)]
@@ -136,17 +138,24 @@ fn drop_nulls(v: &mut serde_json::Value) {
     }
 }
 
-/// Encodes a JSON record in the wire format with `schema` (registered as
-/// `id`); trait values of the canonical twin become JSON texts.
-pub fn encode(json: &serde_json::Value, schema: &Schema, id: u32) -> Result<Vec<u8>, String> {
+/// A JSON record in its Avro form: the trait values of the touchpoint and
+/// profile records become JSON texts.
+pub fn avro_form(json: &serde_json::Value, schema: &Schema) -> serde_json::Value {
     let mut json = json.clone();
-    if is_canonical(schema) {
+    if matches!(schema, Schema::Record(r) if TRAIT_TEXT_RECORDS.contains(&r.name.fullname(None).as_str())) {
         if let Some(serde_json::Value::Object(traits)) = json.get_mut("traits") {
             for v in traits.values_mut() {
                 *v = serde_json::Value::String(v.to_string());
             }
         }
     }
+    json
+}
+
+/// Encodes a JSON record in the wire format with `schema` (registered as
+/// `id`), in its [`avro_form`].
+pub fn encode(json: &serde_json::Value, schema: &Schema, id: u32) -> Result<Vec<u8>, String> {
+    let json = avro_form(json, schema);
     let value = apache_avro::types::Value::from(json).resolve(schema).map_err(|e| e.to_string())?;
     let mut out = vec![MAGIC];
     out.extend_from_slice(&id.to_be_bytes());
