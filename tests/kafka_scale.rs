@@ -114,3 +114,39 @@ fn one_then_three_then_two_instances_end_with_the_single_instance_profiles() {
     assert_same_shape(&idgraph_e2e::profiles(&state_d), &expected, "state rebuilt from the changelog");
     eprintln!("{} profiles; {versions} profile versions, {repeats} re-published", expected.len());
 }
+
+/// Another writer on a partition's changelog (here: stray records produced
+/// into `idgraph.changelog` while the engine runs) makes the owner stand by,
+/// rebuild and claim the partition again; nothing is lost or applied twice.
+#[test]
+fn a_second_writer_on_the_changelog_makes_the_owner_stand_by_and_come_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let n = 8_000u64;
+    let events = dir.join("events.ndjson");
+    generate(&events, GenConfig { persons: 1_500, events: n, seed: 41, segment: true, kiosks: 0, family_rate: 0.0, ..Default::default() });
+    let broker = std::sync::Arc::new(Tansu::start());
+    broker.create_topic("touchpoints", 4);
+    let log = dir.join("e.log");
+    let cfg = engine_config(dir, "e", &broker.brokers(), &dir.join("state"), "[run]\nbatch-records = 300\n");
+    let feeder = {
+        let (b, f) = (broker.clone(), events.clone());
+        std::thread::spawn(move || b.produce("touchpoints", &f, 2_000))
+    };
+    let e = Engine::start(&cfg, &log);
+    wait_until("the engine works", Duration::from_secs(60), &[&log], || metric(&e, "idgraph_core_commands_total") > 0.0);
+    let stray = dir.join("stray.ndjson");
+    std::fs::write(&stray, "not a changelog record\n").unwrap();
+    for p in 0..4 {
+        broker.produce_with("idgraph.changelog", &stray, 0, &["--partition", &p.to_string()]);
+    }
+    wait_until("a partition stood by", Duration::from_secs(60), &[&log], || metric(&e, "idgraph_core_fenced_total") >= 1.0);
+    feeder.join().unwrap();
+    wait_for_event_total(&broker, n, Duration::from_secs(120), || Ok(()));
+    e.wait_quiescent(n, Duration::from_secs(60));
+    assert_eq!(metric(&e, "idgraph_core_partitions_owned"), 4.0, "every partition came back");
+    assert!(e.stop());
+    let expected = replay_and_profiles("segment", &dir.join("rs"), &dir.join("ro"), &[&events]);
+    assert_same_shape(&broker.profiles(), &expected, "profiles after standing by");
+    assert_versions_consistent(&broker);
+}

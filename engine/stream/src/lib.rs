@@ -26,6 +26,8 @@
 //!   rebuilds a partition from them.
 //! - [`rebalance`]: the core's consumer group: assignment changes.
 //! - [`restore`]: restoring assigned partitions before they resume.
+//! - [`fence`]: taking, claiming and giving up partitions; standing by
+//!   while another instance writes one.
 //! - [`worker`]: the partitions' batch loop over `idgraph.cmd`.
 //! - [`metrics`]: counters and histograms, Prometheus text.
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`.
@@ -41,6 +43,7 @@ pub mod engine;
 pub mod envelope;
 pub mod error;
 pub mod fault;
+pub mod fence;
 pub mod http;
 pub mod ingest;
 pub mod meta;

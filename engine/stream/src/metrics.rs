@@ -109,6 +109,7 @@ pub struct Metrics {
     pub restores: Labeled,
     pub restore_seconds: Histogram,
     pub rebalances: Labeled,
+    pub fenced: AtomicU64,
     pub outbox_pending: AtomicU64,
 }
 
@@ -197,6 +198,13 @@ impl Metrics {
             "Partition restores: `continue` (local state plus the changelog after it) or `rebuild` (whole changelog).",
         );
         self.restore_seconds.render(&mut o, "idgraph_core_restore_seconds", "Time to restore a set of newly assigned partitions.");
+        c(
+            &mut o,
+            "idgraph_core_fenced_total",
+            "Times a partition stood by because another instance wrote its changelog.",
+            &self.fenced,
+            "counter",
+        );
         self.rebalances.render(
             &mut o,
             "idgraph_core_rebalance_partitions_total",

@@ -31,6 +31,9 @@ use std::time::{Duration, Instant};
 
 /// How long the changelog must stay silent past its high watermark.
 pub const QUIET: Duration = Duration::from_millis(300);
+/// How long the restore follows a changelog that keeps growing past its
+/// high watermark.
+const FOLLOW: Duration = Duration::from_secs(2);
 /// How long a continuing partition may take to show its marker before it
 /// is rebuilt from the start instead.
 const MARKER_WAIT: Duration = Duration::from_secs(5);
@@ -74,6 +77,16 @@ impl Part {
 /// fails.
 const STALL: Duration = Duration::from_secs(30);
 
+/// A restored partition.
+#[derive(Debug)]
+pub struct Restored {
+    pub p: u16,
+    pub meta: PartMeta,
+    /// The changelog offset after the last record read: where the next
+    /// record of this partition's changelog lands if nobody else writes.
+    pub end: i64,
+}
+
 /// Reads changelog partitions (no consumer group: assigned explicitly).
 pub struct Restorer {
     consumer: BaseConsumer,
@@ -112,13 +125,17 @@ impl Restorer {
     }
 
     /// Restores `ps` into `store` and returns each partition's meta.
+    /// Restores `ps` into `store`; `rebuild` forces every partition to be
+    /// rebuilt from the start of its changelog. Returns each partition's
+    /// meta and the changelog offset after the last record read.
     pub fn restore(
         &self,
         store: &dyn Store,
         known: &mut KnownKeys,
         ps: &[u16],
+        rebuild_all: bool,
         metrics: &Metrics,
-    ) -> Result<Vec<(u16, PartMeta)>, StreamError> {
+    ) -> Result<Vec<Restored>, StreamError> {
         let t0 = Instant::now();
         let mut parts = Vec::with_capacity(ps.len());
         let mut rebuild = Vec::new();
@@ -126,7 +143,7 @@ impl Restorer {
             let meta: Option<PartMeta> = read(store, &part_meta_key(p), "stream meta")?;
             let pos: Option<ClPos> = read(store, &clpos_key(p), "changelog position")?;
             match (meta, pos) {
-                (Some(m), Some(pos)) if pos.batch == m.batch => {
+                (Some(m), Some(pos)) if pos.batch == m.batch && !rebuild_all => {
                     parts.push(Part::new(p, Mode::Continue { pos, seen: false }, Chain::from(m), Some(pos)))
                 }
                 _ => rebuild.push(p),
@@ -145,7 +162,7 @@ impl Restorer {
             }
             done.extend(self.read(store, known, parts, metrics)?);
         }
-        let out: Vec<(u16, PartMeta)> = done.into_iter().filter_map(|(p, m)| Some((p, m?))).collect();
+        let out: Vec<Restored> = done.into_iter().filter_map(|(_, r)| r).collect();
         metrics.restore_seconds.observe(t0.elapsed().as_secs_f64());
         Ok(out)
     }
@@ -158,7 +175,7 @@ impl Restorer {
         known: &mut KnownKeys,
         mut parts: Vec<Part>,
         metrics: &Metrics,
-    ) -> Result<Vec<(u16, Option<PartMeta>)>, StreamError> {
+    ) -> Result<Vec<(u16, Option<Restored>)>, StreamError> {
         if parts.is_empty() {
             return Ok(Vec::new());
         }
@@ -188,11 +205,18 @@ impl Restorer {
         self.consumer.assign(&tpl).map_err(StreamError::kafka("assign changelog partitions"))?;
         let started = Instant::now();
         let mut quiet_since = Instant::now();
+        let mut caught_up_at: Option<Instant> = None;
         let mut writes = Batch::default();
         loop {
             resume.tick(&self.consumer);
             let all_caught_up = parts.iter().all(Part::caught_up);
-            if all_caught_up && quiet_since.elapsed() >= QUIET {
+            if all_caught_up && caught_up_at.is_none() {
+                caught_up_at = Some(Instant::now());
+            }
+            // Past the watermark, stop at the first quiet spell, or after
+            // FOLLOW if something keeps writing (another instance still
+            // runs the partition: the claim will say so).
+            if all_caught_up && (quiet_since.elapsed() >= QUIET || caught_up_at.is_some_and(|t| t.elapsed() >= FOLLOW)) {
                 break;
             }
             if !all_caught_up && quiet_since.elapsed() >= STALL {
@@ -239,9 +263,15 @@ impl Restorer {
                     continue;
                 }
             }
-            let step = part.chain.push(m.offset(), key, m.payload(), header).map_err(|e| {
-                StreamError::Internal(format!("partition {} of {}: {e}; was the topic written by something else?", part.p, self.topic))
-            })?;
+            let step = match part.chain.push(m.offset(), key, m.payload(), header) {
+                Ok(step) => step,
+                Err(e) => {
+                    // Not written by idgraph: skipped (it never chains).
+                    tracing::warn!(partition = part.p, topic = %self.topic, error = %e, "foreign record on the changelog; skipped");
+                    metrics.rejects.add("foreign_changelog_record", 1);
+                    continue;
+                }
+            };
             if let Step::Apply(ops, meta) = step {
                 for (cf, k, v) in ops {
                     match v {
@@ -282,7 +312,7 @@ impl Restorer {
                 high_watermark = part.hi,
                 "partition restored"
             );
-            out.push((part.p, Some(meta)));
+            out.push((part.p, Some(Restored { p: part.p, meta, end: part.next })));
         }
         store.write(writes)?;
         Ok(out)

@@ -30,7 +30,7 @@ use idgraph_state::{check_partitions, KnownKeys, StoreLoader};
 use idgraph_store::{Batch, Cf, RocksOptions, RocksStore, Store};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
+
 use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -43,32 +43,42 @@ const KNOWN_KEYS_MIN_CAPACITY: u64 = 4_000_000;
 
 /// A core partition's standing in this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Own {
+pub(crate) enum Own {
     No,
     /// Restored and consuming.
     Active,
+    /// Assigned, but another instance writes its changelog: paused, tried
+    /// again at `retry_at` (ADR 0004, fencing).
+    Standby {
+        retry_at: Instant,
+        backoff: Duration,
+    },
 }
 
 pub struct Worker {
-    cfg: EngineConfig,
-    store: RocksStore,
-    known: KnownKeys,
-    parts: Vec<Partition>,
-    meta: Vec<PartMeta>,
-    own: Vec<Own>,
-    consumer: BaseConsumer<CoreContext>,
-    restorer: Restorer,
-    sender: Sender,
-    outbox: Outbox,
-    metrics: Arc<Metrics>,
-    reported: Stats,
-    cmd_topic: String,
-    lag_updated: Instant,
-    resume: Resume,
+    pub(crate) cfg: EngineConfig,
+    pub(crate) store: RocksStore,
+    pub(crate) known: KnownKeys,
+    pub(crate) parts: Vec<Partition>,
+    pub(crate) meta: Vec<PartMeta>,
+    pub(crate) own: Vec<Own>,
+    pub(crate) consumer: BaseConsumer<CoreContext>,
+    pub(crate) restorer: Restorer,
+    pub(crate) sender: Sender,
+    pub(crate) outbox: Outbox,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) reported: Stats,
+    pub(crate) cmd_topic: String,
+    pub(crate) lag_updated: Instant,
+    pub(crate) resume: Resume,
     /// This run's batch token and the last batch number.
-    batch: BatchId,
+    pub(crate) batch: BatchId,
     /// The first assignment was handled.
-    joined: bool,
+    pub(crate) joined: bool,
+    /// Per partition: the offset of the last changelog record this
+    /// process wrote or read (a gap before its next marker means another
+    /// instance writes the partition).
+    pub(crate) cl_last: Vec<Option<i64>>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -140,6 +150,7 @@ impl Worker {
             resume: Resume::default(),
             batch: BatchId { token, seq: 0 },
             joined: false,
+            cl_last: vec![None; n as usize],
         })
     }
 
@@ -148,6 +159,7 @@ impl Worker {
     pub fn run(mut self, stop: &AtomicBool) -> Result<(), StreamError> {
         while !stop.load(Ordering::Relaxed) {
             self.resume.tick(&self.consumer);
+            self.retry_standby()?;
             self.batch()?;
             if self.lag_updated.elapsed() >= Duration::from_secs(1) {
                 self.update_lag();
@@ -174,11 +186,9 @@ impl Worker {
                     self.metrics.rebalances.add(label, partitions.len() as u64);
                     recs.retain(|r| !partitions.contains(&r.p));
                     for p in partitions {
-                        let Some(own) = self.own.get_mut(p as usize) else { continue };
-                        *own = Own::No;
-                        self.parts[p as usize] = Partition::new(p, self.cfg.partitions, self.cfg.core.clone());
-                        self.resume.forget(&self.cmd_topic, p as i32);
-                        self.metrics.cmd_lag.remove(&p.to_string());
+                        if (p as usize) < self.own.len() {
+                            self.release(p, Own::No);
+                        }
                     }
                 }
                 Change::Assigned(partitions) => {
@@ -190,28 +200,18 @@ impl Worker {
                     if partitions.is_empty() {
                         continue;
                     }
-                    let restored = self.restorer.restore(&self.store, &mut self.known, &partitions, &self.metrics)?;
-                    let mut tpl = TopicPartitionList::new();
-                    for (p, m) in restored {
-                        let pi = p as usize;
-                        self.parts[pi] = Partition::new(p, self.cfg.partitions, self.cfg.core.clone());
-                        let off = if m.cmd_offset > 0 { Offset::Offset(m.cmd_offset) } else { Offset::Beginning };
-                        self.resume.expect(&self.cmd_topic, p as i32, m.cmd_offset);
-                        self.consumer
-                            .seek(&self.cmd_topic, p as i32, off, Duration::from_secs(10))
-                            .map_err(StreamError::kafka(format!("seek idgraph.cmd partition {p}")))?;
-                        self.meta[pi] = m;
-                        self.own[pi] = Own::Active;
-                        tpl.add_partition(&self.cmd_topic, p as i32);
-                    }
-                    self.consumer.resume(&tpl).map_err(StreamError::kafka("resume restored partitions"))?;
+                    self.acquire(&partitions, false)?;
                 }
             }
         }
+        self.report_ownership();
+        Ok(())
+    }
+
+    pub(crate) fn report_ownership(&self) {
         let owned = self.own.iter().filter(|o| **o == Own::Active).count();
         self.metrics.partitions_owned.store(owned as u64, Ordering::Relaxed);
         self.metrics.ready.store(self.joined, Ordering::Relaxed);
-        Ok(())
     }
 
     /// Consumer lag per partition (one watermark request per partition, at
@@ -222,6 +222,7 @@ impl Worker {
             if self.own[p] != Own::Active {
                 continue;
             }
+
             if let Ok((_, hi)) = self.consumer.fetch_watermarks(&self.cmd_topic, p as i32, Duration::from_millis(500)) {
                 if hi >= 0 {
                     self.metrics.cmd_lag.set(&p.to_string(), (hi - m.cmd_offset).max(0) as u64);
@@ -364,11 +365,13 @@ impl Worker {
         }
         drop(loader);
         let mut wb = Batch::default();
+        let mut cl_records = vec![0i64; self.parts.len()];
         for (pi, part) in self.parts.iter_mut().enumerate() {
             let first = wb.ops.len();
             idgraph_state::write_dirty(&mut wb, part, &mut self.known);
             let Some(from) = from[pi] else { continue };
             let p = pi as u16;
+            cl_records[pi] = (wb.ops.len() - first) as i64;
             out.extend(wb.ops[first..].iter().map(|(cf, k, v)| changelog::record(p, self.batch, *cf, k, v.as_deref())));
             let m = &mut self.meta[pi];
             m.batch = self.batch;
@@ -390,12 +393,25 @@ impl Worker {
         // Where each advanced partition's changelog now ends: its local
         // state can continue from there after a restart.
         let mut pos = Batch::default();
+        let mut fenced = Vec::new();
         for (i, offset) in markers {
             if let Some(p) = changelog::is_marker(&last[i].1) {
+                let pi = p as usize;
+                // Our records and marker follow our last one directly,
+                // unless another instance wrote in between.
+                if self.cl_last[pi].is_some_and(|l| offset != l + cl_records[pi] + 1) {
+                    fenced.push(p);
+                }
+                self.cl_last[pi] = Some(offset);
                 pos.put(Cf::Meta, clpos_key(p), idgraph_core::record::encode(&ClPos { batch: self.batch, offset }));
             }
         }
         self.store.write(pos)?;
+        for p in fenced {
+            tracing::warn!(partition = p, "another instance wrote this partition's changelog; standing by");
+            self.metrics.fenced.fetch_add(1, Ordering::Relaxed);
+            self.stand_by(p, crate::fence::FIRST_BACKOFF)?;
+        }
         self.metrics.deliver_seconds.observe(td.elapsed().as_secs_f64());
         self.metrics.count_out(staged.iter().map(|(_, r)| r));
         self.outbox.delivered(staged.iter().map(|(s, _)| *s));

@@ -1,0 +1,130 @@
+//! Taking and giving up core partitions, with a fence against a second
+//! writer (ADR 0004).
+//!
+//! A broker's coordinator can hand a partition to a new member while the
+//! old owner still runs it (tansu 0.6 does, for a moment). Two checks keep
+//! two instances from running a partition together:
+//! - a **claim** after every restore: an empty batch marker on the
+//!   partition's changelog, which must land right after the last record the
+//!   restore read; if it does not, someone else is writing, and the
+//!   partition stands by instead of running;
+//! - on every batch, the partition's marker must follow its own previous
+//!   marker and this batch's records exactly; a gap means another instance
+//!   wrote in between, and the partition stands by (after that one batch).
+//!
+//! A partition standing by is paused and tried again later (rebuilt from
+//! the whole changelog, then claimed), with a doubling backoff, until it
+//! succeeds or a rebalance takes it away.
+
+use crate::changelog;
+use crate::error::StreamError;
+use crate::meta::{clpos_key, part_meta_key, ClPos};
+use crate::worker::{Own, Worker};
+use idgraph_core::partition::Partition;
+use idgraph_store::{Batch, Cf, Store};
+use rdkafka::consumer::Consumer;
+use rdkafka::{Offset, TopicPartitionList};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// The first wait of a partition standing by.
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(8);
+
+impl Worker {
+    /// Restores `ps` (`rebuild`: from the start of their changelogs), claims
+    /// them and resumes those whose claim landed where expected; the others
+    /// stand by.
+    pub(crate) fn acquire(&mut self, ps: &[u16], rebuild: bool) -> Result<(), StreamError> {
+        let restored = self.restorer.restore(&self.store, &mut self.known, ps, rebuild, &self.metrics)?;
+        self.batch.seq += 1;
+        let claim = self.batch;
+        let claims: Vec<(u64, crate::outbox::OutRecord)> = restored
+            .iter()
+            .map(|r| {
+                let mut m = r.meta.clone();
+                m.batch = claim;
+                (0, changelog::marker(r.p, m.cmd_offset, &m))
+            })
+            .collect();
+        let landed = self.sender.deliver_tracked(&claims, |_| true)?;
+        let mut wb = Batch::default();
+        let mut tpl = TopicPartitionList::new();
+        let mut lost = Vec::new();
+        for (i, r) in restored.into_iter().enumerate() {
+            let (p, pi) = (r.p, r.p as usize);
+            let at = landed.iter().find(|(j, _)| *j == i).map(|(_, o)| *o);
+            if at != Some(r.end) {
+                tracing::warn!(partition = p, expected = r.end, got = ?at, "another instance writes this partition's changelog; standing by");
+                self.metrics.fenced.fetch_add(1, Ordering::Relaxed);
+                lost.push(p);
+                continue;
+            }
+            let mut m = r.meta;
+            m.batch = claim;
+            wb.put(Cf::Meta, part_meta_key(p), idgraph_core::record::encode(&m));
+            wb.put(Cf::Meta, clpos_key(p), idgraph_core::record::encode(&ClPos { batch: claim, offset: r.end }));
+            self.cl_last[pi] = Some(r.end);
+            self.parts[pi] = Partition::new(p, self.cfg.partitions, self.cfg.core.clone());
+            let off = if m.cmd_offset > 0 { Offset::Offset(m.cmd_offset) } else { Offset::Beginning };
+            self.resume.expect(&self.cmd_topic, p as i32, m.cmd_offset);
+            self.consumer
+                .seek(&self.cmd_topic, p as i32, off, Duration::from_secs(10))
+                .map_err(StreamError::kafka(format!("seek idgraph.cmd partition {p}")))?;
+            self.meta[pi] = m;
+            self.own[pi] = Own::Active;
+            tpl.add_partition(&self.cmd_topic, p as i32);
+        }
+        self.store.write(wb)?;
+        if tpl.count() > 0 {
+            self.consumer.resume(&tpl).map_err(StreamError::kafka("resume restored partitions"))?;
+        }
+        for p in lost {
+            let backoff = match self.own[p as usize] {
+                Own::Standby { backoff, .. } => (backoff * 2).min(MAX_BACKOFF),
+                _ => FIRST_BACKOFF,
+            };
+            self.stand_by(p, backoff)?;
+        }
+        self.report_ownership();
+        Ok(())
+    }
+
+    /// Drops what this process holds of partition `p` in memory and marks
+    /// it `to` (its local state stays on disk).
+    pub(crate) fn release(&mut self, p: u16, to: Own) {
+        let pi = p as usize;
+        self.own[pi] = to;
+        self.cl_last[pi] = None;
+        self.parts[pi] = Partition::new(p, self.cfg.partitions, self.cfg.core.clone());
+        self.resume.forget(&self.cmd_topic, p as i32);
+        self.metrics.cmd_lag.remove(&p.to_string());
+    }
+
+    /// Pauses partition `p` and tries it again after `backoff` (plus a
+    /// spread that differs between instances, so two of them do not retry
+    /// in step).
+    pub(crate) fn stand_by(&mut self, p: u16, backoff: Duration) -> Result<(), StreamError> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.cmd_topic, p as i32);
+        self.consumer.pause(&tpl).map_err(StreamError::kafka("pause a partition standing by"))?;
+        let spread = Duration::from_millis((self.batch.token ^ u64::from(p).wrapping_mul(0x9E37_79B9_7F4A_7C15)) % 500);
+        self.release(p, Own::Standby { retry_at: Instant::now() + backoff + spread, backoff });
+        self.report_ownership();
+        Ok(())
+    }
+
+    /// Tries again the partitions standing by whose time has come.
+    pub(crate) fn retry_standby(&mut self) -> Result<(), StreamError> {
+        let now = Instant::now();
+        let due: Vec<u16> = (0..self.own.len())
+            .filter(|&i| matches!(self.own[i], Own::Standby { retry_at, .. } if retry_at <= now))
+            .map(|i| i as u16)
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(partitions = ?due, "trying partitions that stood by again");
+        self.acquire(&due, true)
+    }
+}
