@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # make bench-kafka: end-to-end events/s of `idgraph run` through tansu, next
 # to the raw consume rate of the same (lz4) input topic measured in the same
-# run. Prints one JSON line per figure and keeps them in $BENCH_DIR.
+# run; then event-to-output latency at half that rate; then the same
+# end-to-end measure through the embedded mock cluster (fewer events: it
+# keeps at most 5 MiB per partition). Prints one JSON line and keeps it in
+# $BENCH_DIR.
 set -euo pipefail
 BIN=${BIN:?} TANSU=${TANSU:?} BENCH_DIR=${BENCH_DIR:-$HOME/.cache/idgraph/bench}
 EVENTS=${EVENTS:-200000} PERSONS=${PERSONS:-50000} PARTS=${PARTS:-4}
+HALF_SECONDS=${HALF_SECONDS:-10} MOCK_EVENTS=${MOCK_EVENTS:-50000}
 work=$(mktemp -d); mkdir -p "$BENCH_DIR"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$TANSU" broker --listener-url tcp://127.0.0.1:$port --advertised-listener-url tcp://127.0.0.1:$port --storage-engine memory://tansu/ >"$work/tansu.log" 2>&1 &
 broker=$!
 engine=
-cleanup() {
-  if [ -n "$engine" ]; then kill "$engine" 2>/dev/null; wait "$engine" 2>/dev/null; fi
-  kill "$broker" 2>/dev/null; wait "$broker" 2>/dev/null; rm -rf "$work"
+stop_engine() {
+  if [ -n "$engine" ]; then kill "$engine" 2>/dev/null || true; wait "$engine" 2>/dev/null || true; engine=; fi
 }
+cleanup() { stop_engine; kill "$broker" 2>/dev/null; wait "$broker" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 up=
 for _ in $(seq 1 100); do (echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null && { up=1; break; }; sleep 0.1; done
@@ -23,45 +27,79 @@ for _ in $(seq 1 100); do (echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null && { up=1
 "$BIN/idgraph-produce" --brokers 127.0.0.1:$port --topic touchpoints "$work/events.ndjson"
 raw=$("$BIN/idgraph-consume" --brokers 127.0.0.1:$port --topic touchpoints --count-only --idle-ms 2000)
 echo "raw consume: $raw"
-cat >"$work/e.toml" <<TOML
-[kafka]
-brokers = "127.0.0.1:$port"
-[[inputs]]
-topic = "touchpoints"
-format = "segment"
-[state]
-dir = "$work/state"
-partitions = $PARTS
-[http]
-listen = "127.0.0.1:0"
-TOML
-"$BIN/idgraph" run --config "$work/e.toml" >"$work/run.out" 2>"$work/engine.log" &
-engine=$!
-alive() { kill -0 "$engine" 2>/dev/null || { echo "the engine exited; log:"; tail -5 "$work/engine.log"; exit 1; }; }
-until grep -q '^http:' "$work/run.out" 2>/dev/null; do alive; sleep 0.05; done
-http=$(sed -n 's|^http: http://\([^/]*\)/.*|\1|p' "$work/run.out")
-# The clock starts when the engine is ready (state open, consumers placed).
-until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$http/readyz")" = 200 ]; do alive; sleep 0.02; done
-start=$(date +%s.%N)
-deadline=$(( $(date +%s) + 1800 ))
+
+# start_engine NAME [BROKERS]: runs `idgraph run` (embedded broker without
+# BROKERS); sets $engine, $http and $bootstrap once /readyz answers 200.
+start_engine() {
+  local name=$1 brokers=${2:-}
+  {
+    [ -n "$brokers" ] && printf '[kafka]\nbrokers = "%s"\n' "$brokers"
+    printf '[[inputs]]\ntopic = "touchpoints"\nformat = "segment"\n[state]\ndir = "%s"\npartitions = %s\n[http]\nlisten = "127.0.0.1:0"\n' "$work/state-$name" "$PARTS"
+  } >"$work/$name.toml"
+  "$BIN/idgraph" run --config "$work/$name.toml" >"$work/$name.out" 2>"$work/$name.log" &
+  engine=$!
+  until grep -q '^http:' "$work/$name.out" 2>/dev/null; do alive; sleep 0.05; done
+  http=$(sed -n 's|^http: http://\([^/]*\)/.*|\1|p' "$work/$name.out")
+  bootstrap=$(sed -n 's|^kafka bootstrap: ||p' "$work/$name.out")
+  until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$http/readyz")" = 200 ]; do alive; sleep 0.02; done
+}
+alive() { kill -0 "$engine" 2>/dev/null || { echo "the engine exited; log:"; tail -5 "$work"/*.log; exit 1; }; }
 metric() { curl -s "http://$http/metrics" | awk -v m="$1" 'index($0, m) == 1 {s += $NF} END {print s + 0}'; }
-last=-1; stable_since=$(date +%s.%N)
-while true; do
-  read_=$(metric 'idgraph_ingest_events_total'); cmds=$(metric 'idgraph_core_commands_total')
-  now=$(date +%s.%N)
-  if [ "$cmds" != "$last" ]; then last=$cmds; stable_since=$now; fi
-  if [ "${read_%.*}" -ge "$EVENTS" ] && python3 -c "import sys; sys.exit(0 if $now - $stable_since > 2 else 1)"; then break; fi
-  alive; [ "$(date +%s)" -lt "$deadline" ] || { echo "timed out"; exit 1; }
-  sleep 0.1
-done
-curl -s "http://$http/metrics" | grep -E "^idgraph_(core_batch_seconds|outbox_deliver_seconds)_(sum|count)|^idgraph_core_commands_total|^idgraph_output_records_total" >&2
-secs=$(python3 -c "print(round($stable_since - $start, 3))")
-e2e=$(python3 -c "print(round($EVENTS / ($stable_since - $start)))")
-p50p99=$(curl -s "http://$http/metrics" | python3 -c '
+# wait_done N: until N input records are read and the partitions were idle
+# for 2 s; prints the time the last command was seen.
+wait_done() {
+  local target=$1 last=-1 stable_since deadline=$(( $(date +%s) + 1800 ))
+  stable_since=$(date +%s.%N)
+  while true; do
+    local read_ cmds now
+    read_=$(metric 'idgraph_ingest_events_total'); cmds=$(metric 'idgraph_core_commands_total'); now=$(date +%s.%N)
+    if [ "$cmds" != "$last" ]; then last=$cmds; stable_since=$now; fi
+    if [ "${read_%.*}" -ge "$target" ] && python3 -c "import sys; sys.exit(0 if $now - $stable_since > 2 else 1)"; then break; fi
+    alive; [ "$(date +%s)" -lt "$deadline" ] || { echo "timed out" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "$stable_since"
+}
+# buckets NAME: the cumulative bucket counts of a histogram, one per line.
+buckets() { curl -s "http://$http/metrics" | grep "^$1_bucket" | awk '{print $NF}'; }
+# quantiles NAME BEFORE AFTER: p50 and p99 bucket bounds of the difference.
+quantiles() {
+  curl -s "http://$http/metrics" | grep "^$1_bucket" | python3 -c '
 import sys
-b=[(float(l.split("le=\"")[1].split("\"")[0]) if "+Inf" not in l else float("inf"), float(l.split()[-1])) for l in sys.stdin if l.startswith("idgraph_core_batch_seconds_bucket")]
-n=b[-1][1]
-q=lambda f: next((le if le != float("inf") else -1) for le,c in b if c >= f*n)
-print(f"{q(0.5)} {q(0.99)}")')
-line="{\"events\": $EVENTS, \"partitions\": $PARTS, \"end_to_end_seconds\": $secs, \"end_to_end_per_second\": $e2e, \"batch_p50_le_s\": ${p50p99% *}, \"batch_p99_le_s\": ${p50p99#* }, \"raw\": $raw}"
+bounds=[l.split("le=\"")[1].split("\"")[0] for l in sys.stdin]
+after=[float(x) for x in sys.argv[2].split()]; before=[float(x) for x in sys.argv[1].split()] or [0.0]*len(after)
+d=[a-b for a,b in zip(after, before)]; n=d[-1]
+q=lambda f: next((b if b != "+Inf" else "inf") for b,c in zip(bounds,d) if c >= f*n) if n else "none"
+print(q(0.5), q(0.99))' "$2" "$3"
+}
+
+# 1. Maximum rate through tansu.
+start_engine tansu "127.0.0.1:$port"
+start=$(date +%s.%N)
+done_at=$(wait_done "$EVENTS")
+curl -s "http://$http/metrics" | grep -E "^idgraph_(core_batch_seconds|outbox_deliver_seconds)_(sum|count)|^idgraph_core_commands_total|^idgraph_output_records_total" >&2
+secs=$(python3 -c "print(round($done_at - $start, 3))")
+e2e=$(python3 -c "print(round($EVENTS / ($done_at - $start)))")
+bq=$(quantiles idgraph_core_batch_seconds "" "$(buckets idgraph_core_batch_seconds | tr '\n' ' ')")
+
+# 2. Event-to-output latency at half that rate (same engine, new events).
+half=$(( e2e / 2 )); n2=$(( half * HALF_SECONDS ))
+"$BIN/idgraph-loadgen" --persons "$PERSONS" --events "$n2" --seed 2 --format segment --out "$work/half.ndjson" >/dev/null
+before=$(buckets idgraph_core_event_to_output_seconds | tr '\n' ' ')
+"$BIN/idgraph-produce" --brokers 127.0.0.1:$port --topic touchpoints --rate "$half" "$work/half.ndjson" 2>/dev/null
+wait_done $(( EVENTS + n2 )) >/dev/null
+lq=$(quantiles idgraph_core_event_to_output_seconds "$before" "$(buckets idgraph_core_event_to_output_seconds | tr '\n' ' ')")
+stop_engine
+
+# 3. The embedded mock cluster (librdkafka's), same measure, fewer events.
+head -n "$MOCK_EVENTS" "$work/events.ndjson" >"$work/mock.ndjson"
+start_engine mock
+start=$(date +%s.%N)
+"$BIN/idgraph-produce" --brokers "$bootstrap" --topic touchpoints "$work/mock.ndjson" 2>/dev/null
+mdone=$(wait_done "$MOCK_EVENTS")
+mock_e2e=$(python3 -c "print(round($MOCK_EVENTS / ($mdone - $start)))")
+mraw=$("$BIN/idgraph-consume" --brokers "$bootstrap" --topic touchpoints --count-only --idle-ms 2000)
+stop_engine
+
+line="{\"events\": $EVENTS, \"partitions\": $PARTS, \"end_to_end_seconds\": $secs, \"end_to_end_per_second\": $e2e, \"batch_p50_le_s\": \"${bq% *}\", \"batch_p99_le_s\": \"${bq#* }\", \"raw\": $raw, \"half_load\": {\"rate\": $half, \"events\": $n2, \"event_to_output_p50_le_s\": \"${lq% *}\", \"event_to_output_p99_le_s\": \"${lq#* }\"}, \"mock\": {\"events\": $MOCK_EVENTS, \"end_to_end_per_second\": $mock_e2e, \"raw\": $mraw}}"
 echo "$line" | tee "$BENCH_DIR/bench-kafka-$(date +%Y%m%d-%H%M%S).json"

@@ -5,12 +5,15 @@ use idgraph_core::command::Command;
 use idgraph_core::event::Touchpoint;
 use serde::{Deserialize, Serialize};
 
-const FORMAT: u8 = 1;
+/// 2: `Input` carries the oldest input timestamp.
+const FORMAT: u8 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Envelope {
-    /// Events read from one input partition, with their offsets (ascending).
-    Input { topic: String, partition: i32, items: Vec<(i64, Touchpoint)> },
+    /// Events read from one input partition, with their offsets (ascending);
+    /// `oldest_ms`: the timestamp of the oldest input record among them (ms
+    /// since the epoch, 0 if unknown), for the event-to-output latency.
+    Input { topic: String, partition: i32, oldest_ms: i64, items: Vec<(i64, Touchpoint)> },
     /// Commands from partition `from`, numbered from `first_seq` on.
     Internal { from: u16, first_seq: u64, cmds: Vec<Command> },
 }

@@ -105,8 +105,9 @@ impl std::fmt::Debug for Ingest {
 
 /// One input partition's share of a batch.
 struct Slice {
-    /// Per destination partition: (offset, event).
-    items: FxHashMap<u16, Vec<(i64, Touchpoint)>>,
+    /// Per destination partition: the oldest input timestamp (ms) and the
+    /// (offset, event) items.
+    items: FxHashMap<u16, (i64, Vec<(i64, Touchpoint)>)>,
     next_offset: i64,
 }
 
@@ -151,6 +152,7 @@ impl Ingest {
             n += 1;
             let Some(ti) = self.parsers.iter().position(|p| p.topic == m.topic()) else { continue };
             let (topic, partition, offset) = (m.topic(), m.partition(), m.offset());
+            let ts = m.timestamp().to_millis().unwrap_or(0);
             self.metrics.events_in.add(topic, 1);
             let slice = slices.entry((ti, partition)).or_insert_with(|| Slice { items: FxHashMap::default(), next_offset: 0 });
             slice.next_offset = offset + 1;
@@ -175,7 +177,9 @@ impl Ingest {
                 // The parser rejects events left without identifiers.
                 Ok(ev) => {
                     let dest = ev.idents[0].partition(self.partitions);
-                    slice.items.entry(dest).or_default().push((offset, ev));
+                    let (oldest, items) = slice.items.entry(dest).or_insert((i64::MAX, Vec::new()));
+                    *oldest = (*oldest).min(ts);
+                    items.push((offset, ev));
                 }
                 Err(reason) => {
                     self.metrics.rejects.add(reason.code(), 1);
@@ -198,8 +202,9 @@ impl Ingest {
             let topic = &self.parsers[key.0].topic;
             let mut dests: Vec<_> = slice.items.into_iter().collect();
             dests.sort_unstable_by_key(|(d, _)| *d);
-            for (dest, items) in dests {
-                let env = Envelope::Input { topic: topic.clone(), partition: key.1, items };
+            for (dest, (oldest, items)) in dests {
+                let oldest_ms = if oldest == i64::MAX { 0 } else { oldest };
+                let env = Envelope::Input { topic: topic.clone(), partition: key.1, oldest_ms, items };
                 out.push((0, OutRecord::cmd(dest, &env)));
             }
             commit.add_partition_offset(topic, key.1, Offset::Offset(slice.next_offset)).map_err(StreamError::kafka("offset list"))?;

@@ -270,7 +270,16 @@ impl Worker {
         let mut from: Vec<Option<i64>> = vec![None; self.parts.len()];
         let t0 = Instant::now();
         let n = self.parts.len() as u16;
-        let oldest_input = recs.iter().filter(|r| matches!(r.env, Some(Envelope::Input { .. }))).filter_map(|r| r.ts).min();
+        // The input record's own timestamp (its producer's create time, or
+        // the broker's append time), else the envelope's on idgraph.cmd.
+        let oldest_input = recs
+            .iter()
+            .filter_map(|r| match &r.env {
+                Some(Envelope::Input { oldest_ms, .. }) if *oldest_ms > 0 => Some(*oldest_ms),
+                Some(Envelope::Input { .. }) => r.ts,
+                _ => None,
+            })
+            .min();
         let mut loader = StoreLoader::new(&self.store, &self.known);
         prefetch(&recs, &self.parts, n, &mut loader);
         let mut fx = Effects::default();
@@ -292,7 +301,7 @@ impl Worker {
                 }
             };
             match env {
-                Envelope::Input { topic, partition, items } => {
+                Envelope::Input { topic, partition, items, .. } => {
                     for (o, ev) in items {
                         let mark = m.input_mark(&topic, partition);
                         if o <= *mark {
