@@ -14,15 +14,7 @@ use std::time::{Duration, Instant};
 fn kill_minus_nine_loses_nothing_and_applies_nothing_twice() {
     let kills: u32 = std::env::var("KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
     let tmp = tempfile::tempdir().unwrap();
-    // KEEP_DIR=path keeps the state, logs and data for a post-mortem.
-    let root = match std::env::var("KEEP_DIR") {
-        Ok(d) => {
-            let _ = std::fs::remove_dir_all(&d);
-            std::fs::create_dir_all(&d).unwrap();
-            std::path::PathBuf::from(d)
-        }
-        Err(_) => tmp.path().to_path_buf(),
-    };
+    let root = idgraph_e2e::work_dir(&tmp);
     let dir = root.as_path();
     let n = 30_000u64;
     // No kiosks or family tablets: no rule fires, so the result is the

@@ -131,3 +131,16 @@ pub fn validate_record(v: &serde_json::Value, schema: &apache_avro::Schema) -> R
     idgraph_stream::avro::check_json(&idgraph_stream::avro::avro_form(v, schema), schema)?;
     idgraph_stream::avro::encode(v, schema, 1).map(drop).map_err(|e| format!("does not encode: {e}"))
 }
+
+/// Where a test keeps its files: the temporary directory, or `KEEP_DIR`
+/// (emptied first) to keep states, logs and data for a post-mortem.
+pub fn work_dir(tmp: &tempfile::TempDir) -> PathBuf {
+    match std::env::var("KEEP_DIR") {
+        Ok(d) => {
+            let _ = std::fs::remove_dir_all(&d);
+            std::fs::create_dir_all(&d).unwrap();
+            PathBuf::from(d)
+        }
+        Err(_) => tmp.path().to_path_buf(),
+    }
+}
