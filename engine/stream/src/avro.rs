@@ -77,7 +77,9 @@ impl AvroDecoder {
     }
 
     /// The record as JSON text, or why it is rejected; `Err` only when the
-    /// registry cannot be reached (retry later: nothing is rejected).
+    /// registry cannot be reached: the engine stops without committing the
+    /// record's offset, so nothing is lost or rejected, and a restart reads
+    /// it again.
     pub fn decode(&mut self, payload: &[u8]) -> Result<Result<Vec<u8>, AvroReject>, StreamError> {
         let (id, mut datum) = match payload {
             [MAGIC, a, b, c, d, rest @ ..] => (u32::from_be_bytes([*a, *b, *c, *d]), rest),
@@ -184,7 +186,13 @@ fn fetch_schema(base: &str, id: u32) -> Result<Option<Schema>, StreamError> {
 
 /// A minimal HTTP/1.1 GET (the registry answers small JSON documents).
 fn http_get(host: &str, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
-    let mut s = TcpStream::connect(host)?;
+    use std::net::ToSocketAddrs;
+    let target = if host.contains(':') { host.to_string() } else { format!("{host}:80") };
+    let addr = target
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, format!("{target} does not resolve")))?;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     s.set_write_timeout(Some(Duration::from_secs(10)))?;
     let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\nConnection: close\r\n\r\n");

@@ -150,10 +150,10 @@ impl Chain {
         }
         let ops = if self.at.is_none() && m.from > 0 { std::mem::take(&mut self.head) } else { ops };
         self.head.clear();
-        // Records of other batches staged so far belong to forks or to
-        // batches cut short: a chained batch is written whole before its
-        // marker by a single owner.
-        self.staged.clear();
+        // Other staged batches stay: a second writer's batch can be in
+        // flight around this marker (a claim lands between its records and
+        // its own marker, which may still chain). Batches cut short stay
+        // staged, never applied, until the end of the restore.
         self.applied_batches += 1;
         self.at = Some(m.meta.clone());
         Ok(Step::Apply(ops, m.meta))
@@ -248,6 +248,20 @@ mod tests {
         assert_eq!(state, kv(&[("a", "1"), ("z", "9")]));
         assert_eq!(at.unwrap().batch, BatchId { token: 9, seq: 5 });
         assert_eq!((chain.applied_batches, chain.dropped_batches), (2, 3));
+    }
+
+    #[test]
+    fn a_claim_landing_inside_another_writers_batch_does_not_cut_it() {
+        let mut log = Log(vec![]);
+        log.batch(1, 1, 0, 10, &[("a", Some("1"))], true);
+        // Writer 1's next batch: its records, then (before its marker) a
+        // claim by writer 2 chained on the same position, then its marker.
+        log.batch(1, 2, 10, 20, &[("b", Some("1")), ("c", Some("1"))], false);
+        log.0.push(marker(0, 10, &meta(10, 2, 1)));
+        log.0.push(marker(0, 10, &meta(20, 1, 2)));
+        let (state, at, _) = log.restore(Chain::default());
+        assert_eq!(state, kv(&[("a", "1"), ("b", "1"), ("c", "1")]), "the whole batch applies");
+        assert_eq!(at.unwrap().cmd_offset, 20);
     }
 
     #[test]

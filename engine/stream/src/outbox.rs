@@ -1,10 +1,9 @@
 //! The outbox: every record a batch produces is written to RocksDB in the
 //! batch's own `WriteBatch`, then produced by an idempotent producer; the
-//! drained entries are deleted in the next write. A restart produces what
-//! is left first (a record can be produced twice, never lost or changed),
-//! except changelog records: by then another instance may own the
-//! partition and have written after them (ADR 0004); the partition is
-//! restored from the changelog instead.
+//! drained entries are deleted in the next write. A restart drops what is
+//! left (ADR 0004): those batches are redone by whoever restores their
+//! partitions, and producing them late could put older profile versions
+//! after newer ones another instance published meanwhile.
 
 use crate::client;
 use crate::error::StreamError;

@@ -111,10 +111,14 @@ impl Worker {
         let n = check_partitions(&store, cfg.partitions)?;
         let known = KnownKeys::build(&store, KNOWN_KEYS_MIN_CAPACITY)?;
         let sender = Sender::new(&cfg.brokers, topics.clone())?;
+        // What a previous run left undelivered is never produced again: a
+        // batch whose markers landed had everything else acknowledged first,
+        // and any other batch is redone by whoever restores its partitions
+        // (re-sending it late could put older profile versions after newer
+        // ones another instance published meanwhile; ADR 0004).
         let (mut outbox, left) = Outbox::open(&store)?;
         if !left.is_empty() {
-            tracing::info!(records = left.len(), "draining the outbox of the previous run");
-            sender.deliver(&left)?;
+            tracing::info!(records = left.len(), "dropping the undelivered outbox of the previous run; its batches are redone");
             outbox.delivered(left.iter().map(|(s, _)| *s));
         }
         outbox.flush_deletes(&store)?;
@@ -409,7 +413,11 @@ impl Worker {
                 // Our records and marker follow our last one directly,
                 // unless another instance wrote in between.
                 if self.cl_last[pi].is_some_and(|l| offset != l + cl_records[pi] + 1) {
+                    // This batch may be a losing fork: never continue from
+                    // it; the next restore of `p` rebuilds.
                     fenced.push(p);
+                    pos.delete(Cf::Meta, clpos_key(p));
+                    continue;
                 }
                 self.cl_last[pi] = Some(offset);
                 pos.put(Cf::Meta, clpos_key(p), idgraph_core::record::encode(&ClPos { batch: self.batch, offset }));
