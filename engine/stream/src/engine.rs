@@ -1,6 +1,6 @@
 //! Wiring: topics, HTTP, the core worker (this thread) and ingest (its own
 //! thread); graceful shutdown when `stop` is set (each loop finishes its
-//! batch, the outbox is drained, the state flushed).
+//! batch, its records are delivered, the state flushed).
 
 use crate::avro::AvroDecoder;
 use crate::config::EngineConfig;

@@ -1,9 +1,10 @@
 //! # idgraph-stream — the Kafka streaming engine (`idgraph run`)
 //!
 //! Ingest reads the input topics and sends a `Route` per event over
-//! `idgraph.cmd`; the core runs the partitions of ADR 0002 on the records of
-//! `idgraph.cmd`, commits state, progress and an outbox in one RocksDB write
-//! per batch, then drains the outbox with an idempotent producer (ADR 0003).
+//! `idgraph.cmd`; the core runs the partitions of ADR 0002 on the
+//! `idgraph.cmd` partitions it owns, commits state and progress in one RocksDB write
+//! per batch, then produces the batch's records and, last, its changelog
+//! markers with an idempotent producer (ADR 0003, ADR 0004).
 //!
 //! # Layout
 //! - [`config`]: what the engine needs to run (built by the binary).
@@ -14,8 +15,8 @@
 //! - [`client`]: the one factory of rdkafka clients.
 //! - [`topics`]: topic names, creation and the partition-count check.
 //! - [`envelope`]: the framing of records on `idgraph.cmd`.
-//! - [`outbox`]: records to produce, persisted with the state, and the
-//!   producer that drains them.
+//! - [`outbox`]: the records a batch produces and the producer that
+//!   delivers them.
 //! - [`resume`]: exact resume on brokers that skip the rest of a record
 //!   batch when fetching from inside it.
 //! - [`window`]: the poll batch (first-record wait, then linger).

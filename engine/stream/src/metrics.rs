@@ -212,7 +212,13 @@ impl Metrics {
             "counter",
             "Core partitions assigned, revoked or lost by rebalances.",
         );
-        c(&mut o, "idgraph_outbox_pending_records", "Outbox records committed but not yet acknowledged.", &self.outbox_pending, "gauge");
+        c(
+            &mut o,
+            "idgraph_outbox_pending_records",
+            "Records of the current batch produced but not yet acknowledged.",
+            &self.outbox_pending,
+            "gauge",
+        );
         let _ = writeln!(
             o,
             "# HELP idgraph_ready Whether every owned partition is restored and running.\n# TYPE idgraph_ready gauge\nidgraph_ready {}",

@@ -1,9 +1,11 @@
-//! The outbox: every record a batch produces is written to RocksDB in the
-//! batch's own `WriteBatch`, then produced by an idempotent producer; the
-//! drained entries are deleted in the next write. A restart drops what is
-//! left (ADR 0004): those batches are redone by whoever restores their
-//! partitions, and producing them late could put older profile versions
-//! after newer ones another instance published meanwhile.
+//! The records a batch produces ([`OutRecord`]: commands, outputs,
+//! changelog) and the idempotent producer that delivers them ([`Sender`]).
+//!
+//! They are not persisted (ADR 0004, replacing ADR 0003's persisted
+//! outbox): a batch's records are a deterministic function of the restored
+//! state and the `idgraph.cmd` records, its changelog markers are produced
+//! only after everything else is acknowledged, and a batch whose markers
+//! did not land is redone by whoever restores its partitions.
 
 use crate::client;
 use crate::error::StreamError;
@@ -67,72 +69,22 @@ impl OutRecord {
 
 const PREFIX: &str = "outbox/";
 
-fn entry_key(seq: u64) -> Vec<u8> {
-    let mut k = meta_key(PREFIX);
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
-}
-
-/// The persisted outbox: sequence numbers, pending deletions.
-#[derive(Debug)]
-pub struct Outbox {
-    next: u64,
-    to_delete: Vec<u64>,
-}
-
-impl Outbox {
-    /// Reads what a previous run left (to be drained before anything else).
-    pub fn open(store: &dyn Store) -> Result<(Self, Vec<(u64, OutRecord)>), StreamError> {
-        let mut left = Vec::new();
-        let mut bad = None;
-        store.scan(Cf::Meta, &meta_key(PREFIX), &mut |k, v| {
-            let seq = k[k.len() - 8..].try_into().map(u64::from_be_bytes).unwrap_or(0);
-            match idgraph_core::record::decode::<OutRecord>(v) {
-                Ok(r) => left.push((seq, r)),
-                Err(e) => bad = Some(e.to_string()),
-            }
-            true
-        })?;
-        if let Some(reason) = bad {
-            return Err(idgraph_state::StateError::Corrupt { what: "outbox", reason }.into());
-        }
-        let next = left.last().map_or(0, |(s, _)| s + 1);
-        // Changelog leftovers are deleted with the next write; the rest
-        // only once the caller has delivered them (`delivered`).
-        let (changelog, left): (Vec<_>, Vec<_>) = left.into_iter().partition(|(_, r)| r.dest == Dest::Changelog);
-        Ok((Self { next, to_delete: changelog.into_iter().map(|(s, _)| s).collect() }, left))
-    }
-
-    /// Adds the records to `batch` and returns them numbered.
-    pub fn stage(&mut self, batch: &mut Batch, recs: Vec<OutRecord>) -> Vec<(u64, OutRecord)> {
-        for s in self.to_delete.drain(..) {
-            batch.delete(Cf::Meta, entry_key(s));
-        }
-        recs.into_iter()
-            .map(|r| {
-                let s = self.next;
-                self.next += 1;
-                batch.put(Cf::Meta, entry_key(s), idgraph_core::record::encode(&r));
-                (s, r)
-            })
-            .collect()
-    }
-
-    /// The records were delivered: delete them with the next write.
-    pub fn delivered(&mut self, seqs: impl IntoIterator<Item = u64>) {
-        self.to_delete.extend(seqs);
-    }
-
-    /// Deletes delivered records now (at shutdown).
-    pub fn flush_deletes(&mut self, store: &dyn Store) -> Result<(), StreamError> {
-        if self.to_delete.is_empty() {
-            return Ok(());
-        }
+/// Deletes what an older version of idgraph persisted as its outbox (rows
+/// under `0xFFFF, "outbox/"`); returns how many there were. Undelivered
+/// records are never produced late (ADR 0004): their batches are redone.
+pub fn drop_leftovers(store: &dyn Store) -> Result<usize, StreamError> {
+    let prefix = meta_key(PREFIX);
+    let mut n = 0;
+    store.scan(Cf::Meta, &prefix, &mut |_, _| {
+        n += 1;
+        true
+    })?;
+    if n > 0 {
         let mut b = Batch::default();
-        self.stage(&mut b, Vec::new());
+        b.delete_prefix(Cf::Meta, prefix);
         store.write(b)?;
-        Ok(())
     }
+    Ok(n)
 }
 
 /// Counts failed deliveries (after librdkafka's own retries) and keeps
@@ -294,5 +246,28 @@ impl Sender {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use idgraph_store::MemStore;
+
+    #[test]
+    fn an_older_versions_outbox_is_dropped_and_nothing_else() {
+        let s = MemStore::new();
+        let mut b = Batch::default();
+        for seq in [1u64, 2] {
+            let mut k = meta_key(PREFIX);
+            k.extend_from_slice(&seq.to_be_bytes());
+            b.put(Cf::Meta, k, vec![1]);
+        }
+        b.put(Cf::Meta, meta_key("partitions"), vec![4]);
+        s.write(b).unwrap();
+        assert_eq!(drop_leftovers(&s).unwrap(), 2);
+        assert_eq!(drop_leftovers(&s).unwrap(), 0);
+        assert_eq!(s.get(Cf::Meta, &meta_key("partitions")).unwrap(), Some(vec![4]));
     }
 }

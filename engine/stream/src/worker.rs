@@ -5,10 +5,11 @@
 //! resumed at its own position. Per batch: take up to `max_batch_records`
 //! envelopes, drop what each partition has already applied (input
 //! offsets, sender sequences), run the rest through the partitions, then
-//! commit the dirty records, the stream meta of each partition the batch
-//! advanced and the outbox (commands, profiles, lifecycle, consent, and
-//! the changelog: those records again, then a marker per partition) in one
-//! RocksDB write, and drain the outbox before polling again.
+//! commit the dirty records and the stream meta of each partition the batch
+//! advanced in one RocksDB write, then produce the batch's records
+//! (commands, profiles, lifecycle, consent, the changelog copy of the
+//! state records) and, once those are acknowledged, one changelog marker
+//! per advanced partition, all before polling again.
 
 use crate::changelog;
 use crate::client;
@@ -17,7 +18,7 @@ use crate::envelope::{self, Envelope};
 use crate::error::StreamError;
 use crate::meta::{clpos_key, BatchId, ClPos, PartMeta};
 use crate::metrics::Metrics;
-use crate::outbox::{Dest, OutRecord, Outbox, Sender};
+use crate::outbox::{Dest, OutRecord, Sender};
 use crate::rebalance::{Change, CoreContext};
 use crate::restore::Restorer;
 use crate::resume::{Resume, Verdict};
@@ -65,7 +66,6 @@ pub struct Worker {
     pub(crate) consumer: BaseConsumer<CoreContext>,
     pub(crate) restorer: Restorer,
     pub(crate) sender: Sender,
-    pub(crate) outbox: Outbox,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) reported: Stats,
     pub(crate) cmd_topic: String,
@@ -97,7 +97,7 @@ struct In {
 }
 
 impl Worker {
-    /// Opens the state, drains what a previous run left in the outbox and
+    /// Opens the state, drops what an older version left in its outbox and
     /// joins the core's consumer group on `idgraph.cmd`.
     pub fn open(cfg: EngineConfig, topics: &Topics, metrics: Arc<Metrics>) -> Result<Self, StreamError> {
         let ropts = RocksOptions {
@@ -111,17 +111,10 @@ impl Worker {
         let n = check_partitions(&store, cfg.partitions)?;
         let known = KnownKeys::build(&store, KNOWN_KEYS_MIN_CAPACITY)?;
         let sender = Sender::new(&cfg.brokers, topics.clone())?;
-        // What a previous run left undelivered is never produced again: a
-        // batch whose markers landed had everything else acknowledged first,
-        // and any other batch is redone by whoever restores its partitions
-        // (re-sending it late could put older profile versions after newer
-        // ones another instance published meanwhile; ADR 0004).
-        let (mut outbox, left) = Outbox::open(&store)?;
-        if !left.is_empty() {
-            tracing::info!(records = left.len(), "dropping the undelivered outbox of the previous run; its batches are redone");
-            outbox.delivered(left.iter().map(|(s, _)| *s));
+        let left = crate::outbox::drop_leftovers(&store)?;
+        if left > 0 {
+            tracing::info!(records = left, "dropped the outbox an older version persisted; its batches are redone");
         }
-        outbox.flush_deletes(&store)?;
         let consumer: BaseConsumer<CoreContext> = client::consumer(&cfg.brokers, &format!("{}-core", cfg.group_id))
             // Members learn of a rebalance within 100 ms: a broker that
             // completes a rebalance without waiting for every member (tansu
@@ -146,7 +139,6 @@ impl Worker {
             consumer,
             restorer,
             sender,
-            outbox,
             metrics,
             reported: Stats::default(),
             cmd_topic: topics.cmd.clone(),
@@ -158,8 +150,8 @@ impl Worker {
         })
     }
 
-    /// Runs batches until `stop`, then deletes the drained outbox entries,
-    /// flushes the state and leaves the group.
+    /// Runs batches until `stop`, then flushes the state and leaves the
+    /// group.
     pub fn run(mut self, stop: &AtomicBool) -> Result<(), StreamError> {
         while !stop.load(Ordering::Relaxed) {
             self.resume.tick(&self.consumer);
@@ -170,7 +162,6 @@ impl Worker {
             }
         }
         self.metrics.ready.store(false, Ordering::Relaxed);
-        self.outbox.flush_deletes(&self.store)?;
         self.store.flush()?;
         // Leaving the group hands the partitions over at once.
         self.consumer.unsubscribe();
@@ -391,7 +382,7 @@ impl Worker {
             wb.put(Cf::Meta, part_meta_key(p), idgraph_core::record::encode(m));
             out.push(changelog::marker(p, from, m));
         }
-        let staged = self.outbox.stage(&mut wb, out);
+        let staged: Vec<(u64, OutRecord)> = out.into_iter().map(|r| (0, r)).collect();
         self.metrics.outbox_pending.store(staged.len() as u64, Ordering::Relaxed);
         self.store.write(wb)?;
         crate::fault::point("run.after-commit");
@@ -431,7 +422,6 @@ impl Worker {
         }
         self.metrics.deliver_seconds.observe(td.elapsed().as_secs_f64());
         self.metrics.count_out(staged.iter().map(|(_, r)| r));
-        self.outbox.delivered(staged.iter().map(|(s, _)| *s));
         self.metrics.outbox_pending.store(0, Ordering::Relaxed);
         for part in &mut self.parts {
             part.end_batch((self.cfg.cache_entries / n as usize).max(1024));
