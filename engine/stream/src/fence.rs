@@ -28,7 +28,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// The first wait of a partition standing by.
-pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
 
 impl Worker {
@@ -80,11 +80,7 @@ impl Worker {
             self.consumer.resume(&tpl).map_err(StreamError::kafka("resume restored partitions"))?;
         }
         for p in lost {
-            let backoff = match self.own[p as usize] {
-                Own::Standby { backoff, .. } => (backoff * 2).min(MAX_BACKOFF),
-                _ => FIRST_BACKOFF,
-            };
-            self.stand_by(p, backoff)?;
+            self.stand_by(p)?;
         }
         self.report_ownership();
         Ok(())
@@ -101,10 +97,13 @@ impl Worker {
         self.metrics.cmd_lag.remove(&p.to_string());
     }
 
-    /// Pauses partition `p` and tries it again after `backoff` (plus a
-    /// spread that differs between instances, so two of them do not retry
-    /// in step).
-    pub(crate) fn stand_by(&mut self, p: u16, backoff: Duration) -> Result<(), StreamError> {
+    /// Pauses partition `p` and tries it again after a backoff that doubles
+    /// with each stand-by since it was assigned (1 s to 8 s), plus a spread
+    /// that differs between instances, so two of them do not retry in step.
+    pub(crate) fn stand_by(&mut self, p: u16) -> Result<(), StreamError> {
+        let n = &mut self.stand_bys[p as usize];
+        let backoff = (FIRST_BACKOFF * 2u32.pow((*n).min(3))).min(MAX_BACKOFF);
+        *n += 1;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&self.cmd_topic, p as i32);
         self.consumer.pause(&tpl).map_err(StreamError::kafka("pause a partition standing by"))?;

@@ -79,6 +79,9 @@ pub struct Worker {
     /// process wrote or read (a gap before its next marker means another
     /// instance writes the partition).
     pub(crate) cl_last: Vec<Option<i64>>,
+    /// Per partition: how often it stood by since it was last assigned
+    /// (the stand-by backoff doubles with it).
+    pub(crate) stand_bys: Vec<u32>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -147,6 +150,7 @@ impl Worker {
             batch: BatchId { token, seq: 0 },
             joined: false,
             cl_last: vec![None; n as usize],
+            stand_bys: vec![0; n as usize],
         })
     }
 
@@ -183,6 +187,7 @@ impl Worker {
                     for p in partitions {
                         if (p as usize) < self.own.len() {
                             self.release(p, Own::No);
+                            self.stand_bys[p as usize] = 0;
                         }
                     }
                 }
@@ -418,7 +423,7 @@ impl Worker {
         for p in fenced {
             tracing::warn!(partition = p, "another instance wrote this partition's changelog; standing by");
             self.metrics.fenced.fetch_add(1, Ordering::Relaxed);
-            self.stand_by(p, crate::fence::FIRST_BACKOFF)?;
+            self.stand_by(p)?;
         }
         self.metrics.deliver_seconds.observe(td.elapsed().as_secs_f64());
         self.metrics.count_out(staged.iter().map(|(_, r)| r));
