@@ -396,7 +396,7 @@ impl Worker {
         // acknowledged: a batch whose marker is on the changelog has all of
         // its outputs and commands on their topics, so a new owner that
         // restores past it loses nothing (ADR 0004).
-        let (last, first): (Vec<_>, Vec<_>) = staged.iter().cloned().partition(|(_, r)| changelog::is_marker(r).is_some());
+        let (last, first): (Vec<_>, Vec<_>) = staged.into_iter().partition(|(_, r)| changelog::is_marker(r).is_some());
         self.sender.deliver(&first)?;
         let markers = self.sender.deliver_tracked(&last, |_| true)?;
         // Where each advanced partition's changelog now ends: its local
@@ -426,7 +426,7 @@ impl Worker {
             self.stand_by(p)?;
         }
         self.metrics.deliver_seconds.observe(td.elapsed().as_secs_f64());
-        self.metrics.count_out(staged.iter().map(|(_, r)| r));
+        self.metrics.count_out(first.iter().chain(&last).map(|(_, r)| r));
         self.metrics.outbox_pending.store(0, Ordering::Relaxed);
         for part in &mut self.parts {
             part.end_batch((self.cfg.cache_entries / n as usize).max(1024));
