@@ -65,7 +65,8 @@ impl Worker {
             wb.put(Cf::Meta, part_meta_key(p), idgraph_core::record::encode(&m));
             wb.put(Cf::Meta, clpos_key(p), idgraph_core::record::encode(&ClPos { batch: claim, offset: r.end }));
             self.cl_last[pi] = Some(r.end);
-            self.parts[pi] = Partition::new(p, self.cfg.partitions, self.cfg.core.clone());
+            let old = std::mem::replace(&mut self.parts[pi], Partition::new(p, self.cfg.partitions, self.cfg.core.clone()));
+            self.retired.merge(&old.stats);
             let off = if m.cmd_offset > 0 { Offset::Offset(m.cmd_offset) } else { Offset::Beginning };
             self.resume.expect(&self.cmd_topic, p as i32, m.cmd_offset);
             self.consumer
@@ -92,7 +93,8 @@ impl Worker {
         let pi = p as usize;
         self.own[pi] = to;
         self.cl_last[pi] = None;
-        self.parts[pi] = Partition::new(p, self.cfg.partitions, self.cfg.core.clone());
+        let old = std::mem::replace(&mut self.parts[pi], Partition::new(p, self.cfg.partitions, self.cfg.core.clone()));
+        self.retired.merge(&old.stats);
         self.resume.forget(&self.cmd_topic, p as i32);
         self.metrics.cmd_lag.remove(&p.to_string());
     }

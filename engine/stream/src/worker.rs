@@ -68,6 +68,8 @@ pub struct Worker {
     pub(crate) sender: Sender,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) reported: Stats,
+    /// Stats of partitions this process gave up (so totals never shrink).
+    pub(crate) retired: Stats,
     pub(crate) cmd_topic: String,
     pub(crate) lag_updated: Instant,
     pub(crate) resume: Resume,
@@ -144,6 +146,7 @@ impl Worker {
             sender,
             metrics,
             reported: Stats::default(),
+            retired: Stats::default(),
             cmd_topic: topics.cmd.clone(),
             lag_updated: Instant::now(),
             resume: Resume::default(),
@@ -439,7 +442,7 @@ impl Worker {
         let m = &self.metrics;
         m.commands.fetch_add(handled, Ordering::Relaxed);
         m.duplicates_dropped.fetch_add(dups, Ordering::Relaxed);
-        let mut s = Stats::default();
+        let mut s = self.retired.clone();
         for p in &self.parts {
             s.merge(&p.stats);
         }
