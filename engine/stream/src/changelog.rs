@@ -75,14 +75,6 @@ pub fn marker(p: u16, from: i64, meta: &PartMeta) -> OutRecord {
     }
 }
 
-/// Whether an outbox record is a changelog marker (its delivery offset is
-/// kept as the partition's [`crate::meta::ClPos`]).
-pub fn is_marker(r: &OutRecord) -> Option<u16> {
-    let p = u16::try_from(r.partition?).ok()?;
-    (r.dest == Dest::Changelog && r.key.as_deref().is_some_and(|k| k.first() == Some(&tag(Cf::Meta)) && k[1..] == part_meta_key(p)))
-        .then_some(p)
-}
-
 /// A changelog record that does not parse (written by something else).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("changelog record at offset {offset}: {reason}")]
@@ -296,11 +288,5 @@ mod tests {
         assert_eq!(c.push(3, b"\x09k", None, Some(&id)).unwrap_err().reason, "unknown family tag");
         assert_eq!(c.push(3, b"\x00k", None, None).unwrap_err().reason, "no idgraph.batch header");
         assert_eq!(c.push(3, b"\x02k", Some(b"junk"), Some(&id)).unwrap_err().reason, "undecodable marker");
-    }
-
-    #[test]
-    fn markers_are_recognised() {
-        assert_eq!(is_marker(&marker(3, 0, &meta(1, 1, 1))), Some(3));
-        assert_eq!(is_marker(&record(3, BatchId::default(), Cf::Idents, b"k", None)), None);
     }
 }

@@ -39,12 +39,12 @@ impl Worker {
         let restored = self.restorer.restore(&self.store, &mut self.known, ps, rebuild, &self.metrics)?;
         self.batch.seq += 1;
         let claim = self.batch;
-        let claims: Vec<(u64, crate::outbox::OutRecord)> = restored
+        let claims: Vec<crate::outbox::OutRecord> = restored
             .iter()
             .map(|r| {
                 let mut m = r.meta.clone();
                 m.batch = claim;
-                (0, changelog::marker(r.p, m.cmd_offset, &m))
+                changelog::marker(r.p, m.cmd_offset, &m)
             })
             .collect();
         let landed = self.sender.deliver_tracked(&claims, |_| true)?;
@@ -65,8 +65,7 @@ impl Worker {
             wb.put(Cf::Meta, part_meta_key(p), idgraph_core::record::encode(&m));
             wb.put(Cf::Meta, clpos_key(p), idgraph_core::record::encode(&ClPos { batch: claim, offset: r.end }));
             self.cl_last[pi] = Some(r.end);
-            let old = std::mem::replace(&mut self.parts[pi], Partition::new(p, self.cfg.partitions, self.cfg.core.clone()));
-            self.retired.merge(&old.stats);
+            self.renew(p);
             let off = if m.cmd_offset > 0 { Offset::Offset(m.cmd_offset) } else { Offset::Beginning };
             self.resume.expect(&self.cmd_topic, p as i32, m.cmd_offset);
             self.consumer
@@ -93,10 +92,17 @@ impl Worker {
         let pi = p as usize;
         self.own[pi] = to;
         self.cl_last[pi] = None;
-        let old = std::mem::replace(&mut self.parts[pi], Partition::new(p, self.cfg.partitions, self.cfg.core.clone()));
-        self.retired.merge(&old.stats);
+        self.renew(p);
         self.resume.forget(&self.cmd_topic, p as i32);
         self.metrics.cmd_lag.remove(&p.to_string());
+    }
+
+    /// Replaces partition `p`'s in-memory state (caches) with a fresh one,
+    /// keeping its counts in the totals.
+    fn renew(&mut self, p: u16) {
+        let fresh = Partition::new(p, self.cfg.partitions, self.cfg.core.clone());
+        let old = std::mem::replace(&mut self.parts[p as usize], fresh);
+        self.retired.merge(&old.stats);
     }
 
     /// Pauses partition `p` and tries it again after a backoff that doubles
@@ -110,7 +116,7 @@ impl Worker {
         tpl.add_partition(&self.cmd_topic, p as i32);
         self.consumer.pause(&tpl).map_err(StreamError::kafka("pause a partition standing by"))?;
         let spread = Duration::from_millis((self.batch.token ^ u64::from(p).wrapping_mul(0x9E37_79B9_7F4A_7C15)) % 500);
-        self.release(p, Own::Standby { retry_at: Instant::now() + backoff + spread, backoff });
+        self.release(p, Own::Standby { retry_at: Instant::now() + backoff + spread });
         self.report_ownership();
         Ok(())
     }

@@ -193,7 +193,7 @@ impl Ingest {
         if n == 0 {
             return Ok(());
         }
-        let mut out: Vec<(u64, OutRecord)> = Vec::with_capacity(slices.len() * 2 + rejects.len());
+        let mut out: Vec<OutRecord> = Vec::with_capacity(slices.len() * 2 + rejects.len());
         let mut commit = TopicPartitionList::new();
         let mut keys: Vec<_> = slices.keys().copied().collect();
         keys.sort_unstable();
@@ -205,13 +205,13 @@ impl Ingest {
             for (dest, (oldest, items)) in dests {
                 let oldest_ms = if oldest == i64::MAX { 0 } else { oldest };
                 let env = Envelope::Input { topic: topic.clone(), partition: key.1, oldest_ms, items };
-                out.push((0, OutRecord::cmd(dest, &env)));
+                out.push(OutRecord::cmd(dest, &env));
             }
             commit.add_partition_offset(topic, key.1, Offset::Offset(slice.next_offset)).map_err(StreamError::kafka("offset list"))?;
         }
-        out.extend(rejects.into_iter().map(|r| (0, r)));
+        out.extend(rejects);
         self.sender.deliver(&out)?;
-        self.metrics.count_out(out.iter().map(|(_, r)| r));
+        self.metrics.count_out(&out);
         if let Err(e) = self.consumer.commit(&commit, CommitMode::Sync) {
             // A rebalance took the partitions: their new owner re-reads the
             // batch and the core drops what it already applied.

@@ -17,13 +17,12 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
-use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
-/// Where an outbox record goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Where a produced record goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dest {
     Cmd,
     Changelog,
@@ -49,7 +48,7 @@ impl Dest {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OutRecord {
     pub dest: Dest,
     /// Explicit partition; `None` partitions by key.
@@ -124,7 +123,6 @@ impl ProducerContext for DeliveryCheck {
 pub struct Sender {
     producer: BaseProducer<DeliveryCheck>,
     topics: Topics,
-    pub sent: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Sender {
@@ -136,7 +134,7 @@ impl std::fmt::Debug for Sender {
 impl Sender {
     pub fn new(brokers: &str, topics: Topics) -> Result<Self, StreamError> {
         let producer = client::producer(brokers).create_with_context(DeliveryCheck::default()).map_err(StreamError::kafka("producer"))?;
-        Ok(Self { producer, topics, sent: Arc::default() })
+        Ok(Self { producer, topics })
     }
 
     fn topic(&self, d: Dest) -> &str {
@@ -150,13 +148,9 @@ impl Sender {
         }
     }
 
-    /// Enqueues one record, waiting while the local queue is full.
-    pub fn send(&self, r: &OutRecord) -> Result<(), StreamError> {
-        self.send_tracked(r, 0)
-    }
-
-    /// As [`Sender::send`]; `tracked` > 0 keeps the record's offset.
-    fn send_tracked(&self, r: &OutRecord, tracked: usize) -> Result<(), StreamError> {
+    /// Enqueues one record, waiting while the local queue is full;
+    /// `tracked` > 0 keeps the record's offset.
+    fn send(&self, r: &OutRecord, tracked: usize) -> Result<(), StreamError> {
         let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
         for (k, v) in &r.headers {
             headers = headers.insert(Header { key: k, value: Some(v) });
@@ -173,10 +167,7 @@ impl Sender {
         }
         loop {
             match self.producer.send(rec) {
-                Ok(()) => {
-                    self.sent.fetch_add(1, Ordering::Relaxed);
-                    return Ok(());
-                }
+                Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     rec = back;
                     self.producer.poll(Duration::from_millis(5));
@@ -184,11 +175,6 @@ impl Sender {
                 Err((e, _)) => return Err(StreamError::Kafka { what: format!("produce to {}", self.topic(r.dest)), source: e }),
             }
         }
-    }
-
-    /// Serves delivery reports without blocking.
-    pub fn poll(&self) {
-        self.producer.poll(Duration::ZERO);
     }
 
     /// Waits until every enqueued record is acknowledged; fails if any was
@@ -215,23 +201,20 @@ impl Sender {
     }
 
     /// Sends and waits for all of `recs`, retrying a failed attempt.
-    pub fn deliver(&self, recs: &[(u64, OutRecord)]) -> Result<(), StreamError> {
+    pub fn deliver(&self, recs: &[OutRecord]) -> Result<(), StreamError> {
         self.deliver_tracked(recs, |_| false).map(drop)
     }
 
     /// As [`Sender::deliver`]; returns (index, offset) of the records
     /// `track` selects.
-    pub fn deliver_tracked(&self, recs: &[(u64, OutRecord)], track: impl Fn(&OutRecord) -> bool) -> Result<Vec<(usize, i64)>, StreamError> {
+    pub fn deliver_tracked(&self, recs: &[OutRecord], track: impl Fn(&OutRecord) -> bool) -> Result<Vec<(usize, i64)>, StreamError> {
         let mut attempt = 0;
         loop {
             if let Ok(mut o) = self.producer.context().offsets.lock() {
                 o.clear();
             }
-            let r = recs
-                .iter()
-                .enumerate()
-                .try_for_each(|(i, (_, r))| self.send_tracked(r, if track(r) { i + 1 } else { 0 }))
-                .and_then(|()| self.flush());
+            let r =
+                recs.iter().enumerate().try_for_each(|(i, r)| self.send(r, if track(r) { i + 1 } else { 0 })).and_then(|()| self.flush());
             match r {
                 Ok(()) => {
                     let mut o = self.producer.context().offsets.lock().map(|mut o| std::mem::take(&mut *o)).unwrap_or_default();

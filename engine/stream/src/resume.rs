@@ -79,10 +79,10 @@ impl Resume {
     /// `Skip` drops it (a repeat, or a record past a gap the partition is
     /// being sought back over).
     pub fn check<C: ConsumerContext>(&mut self, c: &BaseConsumer<C>, topic: &str, partition: i32, offset: i64) -> Verdict {
-        let probed = self.probes.iter().any(|p| p.partition == partition && p.topic == topic);
         if self.gaps_ok {
             return self.check_probe(c, topic, partition, offset);
         }
+        let probed = self.probes.iter().any(|p| p.partition == partition && p.topic == topic);
         let v = self.check_probe(c, topic, partition, offset);
         if v == Verdict::Skip {
             return v;

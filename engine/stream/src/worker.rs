@@ -52,7 +52,6 @@ pub(crate) enum Own {
     /// again at `retry_at` (ADR 0004, fencing).
     Standby {
         retry_at: Instant,
-        backoff: Duration,
     },
 }
 
@@ -378,6 +377,8 @@ impl Worker {
         drop(loader);
         let mut wb = Batch::default();
         let mut cl_records = vec![0i64; self.parts.len()];
+        // Produced last, once `out` is acknowledged (below).
+        let mut markers: Vec<(u16, OutRecord)> = Vec::new();
         for (pi, part) in self.parts.iter_mut().enumerate() {
             let first = wb.ops.len();
             idgraph_state::write_dirty(&mut wb, part, &mut self.known);
@@ -388,10 +389,10 @@ impl Worker {
             let m = &mut self.meta[pi];
             m.batch = self.batch;
             wb.put(Cf::Meta, part_meta_key(p), idgraph_core::record::encode(m));
-            out.push(changelog::marker(p, from, m));
+            markers.push((p, changelog::marker(p, from, m)));
         }
-        let staged: Vec<(u64, OutRecord)> = out.into_iter().map(|r| (0, r)).collect();
-        self.metrics.outbox_pending.store(staged.len() as u64, Ordering::Relaxed);
+        let (markers_at, marker_recs): (Vec<u16>, Vec<OutRecord>) = markers.into_iter().unzip();
+        self.metrics.outbox_pending.store((out.len() + marker_recs.len()) as u64, Ordering::Relaxed);
         self.store.write(wb)?;
         crate::fault::point("run.after-commit");
         let td = Instant::now();
@@ -399,28 +400,26 @@ impl Worker {
         // acknowledged: a batch whose marker is on the changelog has all of
         // its outputs and commands on their topics, so a new owner that
         // restores past it loses nothing (ADR 0004).
-        let (last, first): (Vec<_>, Vec<_>) = staged.into_iter().partition(|(_, r)| changelog::is_marker(r).is_some());
-        self.sender.deliver(&first)?;
-        let markers = self.sender.deliver_tracked(&last, |_| true)?;
+        self.sender.deliver(&out)?;
+        let landed = self.sender.deliver_tracked(&marker_recs, |_| true)?;
         // Where each advanced partition's changelog now ends: its local
         // state can continue from there after a restart.
         let mut pos = Batch::default();
         let mut fenced = Vec::new();
-        for (i, offset) in markers {
-            if let Some(p) = changelog::is_marker(&last[i].1) {
-                let pi = p as usize;
-                // Our records and marker follow our last one directly,
-                // unless another instance wrote in between.
-                if self.cl_last[pi].is_some_and(|l| offset != l + cl_records[pi] + 1) {
-                    // This batch may be a losing fork: never continue from
-                    // it; the next restore of `p` rebuilds.
-                    fenced.push(p);
-                    pos.delete(Cf::Meta, clpos_key(p));
-                    continue;
-                }
-                self.cl_last[pi] = Some(offset);
-                pos.put(Cf::Meta, clpos_key(p), idgraph_core::record::encode(&ClPos { batch: self.batch, offset }));
+        for (i, offset) in landed {
+            let p = markers_at[i];
+            let pi = p as usize;
+            // Our records and marker follow our last one directly, unless
+            // another instance wrote in between.
+            if self.cl_last[pi].is_some_and(|l| offset != l + cl_records[pi] + 1) {
+                // This batch may be a losing fork: never continue from it;
+                // the next restore of `p` rebuilds.
+                fenced.push(p);
+                pos.delete(Cf::Meta, clpos_key(p));
+                continue;
             }
+            self.cl_last[pi] = Some(offset);
+            pos.put(Cf::Meta, clpos_key(p), idgraph_core::record::encode(&ClPos { batch: self.batch, offset }));
         }
         self.store.write(pos)?;
         for p in fenced {
@@ -429,7 +428,7 @@ impl Worker {
             self.stand_by(p)?;
         }
         self.metrics.deliver_seconds.observe(td.elapsed().as_secs_f64());
-        self.metrics.count_out(first.iter().chain(&last).map(|(_, r)| r));
+        self.metrics.count_out(out.iter().chain(&marker_recs));
         self.metrics.outbox_pending.store(0, Ordering::Relaxed);
         for part in &mut self.parts {
             part.end_batch((self.cfg.cache_entries / n as usize).max(1024));
