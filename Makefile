@@ -20,7 +20,8 @@ help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
 deps: ## Install what the build needs (libclang for RocksDB bindings)
-	@if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1; then \
+	@# libclang itself, not libclang-cpp (which some images ship alone)
+	@if ! ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_64-linux-gnu/libclang-[0-9]*.so* >/dev/null 2>&1; then \
 		echo "installing libclang-dev (bindgen for RocksDB)"; \
 		(apt-get update -qq && apt-get install -y -qq libclang-dev) >/dev/null; \
 	fi
