@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use idgraph_e2e::kafka::{assert_versions_consistent, engine_config, log_tail, wait_for_event_total, Engine, Tansu};
-use idgraph_e2e::{assert_same_shape, generate, idgraph, ok, replay_and_profiles};
+use idgraph_e2e::{assert_no_rule_fired, assert_same_shape, generate, idgraph, ok, replay_and_profiles};
 use idgraph_loadtest::gen::GenConfig;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -90,6 +90,7 @@ fn one_then_three_then_two_instances_end_with_the_single_instance_profiles() {
     assert!(b.stop(), "instance b stops cleanly");
 
     let expected = replay_and_profiles("segment", &dir.join("rs"), &dir.join("ro"), &[&events]);
+    assert_no_rule_fired(&dir.join("ro"));
     assert_same_shape(&broker.profiles(), &expected, "profiles topic against a single uncrashed run");
     let (versions, repeats) = assert_versions_consistent(&broker);
 
@@ -145,6 +146,7 @@ fn a_second_writer_on_the_changelog_makes_the_owner_stand_by_and_come_back() {
     assert_eq!(metric(&e, "idgraph_core_partitions_owned"), 4.0, "every partition came back");
     assert!(e.stop());
     let expected = replay_and_profiles("segment", &dir.join("rs"), &dir.join("ro"), &[&events]);
+    assert_no_rule_fired(&dir.join("ro"));
     assert_same_shape(&broker.profiles(), &expected, "profiles after standing by");
     assert_versions_consistent(&broker);
 }

@@ -60,6 +60,15 @@ pub fn replay_env_and_profiles(format: &str, state: &Path, out: &Path, files: &[
     profiles(state)
 }
 
+/// Asserts that the replay that wrote `out` fired no rule: only then is
+/// its result independent of the order events arrive in, so that a Kafka
+/// run (another order) must equal it exactly.
+pub fn assert_no_rule_fired(out: &Path) {
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["conflicts"], 0, "this data must not make a rule fire");
+    assert_eq!(summary["identifiers_shared"], 0, "this data must not make an identifier shared");
+}
+
 pub fn profiles(state: &Path) -> Vec<serde_json::Value> {
     let s = ok(&idgraph(&["profiles", "--state", state.to_str().unwrap()]));
     s.lines().map(|l| serde_json::from_str(l).expect("profile JSON")).collect()

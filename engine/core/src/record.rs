@@ -126,6 +126,29 @@ impl LiveProfile {
         c
     }
 
+    /// Per-type counts of the union of this profile and `other` (members
+    /// plus pending reservations of both), each identifier counted once.
+    /// An identifier this profile is still attaching can be one `other`
+    /// already owns (that is why they merge): the attach outcome and the
+    /// younger profile's hand-over travel from different partitions, so
+    /// the hand-over may arrive first. Counting it twice refused merges
+    /// that break no rule.
+    pub fn union_counts(&self, other: &LiveProfile) -> TypeCounts {
+        let mut c = self.counts();
+        let theirs = other.idents.iter().map(|e| &e.key).chain(&other.pending);
+        if self.idents.len() + self.pending.len() > 32 {
+            let mine: rustc_hash::FxHashSet<&IdentKey> = self.idents.iter().map(|e| &e.key).chain(&self.pending).collect();
+            for k in theirs.filter(|k| !mine.contains(k)) {
+                c.add(k.ty(), 1);
+            }
+        } else {
+            for k in theirs.filter(|k| !self.contains(k) && !self.pending.contains(k)) {
+                c.add(k.ty(), 1);
+            }
+        }
+        c
+    }
+
     /// Adds the edge `a`–`b` if both are members and it is new. Returns
     /// whether an edge was added.
     pub fn add_edge(&mut self, a: &IdentKey, b: &IdentKey, ev: &Evidence) -> bool {
@@ -159,6 +182,12 @@ impl LiveProfile {
     pub fn absorb(&mut self, y: ProfileId, other: LiveProfile) {
         let offset = self.idents.len() as u32;
         self.idents.extend(other.idents);
+        // What this profile was attaching and the other owned is a member
+        // now (its attach outcome, when it comes, finds nothing pending).
+        if !self.pending.is_empty() {
+            let idents = &self.idents;
+            self.pending.retain(|k| !idents.iter().any(|e| &e.key == k));
+        }
         self.edges.extend(other.edges.into_iter().map(|e| Edge { a: e.a + offset, b: e.b + offset, evidence: e.evidence }));
         for f in other.fragments {
             match self.fragments.iter_mut().find(|g| g.anchor == f.anchor) {

@@ -33,9 +33,7 @@ impl Partition {
         let Command::Handover { to, .. } = &cmd else { return };
         let o = *to;
         let Some((mut lp, Command::Handover { from: y, state, link, .. })) = self.admit(o, cmd, false, loader, fx) else { return };
-        let mut union = lp.counts();
-        union.merge(&state.counts());
-        if let Some(v) = union.violation(&self.cfg) {
+        if let Some(v) = lp.union_counts(&state).violation(&self.cfg) {
             self.stats.conflicts += 1;
             let mut le = lifecycle("conflict", o, link.ts);
             le.related = vec![y.to_string()];
