@@ -4,14 +4,20 @@
 //! order, as replay's depends on its batch size: there the test holds the
 //! engine to the accuracy bar instead); malformed records land in
 //! `idgraph.rejects` with reason and source position; health, readiness
-//! and metrics answer.
+//! and metrics answer. Avro outputs (local schema IDs, or a registry):
+//! every record decodes from the wire format with the schema of its ID and
+//! validates against it, and the profiles are those of the JSON path.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
-use idgraph_e2e::kafka::{engine_config, Engine, Tansu};
-use idgraph_e2e::{avro_schema, generate, idgraph, ok, replay_and_profiles, shape, validate_record};
+use apache_avro::types::Value as Avro;
+use apache_avro::Schema;
+use idgraph_e2e::kafka::{engine_config, free_port, Engine, Tansu};
+use idgraph_e2e::registry::Registry;
+use idgraph_e2e::{avro_schema, generate, idgraph, ok, replay_and_profiles, shape, stderr, validate_record};
 use idgraph_loadtest::gen::GenConfig;
 use idgraph_loadtest::score::{score, Truth};
+use idgraph_stream::avro::{avro_form, check_json, json_form, split_wire};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -107,12 +113,148 @@ fn profiles_topic_equals_replay_and_bad_records_are_rejected() {
         assert!(reasons.contains_key(want), "no reject with reason {want}: {reasons:?}");
     }
     assert_eq!(rejects.len(), 5, "each bad record rejected once");
+    // Every JSON record on the output topics validates against its schema.
+    for (topic, file, min) in
+        [("idgraph.profiles", "profile.avsc", 100), ("idgraph.lifecycle", "lifecycle.avsc", 100), ("idgraph.consent", "consent.avsc", 1)]
+    {
+        let schema = avro_schema(file);
+        let mut n = 0;
+        for r in broker.consume(topic, false) {
+            let Some(v) = r["value"].as_str() else { continue }; // a tombstone
+            let v: serde_json::Value = serde_json::from_str(v).unwrap();
+            validate_record(&v, &schema).unwrap_or_else(|e| panic!("{topic}: {e}\n{v}"));
+            n += 1;
+        }
+        assert!(n >= min, "{topic}: only {n} records");
+    }
+}
+
+/// What the four output topics hold when their values are Avro.
+struct AvroOutputs {
+    /// The compacted profiles, decoded to JSON.
+    profiles: Vec<serde_json::Value>,
+    tombstones: usize,
+    lifecycle: Vec<serde_json::Value>,
+    /// (reason header, value) of each reject.
+    rejects: Vec<(String, Vec<u8>)>,
+}
+
+/// Reads every record of the four output topics: each is in the wire
+/// format with the ID `ids` gives its topic, decodes with `schema(ID)`,
+/// and its JSON form validates against it strictly (rejects: a `bytes`
+/// datum); only profiles have tombstones.
+fn read_avro_outputs(broker: &Tansu, ids: [(&str, u32); 4], schema: &dyn Fn(u32) -> Schema) -> AvroOutputs {
+    let mut out = AvroOutputs { profiles: vec![], tombstones: 0, lifecycle: vec![], rejects: vec![] };
+    for (role, id) in ids {
+        let topic = format!("idgraph.{role}");
+        for rec in broker.avro_records(&topic, false, schema) {
+            let Some((r, s)) = rec else {
+                assert_eq!(role, "profiles", "a null value on {topic}");
+                out.tombstones += 1;
+                continue;
+            };
+            assert_eq!(r.schema_id, id, "{topic}: the schema ID of its values");
+            if role == "rejects" {
+                let Avro::Bytes(b) = r.value else { panic!("{topic}: not a bytes datum") };
+                out.rejects.push((r.headers["idgraph.reason"].as_str().unwrap().to_string(), b));
+                continue;
+            }
+            let json = json_form(r.value, &s).unwrap();
+            check_json(&avro_form(&json, &s), &s).unwrap_or_else(|e| panic!("{topic}: {e}\n{json}"));
+            if role == "lifecycle" {
+                out.lifecycle.push(json);
+            }
+        }
+    }
+    for rec in broker.avro_records("idgraph.profiles", true, schema) {
+        let (r, s) = rec.expect("the compacted view has no tombstones");
+        out.profiles.push(json_form(r.value, &s).unwrap());
+    }
+    out
+}
+
+/// Avro outputs with a schema registry: at start-up the engine registers
+/// the four output schemas (those of `schemas/`) under `<topic>-value`;
+/// every output record carries the ID the registry gave, decodes with the
+/// registered schema and validates against it; the decoded profiles are
+/// exactly the engine's state and the same as replay's; tombstones stay
+/// null; rejects hold the original bytes.
+#[test]
+fn avro_outputs_with_a_registry_decode_validate_and_equal_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 5_000;
+    let (events, _) = data(dir.path(), 600, n, 11, false);
+    let registry = Registry::start();
+    let broker = Tansu::start();
+    broker.create_topic("touchpoints", 4);
+    broker.produce("touchpoints", &events, 0);
+    let state = dir.path().join("state");
+    let outputs = format!("[outputs]\nformat = \"avro\"\nschema-registry = \"{}\"\n", registry.url);
+    let cfg = engine_config(dir.path(), "e", &broker.brokers(), &state, &outputs);
+    let engine = Engine::start(&cfg, &dir.path().join("engine.log"));
+    engine.wait_quiescent(n, Duration::from_secs(120));
+    let bad = bad_records(dir.path());
+    broker.produce("touchpoints", &bad, 0);
+    engine.wait_quiescent(n + 4, Duration::from_secs(60));
+    assert!(engine.stop(), "engine did not exit cleanly on SIGTERM");
+
+    let registered = registry.registered();
+    let subjects: Vec<&str> = registered.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(subjects, ["idgraph.profiles-value", "idgraph.lifecycle-value", "idgraph.consent-value", "idgraph.rejects-value"]);
+    assert!(registered.iter().all(|r| r.2 == "application/vnd.schemaregistry.v1+json"), "{registered:?}");
+    let mut ids = [("profiles", 0), ("lifecycle", 0), ("consent", 0), ("rejects", 0)];
+    for ((role, id), (file, reg)) in
+        ids.iter_mut().zip(["profile.avsc", "lifecycle.avsc", "consent.avsc", "rejects.avsc"].iter().zip(&registered))
+    {
+        *id = reg.1;
+        assert!(registry.schema(*id).unwrap() == avro_schema(file), "{role}: the registered schema is schemas/{file}");
+    }
+    let out = read_avro_outputs(&broker, ids, &|id| registry.schema(id).unwrap_or_else(|| panic!("schema ID {id} not registered")));
+
+    let mut from_state = idgraph_e2e::profiles(&state);
+    let mut got = out.profiles;
+    let by_id = |a: &serde_json::Value, b: &serde_json::Value| a["profile_id"].as_str().cmp(&b["profile_id"].as_str());
+    from_state.sort_by(by_id);
+    got.sort_by(by_id);
+    assert!(got.len() > 100, "{} profiles", got.len());
+    assert!(got == from_state, "the decoded profiles are not those of the engine's state (`idgraph profiles`)");
+    let expected = replay_and_profiles("segment", &dir.path().join("rs"), &dir.path().join("ro"), &[&events]);
+    assert_same(&shape(&got), &shape(&expected));
+    let merged = out.lifecycle.iter().filter(|l| l["type"] == "merged").count();
+    assert!(merged > 0 && out.tombstones > 0, "{merged} merges, {} tombstones", out.tombstones);
+
+    let lines: Vec<Vec<u8>> = std::fs::read(&bad).unwrap().split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect();
+    let mut reasons: Vec<&str> = out.rejects.iter().map(|(r, _)| r.as_str()).collect();
+    reasons.sort_unstable();
+    assert_eq!(reasons, ["invalid_json", "missing_field", "not_an_object", "too_large"]);
+    for (reason, value) in &out.rejects {
+        assert!(lines.contains(value), "{reason}: the reject's value is not the original record");
+    }
+}
+
+#[test]
+fn a_registry_that_cannot_be_reached_stops_start_up_naming_it_and_the_subject() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let cfg = engine_config(
+        dir.path(),
+        "e",
+        "127.0.0.1:1",
+        &dir.path().join("state"),
+        &format!("[outputs]\nformat = \"avro\"\nschema-registry = \"{url}\"\n"),
+    );
+    let o = idgraph(&["run", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains(&url) && err.contains("idgraph.profiles-value"), "{err}");
 }
 
 /// Avro input in the Confluent wire format, schemas from a local `.avsc`
-/// by ID: the same profiles as replay of the JSON it was encoded from; a
-/// record that is not Avro and one with an unknown schema ID are rejected
-/// with their reason.
+/// by ID, and Avro outputs with local schema IDs: every output record
+/// decodes with the schema of its ID and validates against it; the same
+/// profiles as replay of the JSON the input was encoded from; a record
+/// that is not Avro and one with an unknown schema ID are rejected with
+/// their reason and their original bytes.
 #[test]
 fn avro_input_equals_replay_and_bad_avro_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
@@ -126,7 +268,10 @@ fn avro_input_equals_replay_and_bad_avro_is_rejected() {
     broker.create_topic("pos", 2);
     broker.produce_with("pos", &events, 0, &["--avro-schema", schema, "--schema-id", "3"]);
     let state = dir.path().join("state");
-    let extra = format!("[[inputs]]\ntopic = \"pos\"\nformat = \"avro\"\navro-schemas = {{ \"3\" = \"{schema}\" }}\n");
+    let extra = format!(
+        "[[inputs]]\ntopic = \"pos\"\nformat = \"avro\"\navro-schemas = {{ \"3\" = \"{schema}\" }}\n\
+         [outputs]\nformat = \"avro\"\nschema-ids = {{ profiles = 11, lifecycle = 12, consent = 13, rejects = 14 }}\n"
+    );
     let cfg = engine_config(dir.path(), "e", &broker.brokers(), &state, &extra);
     let engine = Engine::start(&cfg, &dir.path().join("engine.log"));
     engine.wait_quiescent(n, Duration::from_secs(120));
@@ -141,26 +286,18 @@ fn avro_input_equals_replay_and_bad_avro_is_rejected() {
     engine.wait_quiescent(n + 2, Duration::from_secs(60));
     assert!(engine.stop());
 
+    let ids = [("profiles", 11), ("lifecycle", 12), ("consent", 13), ("rejects", 14)];
+    let files = [(11, "profile.avsc"), (12, "lifecycle.avsc"), (13, "consent.avsc"), (14, "rejects.avsc")];
+    let out = read_avro_outputs(&broker, ids, &|id| avro_schema(files.iter().find(|f| f.0 == id).unwrap().1));
     let expected = replay_and_profiles("canonical", &dir.path().join("rs"), &dir.path().join("ro"), &[&events]);
-    assert_same(&shape(&broker.profiles()), &shape(&expected));
-    let reasons: Vec<String> =
-        broker.consume("idgraph.rejects", false).iter().map(|r| r["headers"]["idgraph.reason"].as_str().unwrap().to_string()).collect();
-    assert_eq!(reasons.len(), 2, "{reasons:?}");
-    assert!(reasons.contains(&"not_avro".to_string()) && reasons.contains(&"unknown_schema_id".to_string()), "{reasons:?}");
-    // Every record on the output topics validates against its schema.
-    for (topic, file, min) in
-        [("idgraph.profiles", "profile.avsc", 100), ("idgraph.lifecycle", "lifecycle.avsc", 100), ("idgraph.consent", "consent.avsc", 1)]
-    {
-        let schema = avro_schema(file);
-        let mut n = 0;
-        for r in broker.consume(topic, false) {
-            let Some(v) = r["value"].as_str() else { continue }; // a tombstone
-            let v: serde_json::Value = serde_json::from_str(v).unwrap();
-            validate_record(&v, &schema).unwrap_or_else(|e| panic!("{topic}: {e}\n{v}"));
-            n += 1;
-        }
-        assert!(n >= min, "{topic}: only {n} records");
-    }
+    assert_same(&shape(&out.profiles), &shape(&expected));
+    assert!(out.lifecycle.len() >= 100, "only {} lifecycle records", out.lifecycle.len());
+    let mut rejects = out.rejects;
+    rejects.sort();
+    let reasons: Vec<&str> = rejects.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(reasons, ["not_avro", "unknown_schema_id"]);
+    assert_eq!(rejects[0].1, std::fs::read(&one).unwrap().trim_ascii_end(), "the original JSON line");
+    assert_eq!(split_wire(&rejects[1].1).map(|w| w.0), Some(99), "the original Avro record");
 }
 
 #[test]

@@ -106,8 +106,13 @@ impl Tansu {
 
     /// Every record of `topic` (or the last per key with `compact`).
     pub fn consume(&self, topic: &str, compact: bool) -> Vec<serde_json::Value> {
+        self.consume_with(topic, compact, &[])
+    }
+
+    /// [`Tansu::consume`] with more `idgraph-consume` options (`--hex`).
+    pub fn consume_with(&self, topic: &str, compact: bool, extra: &[&str]) -> Vec<serde_json::Value> {
         let mut c = Command::new(tool("idgraph-consume"));
-        c.args(["--brokers", &self.brokers(), "--topic", topic]);
+        c.args(["--brokers", &self.brokers(), "--topic", topic]).args(extra);
         if compact {
             c.arg("--compact");
         }
@@ -309,4 +314,38 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     let status = body.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     let body = body.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     (status, body)
+}
+
+/// A record read back from an Avro output topic.
+#[derive(Debug)]
+pub struct AvroRecord {
+    /// The record's headers, as `idgraph-consume` prints them.
+    pub headers: serde_json::Value,
+    pub schema_id: u32,
+    /// The decoded datum (strict: nothing left over, matches the schema).
+    pub value: apache_avro::types::Value,
+}
+
+impl Tansu {
+    /// Every value of an Avro output topic (`None`: a tombstone), decoded
+    /// from the Confluent wire format with `schema(ID)`; panics on a value
+    /// that is not in the wire format or does not decode.
+    pub fn avro_records(
+        &self,
+        topic: &str,
+        compact: bool,
+        schema: impl Fn(u32) -> apache_avro::Schema,
+    ) -> Vec<Option<(AvroRecord, apache_avro::Schema)>> {
+        self.consume_with(topic, compact, &["--hex"])
+            .iter()
+            .map(|r| {
+                let bytes = crate::unhex(r["value"].as_str()?);
+                let (id, datum) =
+                    idgraph_stream::avro::split_wire(&bytes).unwrap_or_else(|| panic!("{topic}: a value not in the wire format"));
+                let s = schema(id);
+                let value = idgraph_stream::avro::decode_datum(&s, datum).unwrap_or_else(|e| panic!("{topic}: schema ID {id}: {e}"));
+                Some((AvroRecord { headers: r["headers"].clone(), schema_id: id, value }, s))
+            })
+            .collect()
+    }
 }

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 pub mod kafka;
+pub mod registry;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -139,6 +140,12 @@ pub fn avro_schema(name: &str) -> apache_avro::Schema {
 pub fn validate_record(v: &serde_json::Value, schema: &apache_avro::Schema) -> Result<(), String> {
     idgraph_stream::avro::check_json(&idgraph_stream::avro::avro_form(v, schema), schema)?;
     idgraph_stream::avro::encode(v, schema, 1).map(drop).map_err(|e| format!("does not encode: {e}"))
+}
+
+/// The bytes of a lower-case hex string (`idgraph-consume --hex`).
+pub fn unhex(s: &str) -> Vec<u8> {
+    assert!(s.len().is_multiple_of(2), "odd hex length");
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
 
 /// Where a test keeps its files: the temporary directory, or `KEEP_DIR`

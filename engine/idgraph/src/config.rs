@@ -20,6 +20,7 @@ pub struct Config {
     pub traits: TraitsSection,
     pub replay: ReplaySection,
     pub run: RunSection,
+    pub outputs: OutputsSection,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -150,6 +151,97 @@ impl Default for RunSection {
     }
 }
 
+/// The value format of the output topics of `run` (`replay` writes NDJSON
+/// files whatever it says). ADR 0005.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct OutputsSection {
+    pub format: OutputFormat,
+    /// Avro: a Confluent-compatible registry, `http://host:port`; each
+    /// output schema is registered under `<topic>-value` at start-up and
+    /// the IDs it answers are written.
+    pub schema_registry: Option<String>,
+    /// Avro without a registry: the schema ID written for each output
+    /// topic, `{ profiles = 11, lifecycle = 12, consent = 13, rejects = 14 }`.
+    pub schema_ids: Option<OutputSchemaIds>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputFormat {
+    #[default]
+    Json,
+    /// Confluent wire format with the schemas of `schemas/`.
+    Avro,
+}
+
+/// Local schema IDs of the output topics (all four are required).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct OutputSchemaIds {
+    pub profiles: u32,
+    pub lifecycle: u32,
+    pub consent: u32,
+    pub rejects: u32,
+}
+
+impl OutputsSection {
+    fn validate(&self) -> Result<(), ConfigError> {
+        match self.format {
+            OutputFormat::Json => {
+                for (name, set) in [("schema-registry", self.schema_registry.is_some()), ("schema-ids", self.schema_ids.is_some())] {
+                    if set {
+                        return Err(key_err(format!("outputs.{name}"), "only applies to `format = \"avro\"`"));
+                    }
+                }
+            }
+            OutputFormat::Avro => match (&self.schema_registry, &self.schema_ids) {
+                (None, None) => {
+                    return Err(key_err("outputs.format", "`avro` needs `schema-registry` or `schema-ids` for the schema IDs"));
+                }
+                (Some(_), Some(_)) => {
+                    return Err(key_err(
+                        "outputs.schema-ids",
+                        "give either `schema-registry` (it assigns the IDs) or `schema-ids`, not both",
+                    ));
+                }
+                (Some(url), None) => {
+                    if !url.starts_with("http://") || url.len() <= "http://".len() {
+                        return Err(key_err("outputs.schema-registry", "an http:// URL like http://127.0.0.1:8081"));
+                    }
+                }
+                (None, Some(ids)) => {
+                    let named =
+                        [("profiles", ids.profiles), ("lifecycle", ids.lifecycle), ("consent", ids.consent), ("rejects", ids.rejects)];
+                    for (i, (name, id)) in named.iter().enumerate() {
+                        if let Some((other, _)) = named[..i].iter().find(|(_, o)| o == id) {
+                            return Err(key_err(
+                                format!("outputs.schema-ids.{name}"),
+                                format!("ID {id} is already `outputs.schema-ids.{other}`: each schema needs its own ID"),
+                            ));
+                        }
+                    }
+                }
+            },
+        }
+        Ok(())
+    }
+
+    /// What the engine needs (checked by `validate`).
+    pub fn spec(&self) -> idgraph_stream::out_format::OutputSpec {
+        use idgraph_stream::out_format::{OutputSpec, SchemaIds};
+        match (self.format, &self.schema_registry, &self.schema_ids) {
+            (OutputFormat::Json, ..) => OutputSpec::Json,
+            (OutputFormat::Avro, Some(url), _) => OutputSpec::AvroRegistry(url.clone()),
+            (OutputFormat::Avro, None, Some(i)) => {
+                OutputSpec::AvroIds(SchemaIds { profiles: i.profiles, lifecycle: i.lifecycle, consent: i.consent, rejects: i.rejects })
+            }
+            // `validate` refuses Avro without either.
+            (OutputFormat::Avro, None, None) => OutputSpec::Json,
+        }
+    }
+}
+
 /// A configuration error; `Display` names the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -234,6 +326,7 @@ impl Config {
         if self.run.batch_linger_ms > 10_000 {
             return Err(key_err("run.batch-linger-ms", "must be at most 10000"));
         }
+        self.outputs.validate()?;
         for (i, input) in self.inputs.iter().enumerate() {
             if let Some(j) = self.inputs[..i].iter().position(|o| o.topic == input.topic) {
                 return Err(key_err(format!("inputs[{i}].topic"), format!("`{}` is already inputs[{j}]", input.topic)));
@@ -411,6 +504,46 @@ mod tests {
         assert!(e.contains("inputs[0].identifiers[0].type"), "{e}");
         let e = load("[identity.types.email]\nmax-per-profile = 0\n", &[]).unwrap_err().to_string();
         assert!(e.contains("identity.types.email.max-per-profile"), "{e}");
+    }
+
+    #[test]
+    fn outputs_are_json_by_default_or_avro_with_ids_from_config_or_a_registry() {
+        use idgraph_stream::out_format::{OutputSpec, SchemaIds};
+        assert_eq!(Config::load(None, Vec::new()).unwrap().outputs.spec(), OutputSpec::Json);
+        let c = load("[outputs]\nformat = \"avro\"\nschema-ids = { profiles = 11, lifecycle = 12, consent = 13, rejects = 14 }\n", &[])
+            .unwrap();
+        assert_eq!(c.outputs.spec(), OutputSpec::AvroIds(SchemaIds { profiles: 11, lifecycle: 12, consent: 13, rejects: 14 }));
+        let c = load("[outputs]\nformat = \"avro\"\nschema-registry = \"http://r:8081\"\n", &[]).unwrap();
+        assert_eq!(c.outputs.spec(), OutputSpec::AvroRegistry("http://r:8081".into()));
+        let c = load("", &[("IDGRAPH__OUTPUTS__FORMAT", "avro"), ("IDGRAPH__OUTPUTS__SCHEMA_REGISTRY", "http://r:8081")]).unwrap();
+        assert_eq!(c.outputs.spec(), OutputSpec::AvroRegistry("http://r:8081".into()), "set from the environment");
+    }
+
+    #[test]
+    fn bad_outputs_are_named() {
+        let err = |text: &str| load(text, &[]).unwrap_err().to_string();
+        let e = err("[outputs]\nformat = \"xml\"\n");
+        assert!(e.contains("outputs.format"), "{e}");
+        let e = err("[outputs]\nformat = \"avro\"\n");
+        assert!(e.contains("`outputs.format`") && e.contains("schema-registry") && e.contains("schema-ids"), "{e}");
+        let e = err("[outputs]\nschema-registry = \"http://r:8081\"\n");
+        assert!(e.contains("`outputs.schema-registry`") && e.contains("avro"), "{e}");
+        let e = err("[outputs]\nschema-ids = { profiles = 1, lifecycle = 2, consent = 3, rejects = 4 }\n");
+        assert!(e.contains("`outputs.schema-ids`") && e.contains("avro"), "{e}");
+        let e = err("[outputs]\nformat = \"avro\"\nschema-registry = \"https://r\"\n");
+        assert!(e.contains("`outputs.schema-registry`") && e.contains("http://"), "{e}");
+        let e = err("[outputs]\nformat = \"avro\"\nschema-registry = \"http://r\"\nschema-ids = { profiles = 1, lifecycle = 2, consent = 3, rejects = 4 }\n");
+        assert!(e.contains("`outputs.schema-ids`") && e.contains("not both"), "{e}");
+        let e = err("[outputs]\nformat = \"avro\"\nschema-ids = { profiles = 1, lifecycle = 2, consent = 3 }\n");
+        assert!(e.contains("outputs.schema-ids") && e.contains("rejects"), "a missing topic is named: {e}");
+        let e = err("[outputs]\nformat = \"avro\"\nschema-ids = { profiles = 1, lifecycle = 2, consent = 3, rejects = 4, cmd = 5 }\n");
+        assert!(e.contains("outputs.schema-ids") && e.contains("cmd"), "an unknown topic is named: {e}");
+        let e = err("[outputs]\nformat = \"avro\"\nschema-ids = { profiles = 1, lifecycle = 2, consent = 2, rejects = 4 }\n");
+        assert!(e.contains("`outputs.schema-ids.consent`") && e.contains("lifecycle"), "{e}");
+        let e = err("[outputs]\nformat = \"avro\"\nschema-ids = { profiles = -1, lifecycle = 2, consent = 3, rejects = 4 }\n");
+        assert!(e.contains("outputs.schema-ids.profiles"), "{e}");
+        let e = err("[outputs]\nformt = \"avro\"\n");
+        assert!(e.contains("formt"), "{e}");
     }
 
     #[test]

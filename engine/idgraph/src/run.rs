@@ -74,6 +74,7 @@ pub fn run(cfg: &Config) -> Result<()> {
         max_batch_records: cfg.run.batch_records,
         batch_linger_ms: cfg.run.batch_linger_ms,
         create_topics: embedded.is_none(),
+        outputs: cfg.outputs.spec(),
         core,
     };
     idgraph_stream::run(ecfg, stop, |s| {

@@ -3,25 +3,68 @@
 //! records against the Avro schemas in `schemas/`.
 //!
 //! Writer schemas come from local `.avsc` files declared per ID, or from a
-//! schema registry (`GET <url>/schemas/ids/<id>`, cached). A decoded record
-//! becomes JSON and goes through the input's JSON parser (canonical or
-//! Segment shape, field mapping by config). Trait values of the canonical
-//! twin (`io.idgraph.Touchpoint`) are JSON texts and are parsed back.
+//! schema registry ([`crate::registry`], cached). A decoded record becomes
+//! JSON and goes through the input's JSON parser (canonical or Segment
+//! shape, field mapping by config). Trait values of the touchpoint and
+//! profile records are JSON texts in Avro ([`has_trait_texts`]): encoding
+//! writes them, decoding parses them back.
 
 use crate::error::StreamError;
 use apache_avro::Schema;
 use rustc_hash::FxHashMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// The Confluent wire format's first byte.
 pub const MAGIC: u8 = 0;
-/// The canonical touchpoint's Avro twin.
-const CANONICAL_NAME: &str = "io.idgraph.Touchpoint";
-/// Records whose `traits` map holds JSON texts in Avro (JSON values in JSON).
-const TRAIT_TEXT_RECORDS: [&str; 2] = [CANONICAL_NAME, "io.idgraph.Profile"];
+/// Records whose `traits` map holds JSON texts in Avro (JSON values in
+/// JSON): the canonical touchpoint's twin and the golden profile.
+const TRAIT_TEXT_RECORDS: [&str; 2] = ["io.idgraph.Touchpoint", "io.idgraph.Profile"];
+
+/// Whether `schema`'s `traits` values are JSON texts in Avro: the one
+/// place that decides it, for encoding and decoding alike.
+pub fn has_trait_texts(schema: &Schema) -> bool {
+    matches!(schema, Schema::Record(r) if TRAIT_TEXT_RECORDS.contains(&r.name.fullname(None).as_str()))
+}
+
+/// The schema ID and the Avro datum of a record in the wire format.
+pub fn split_wire(payload: &[u8]) -> Option<(u32, &[u8])> {
+    match payload {
+        [MAGIC, a, b, c, d, rest @ ..] => Some((u32::from_be_bytes([*a, *b, *c, *d]), rest)),
+        _ => None,
+    }
+}
+
+/// Decodes one Avro datum strictly: nothing may be left after it, and the
+/// value must match the schema (a datum cut short can decode to values of
+/// the wrong type).
+pub fn decode_datum(schema: &Schema, mut datum: &[u8]) -> Result<apache_avro::types::Value, String> {
+    let value = apache_avro::from_avro_datum(schema, &mut datum, None).map_err(|e| e.to_string())?;
+    if !datum.is_empty() {
+        return Err(format!("{} bytes left after the record", datum.len()));
+    }
+    if !value.validate(schema) {
+        return Err("the record does not match the schema (truncated?)".into());
+    }
+    Ok(value)
+}
+
+/// A decoded Avro value in its JSON form: trait texts parsed back (see
+/// [`has_trait_texts`]); optional fields stay `null`.
+pub fn json_form(value: apache_avro::types::Value, schema: &Schema) -> Result<serde_json::Value, String> {
+    let mut json = serde_json::Value::try_from(value).map_err(|e| e.to_string())?;
+    if has_trait_texts(schema) {
+        if let Some(serde_json::Value::Object(traits)) = json.get_mut("traits") {
+            for v in traits.values_mut() {
+                if let serde_json::Value::String(s) = v {
+                    if let Ok(parsed) = serde_json::from_str(s) {
+                        *v = parsed;
+                    }
+                }
+            }
+        }
+    }
+    Ok(json)
+}
 
 /// Where an Avro input finds its writer schemas.
 #[derive(Debug, Clone, Default)]
@@ -81,51 +124,23 @@ impl AvroDecoder {
     /// record's offset, so nothing is lost or rejected, and a restart reads
     /// it again.
     pub fn decode(&mut self, payload: &[u8]) -> Result<Result<Vec<u8>, AvroReject>, StreamError> {
-        let (id, mut datum) = match payload {
-            [MAGIC, a, b, c, d, rest @ ..] => (u32::from_be_bytes([*a, *b, *c, *d]), rest),
-            _ => return Ok(Err(AvroReject::NotAvro)),
-        };
+        let Some((id, datum)) = split_wire(payload) else { return Ok(Err(AvroReject::NotAvro)) };
         if !self.schemas.contains_key(&id) {
             let fetched = match &self.registry {
-                Some(url) => fetch_schema(url, id)?,
+                Some(url) => crate::registry::fetch_schema(url, id)?,
                 None => None,
             };
             self.schemas.insert(id, fetched);
         }
         let Some(Some(schema)) = self.schemas.get(&id) else { return Ok(Err(AvroReject::UnknownSchemaId(id))) };
-        let value = match apache_avro::from_avro_datum(schema, &mut datum, None) {
-            Ok(v) => v,
-            Err(e) => return Ok(Err(AvroReject::Decode { id, reason: e.to_string() })),
-        };
-        if !datum.is_empty() {
-            return Ok(Err(AvroReject::Decode { id, reason: format!("{} bytes left after the record", datum.len()) }));
-        }
-        // A datum cut short can decode to values of the wrong type.
-        if !value.validate(schema) {
-            return Ok(Err(AvroReject::Decode { id, reason: "the record does not match the schema (truncated?)".into() }));
-        }
-        let mut json = match serde_json::Value::try_from(value) {
+        let decoded = decode_datum(schema, datum).and_then(|v| json_form(v, schema));
+        let mut json = match decoded {
             Ok(j) => j,
-            Err(e) => return Ok(Err(AvroReject::Decode { id, reason: e.to_string() })),
+            Err(reason) => return Ok(Err(AvroReject::Decode { id, reason })),
         };
         drop_nulls(&mut json);
-        if is_canonical(schema) {
-            if let Some(serde_json::Value::Object(traits)) = json.get_mut("traits") {
-                for v in traits.values_mut() {
-                    if let serde_json::Value::String(s) = v {
-                        if let Ok(parsed) = serde_json::from_str(s) {
-                            *v = parsed;
-                        }
-                    }
-                }
-            }
-        }
         Ok(Ok(serde_json::to_vec(&json).unwrap_or_default()))
     }
-}
-
-fn is_canonical(schema: &Schema) -> bool {
-    matches!(schema, Schema::Record(r) if r.name.fullname(None) == CANONICAL_NAME)
 }
 
 /// Optional Avro fields decode to `null`; in JSON they are absent.
@@ -140,11 +155,14 @@ fn drop_nulls(v: &mut serde_json::Value) {
     }
 }
 
-/// A JSON record in its Avro form: the trait values of the touchpoint and
-/// profile records become JSON texts.
+/// A JSON record in its Avro form: trait values become JSON texts where
+/// [`has_trait_texts`] says so.
 pub fn avro_form(json: &serde_json::Value, schema: &Schema) -> serde_json::Value {
-    let mut json = json.clone();
-    if matches!(schema, Schema::Record(r) if TRAIT_TEXT_RECORDS.contains(&r.name.fullname(None).as_str())) {
+    into_avro_form(json.clone(), schema)
+}
+
+fn into_avro_form(mut json: serde_json::Value, schema: &Schema) -> serde_json::Value {
+    if has_trait_texts(schema) {
         if let Some(serde_json::Value::Object(traits)) = json.get_mut("traits") {
             for v in traits.values_mut() {
                 *v = serde_json::Value::String(v.to_string());
@@ -157,69 +175,22 @@ pub fn avro_form(json: &serde_json::Value, schema: &Schema) -> serde_json::Value
 /// Encodes a JSON record in the wire format with `schema` (registered as
 /// `id`), in its [`avro_form`].
 pub fn encode(json: &serde_json::Value, schema: &Schema, id: u32) -> Result<Vec<u8>, String> {
-    let json = avro_form(json, schema);
-    let value = apache_avro::types::Value::from(json).resolve(schema).map_err(|e| e.to_string())?;
+    encode_owned(json.clone(), schema, id)
+}
+
+/// [`encode`], consuming the record (no copy of it).
+pub fn encode_owned(json: serde_json::Value, schema: &Schema, id: u32) -> Result<Vec<u8>, String> {
+    let value = apache_avro::types::Value::from(into_avro_form(json, schema));
+    encode_value(value, schema, id)
+}
+
+/// An Avro value in the wire format with `schema` (registered as `id`).
+pub fn encode_value(value: apache_avro::types::Value, schema: &Schema, id: u32) -> Result<Vec<u8>, String> {
+    let value = value.resolve(schema).map_err(|e| e.to_string())?;
     let mut out = vec![MAGIC];
     out.extend_from_slice(&id.to_be_bytes());
     out.extend(apache_avro::to_avro_datum(schema, value).map_err(|e| e.to_string())?);
     Ok(out)
-}
-
-/// Fetches a writer schema from a Confluent-compatible registry; `None`
-/// when the registry does not know the ID.
-fn fetch_schema(base: &str, id: u32) -> Result<Option<Schema>, StreamError> {
-    let err = |reason: String| StreamError::Internal(format!("schema registry {base}: {reason}"));
-    let rest = base.strip_prefix("http://").ok_or_else(|| err("only http:// URLs are supported".into()))?;
-    let (host, prefix) = rest.split_once('/').map_or((rest, ""), |(h, p)| (h, p));
-    let path = format!("/{}schemas/ids/{id}", if prefix.is_empty() { String::new() } else { format!("{}/", prefix.trim_end_matches('/')) });
-    let (status, body) = http_get(host, &path).map_err(|e| err(e.to_string()))?;
-    match status {
-        200 => {
-            let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| err(format!("answer for ID {id} is not JSON: {e}")))?;
-            let text = v.get("schema").and_then(|s| s.as_str()).ok_or_else(|| err(format!("answer for ID {id} has no `schema`")))?;
-            Schema::parse_str(text).map(Some).map_err(|e| err(format!("schema ID {id} does not parse: {e}")))
-        }
-        404 => Ok(None),
-        s => Err(err(format!("answered HTTP {s} for schema ID {id}"))),
-    }
-}
-
-/// A minimal HTTP/1.1 GET (the registry answers small JSON documents).
-fn http_get(host: &str, path: &str) -> std::io::Result<(u16, Vec<u8>)> {
-    use std::net::ToSocketAddrs;
-    let target = if host.contains(':') { host.to_string() } else { format!("{host}:80") };
-    let addr = target
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, format!("{target} does not resolve")))?;
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    s.set_write_timeout(Some(Duration::from_secs(10)))?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes())?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed HTTP answer");
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(bad)?;
-    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
-    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(bad)?;
-    let mut body = raw[split + 4..].to_vec();
-    if head.contains("transfer-encoding: chunked") {
-        let mut out = Vec::new();
-        let mut rest = &body[..];
-        loop {
-            let eol = rest.windows(2).position(|w| w == b"\r\n").ok_or_else(bad)?;
-            let size = usize::from_str_radix(String::from_utf8_lossy(&rest[..eol]).trim(), 16).map_err(|_| bad())?;
-            rest = &rest[eol + 2..];
-            if size == 0 {
-                break;
-            }
-            out.extend_from_slice(rest.get(..size).ok_or_else(bad)?);
-            rest = rest.get(size + 2..).ok_or_else(bad)?;
-        }
-        body = out;
-    }
-    Ok((status, body))
 }
 
 /// Checks a JSON record against an Avro schema strictly: every field of a
@@ -330,31 +301,9 @@ mod tests {
 
     #[test]
     fn schemas_come_from_a_registry_over_http() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = std::thread::spawn(move || {
-            // One request for ID 9 (known, chunked answer), one for ID 10 (unknown).
-            for _ in 0..2 {
-                let (mut s, _) = listener.accept().unwrap();
-                let mut req = Vec::new();
-                let mut buf = [0u8; 256];
-                while !req.ends_with(b"\r\n\r\n") {
-                    let n = s.read(&mut buf).unwrap();
-                    assert!(n > 0, "request cut short");
-                    req.extend_from_slice(&buf[..n]);
-                }
-                let req = String::from_utf8_lossy(&req).to_string();
-                if req.starts_with("GET /schemas/ids/9 ") {
-                    let body = serde_json::json!({ "schema": SCHEMA }).to_string();
-                    let answer = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
-                    s.write_all(answer.as_bytes()).unwrap();
-                } else {
-                    s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n").unwrap();
-                }
-            }
-        });
+        let registry = crate::registry::fake::FakeRegistry::start(&[(9, SCHEMA)]);
         let dir = tempfile::tempdir().unwrap();
-        let mut d = decoder(dir.path(), Some(format!("http://{addr}")));
+        let mut d = decoder(dir.path(), Some(registry.url.clone()));
         let schema = Schema::parse_str(SCHEMA).unwrap();
         let rec = wire(9, &schema, serde_json::json!({"event_id": "e-9"}));
         let json: serde_json::Value = serde_json::from_slice(&d.decode(&rec).unwrap().unwrap()).unwrap();
@@ -365,7 +314,34 @@ mod tests {
         );
         // Both answers are cached: no third request.
         assert_eq!(d.decode(&rec).unwrap().unwrap().len(), json.to_string().len());
-        server.join().unwrap();
+        let paths: Vec<String> = registry.seen.lock().unwrap().requests.iter().map(|r| format!("{} {}", r.0, r.1)).collect();
+        assert_eq!(paths, ["GET /schemas/ids/9", "GET /schemas/ids/10"]);
+    }
+
+    #[test]
+    fn trait_texts_are_one_decision_for_encoding_and_decoding() {
+        let profile = Schema::parse_str(
+            r#"{"type":"record","name":"Profile","namespace":"io.idgraph","fields":[
+            {"name":"traits","type":{"type":"map","values":"string"}}]}"#,
+        )
+        .unwrap();
+        let other = Schema::parse_str(
+            r#"{"type":"record","name":"Other","namespace":"io.idgraph","fields":[
+            {"name":"traits","type":{"type":"map","values":"string"}}]}"#,
+        )
+        .unwrap();
+        assert!(has_trait_texts(&profile) && has_trait_texts(&Schema::parse_str(SCHEMA).unwrap()));
+        assert!(!has_trait_texts(&other));
+        let json = serde_json::json!({"traits": {"age": 42, "name": "Ann", "tags": ["a"]}});
+        let rec = encode(&json, &profile, 5).unwrap();
+        let (id, datum) = split_wire(&rec).unwrap();
+        assert_eq!(id, 5);
+        let back = json_form(decode_datum(&profile, datum).unwrap(), &profile).unwrap();
+        assert_eq!(back, json, "a profile's traits round-trip through their JSON texts");
+        // Records the predicate does not name keep their strings as they are.
+        let texts = serde_json::json!({"traits": {"age": "42"}});
+        let rec = encode(&texts, &other, 5).unwrap();
+        assert_eq!(json_form(decode_datum(&other, &rec[5..]).unwrap(), &other).unwrap(), texts);
     }
 
     #[test]

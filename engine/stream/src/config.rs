@@ -34,5 +34,7 @@ pub struct EngineConfig {
     /// Create missing topics at start (not on the embedded broker, where
     /// the caller creates them).
     pub create_topics: bool,
+    /// How the output topics' values are written (JSON or Avro).
+    pub outputs: crate::out_format::OutputSpec,
     pub core: Arc<CoreConfig>,
 }

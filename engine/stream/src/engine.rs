@@ -8,6 +8,7 @@ use crate::error::StreamError;
 use crate::http;
 use crate::ingest::{Ingest, InputParser};
 use crate::metrics::Metrics;
+use crate::out_format::OutFormat;
 use crate::outbox::Sender;
 use crate::topics::{self, Topics};
 use crate::worker::Worker;
@@ -27,6 +28,12 @@ pub struct Started {
 /// Runs the engine until `stop` is set or a part fails.
 pub fn run(cfg: EngineConfig, stop: Arc<AtomicBool>, on_start: impl FnOnce(&Started)) -> Result<(), StreamError> {
     let topics = Topics::new(&cfg.topic_prefix);
+    // Avro outputs: their schemas are registered (once) before anything
+    // else; a registry that refuses stops start-up.
+    let out = Arc::new(OutFormat::new(&cfg.outputs, &topics)?);
+    if let Some(ids) = out.ids() {
+        tracing::info!(?ids, "output values are Avro (Confluent wire format)");
+    }
     if cfg.create_topics {
         topics::create(&cfg.brokers, &topics.specs(cfg.partitions))?;
     }
@@ -36,7 +43,7 @@ pub fn run(cfg: EngineConfig, stop: Arc<AtomicBool>, on_start: impl FnOnce(&Star
     let (addr, http) = http::serve(&cfg.http_listen, metrics.clone(), http_stop.clone())?;
     on_start(&Started { http: addr, topics: topics.clone() });
 
-    let worker = Worker::open(cfg.clone(), &topics, metrics.clone())?;
+    let worker = Worker::open(cfg.clone(), &topics, metrics.clone(), out.clone())?;
     let mut parsers: Vec<InputParser> = Vec::with_capacity(cfg.inputs.len());
     for i in &cfg.inputs {
         parsers.push(InputParser {
@@ -45,7 +52,8 @@ pub fn run(cfg: EngineConfig, stop: Arc<AtomicBool>, on_start: impl FnOnce(&Star
             avro: i.avro.as_ref().map(AvroDecoder::new).transpose()?,
         });
     }
-    let ingest = Ingest::new(&cfg.brokers, &cfg.group_id, Sender::new(&cfg.brokers, topics.clone())?, parsers, cfg.partitions, metrics)?;
+    let sender = Sender::new(&cfg.brokers, topics.clone())?;
+    let ingest = Ingest::new(&cfg.brokers, &cfg.group_id, sender, parsers, cfg.partitions, metrics, out)?;
     let ingest_stop = stop.clone();
     let ingest = std::thread::Builder::new()
         .name("ingest".into())

@@ -23,6 +23,9 @@ pub enum StreamError {
     /// Records the producer could not deliver after its retries (external).
     #[error("delivery failed for {failed} records: {first}")]
     Delivery { failed: u64, first: String },
+    /// A schema registry failed or refused a request (external).
+    #[error("schema registry {registry}: {what}: {reason}")]
+    Registry { registry: String, what: String, reason: String },
     #[error("http listener {addr}: {reason}")]
     Http { addr: String, reason: String },
     #[error("internal: {0}")]

@@ -12,6 +12,7 @@ use crate::client;
 use crate::envelope::Envelope;
 use crate::error::StreamError;
 use crate::metrics::Metrics;
+use crate::out_format::OutFormat;
 use crate::outbox::{Dest, OutRecord, Sender};
 use crate::resume::{Resume, Verdict};
 use crate::window::Window;
@@ -95,6 +96,8 @@ pub struct Ingest {
     parsers: Vec<InputParser>,
     partitions: u16,
     metrics: Arc<Metrics>,
+    /// The value format of `idgraph.rejects`.
+    out: Arc<OutFormat>,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -119,13 +122,14 @@ impl Ingest {
         parsers: Vec<InputParser>,
         partitions: u16,
         metrics: Arc<Metrics>,
+        out: Arc<OutFormat>,
     ) -> Result<Self, StreamError> {
         let consumer: BaseConsumer<IngestContext> = client::consumer(brokers, group)
             .create_with_context(IngestContext::default())
             .map_err(StreamError::kafka("ingest consumer"))?;
         let topics: Vec<&str> = parsers.iter().map(|p| p.topic.as_str()).collect();
         consumer.subscribe(&topics).map_err(StreamError::kafka("subscribe to the input topics"))?;
-        Ok(Self { consumer, resume: Resume::default(), sender, parsers, partitions, metrics })
+        Ok(Self { consumer, resume: Resume::default(), sender, parsers, partitions, metrics, out })
     }
 
     /// Runs until `stop`; the batch in hand is finished first.
@@ -168,7 +172,7 @@ impl Ingest {
                     }
                     Err(reason) => {
                         self.metrics.rejects.add(reason.code(), 1);
-                        rejects.push(reject(topic, partition, offset, reason.code(), &reason.to_string(), payload));
+                        rejects.push(reject(topic, partition, offset, reason.code(), &reason.to_string(), self.out.reject(payload)?));
                         continue;
                     }
                 },
@@ -183,7 +187,7 @@ impl Ingest {
                 }
                 Err(reason) => {
                     self.metrics.rejects.add(reason.code(), 1);
-                    rejects.push(reject(topic, partition, offset, reason.code(), &reason.to_string(), payload));
+                    rejects.push(reject(topic, partition, offset, reason.code(), &reason.to_string(), self.out.reject(payload)?));
                 }
             }
         }
@@ -221,14 +225,15 @@ impl Ingest {
     }
 }
 
-/// A rejected input record: the original bytes, the reason and the source
-/// position in headers.
-pub fn reject(topic: &str, partition: i32, offset: i64, code: &str, message: &str, payload: &[u8]) -> OutRecord {
+/// A rejected input record: its value (the original bytes, in the output
+/// format: [`OutFormat::reject`]), the reason and the source position in
+/// headers.
+pub fn reject(topic: &str, partition: i32, offset: i64, code: &str, message: &str, value: Vec<u8>) -> OutRecord {
     OutRecord {
         dest: Dest::Rejects,
         partition: None,
         key: Some(format!("{topic}/{partition}/{offset}").into_bytes()),
-        value: Some(payload.to_vec()),
+        value: Some(value),
         headers: vec![
             ("idgraph.reason".into(), code.as_bytes().to_vec()),
             ("idgraph.message".into(), message.as_bytes().to_vec()),

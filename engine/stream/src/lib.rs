@@ -8,8 +8,10 @@
 //!
 //! # Layout
 //! - [`config`]: what the engine needs to run (built by the binary).
-//! - [`avro`]: Avro inputs (Confluent wire format, local or registry
-//!   schemas) and the strict JSON-against-schema check.
+//! - [`avro`]: the Avro wire format: decoding inputs (local or registry
+//!   schemas), encoding records, the strict JSON-against-schema check.
+//! - [`registry`]: the schema registry client (look up by ID, register).
+//! - [`out_format`]: output values as JSON or Avro (ADR 0005).
 //! - [`error`]: the crate's error type, classified.
 //! - [`fault`]: fault injection points for crash tests.
 //! - [`client`]: the one factory of rdkafka clients.
@@ -49,8 +51,10 @@ pub mod http;
 pub mod ingest;
 pub mod meta;
 pub mod metrics;
+pub mod out_format;
 pub mod outbox;
 pub mod rebalance;
+pub mod registry;
 pub mod restore;
 pub mod resume;
 pub mod topics;

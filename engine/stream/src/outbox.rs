@@ -138,14 +138,7 @@ impl Sender {
     }
 
     fn topic(&self, d: Dest) -> &str {
-        match d {
-            Dest::Cmd => &self.topics.cmd,
-            Dest::Changelog => &self.topics.changelog,
-            Dest::Profiles => &self.topics.profiles,
-            Dest::Lifecycle => &self.topics.lifecycle,
-            Dest::Consent => &self.topics.consent,
-            Dest::Rejects => &self.topics.rejects,
-        }
+        self.topics.of(d)
     }
 
     /// Enqueues one record, waiting while the local queue is full;

@@ -37,6 +37,19 @@ impl Topics {
         }
     }
 
+    /// The topic of a role.
+    pub fn of(&self, dest: crate::outbox::Dest) -> &str {
+        use crate::outbox::Dest;
+        match dest {
+            Dest::Cmd => &self.cmd,
+            Dest::Changelog => &self.changelog,
+            Dest::Profiles => &self.profiles,
+            Dest::Lifecycle => &self.lifecycle,
+            Dest::Consent => &self.consent,
+            Dest::Rejects => &self.rejects,
+        }
+    }
+
     /// Every topic with its partition count and whether it is compacted.
     pub fn specs(&self, partitions: u16) -> Vec<(&str, i32, bool)> {
         let p = partitions as i32;

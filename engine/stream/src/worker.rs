@@ -18,6 +18,7 @@ use crate::envelope::{self, Envelope};
 use crate::error::StreamError;
 use crate::meta::{clpos_key, BatchId, ClPos, PartMeta};
 use crate::metrics::Metrics;
+use crate::out_format::OutFormat;
 use crate::outbox::{Dest, OutRecord, Sender};
 use crate::rebalance::{Change, CoreContext};
 use crate::restore::Restorer;
@@ -65,6 +66,8 @@ pub struct Worker {
     pub(crate) consumer: BaseConsumer<CoreContext>,
     pub(crate) restorer: Restorer,
     pub(crate) sender: Sender,
+    /// The output topics' value format.
+    pub(crate) out: Arc<OutFormat>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) reported: Stats,
     /// Stats of partitions this process gave up (so totals never shrink).
@@ -103,7 +106,7 @@ struct In {
 impl Worker {
     /// Opens the state, drops what an older version left in its outbox and
     /// joins the core's consumer group on `idgraph.cmd`.
-    pub fn open(cfg: EngineConfig, topics: &Topics, metrics: Arc<Metrics>) -> Result<Self, StreamError> {
+    pub fn open(cfg: EngineConfig, topics: &Topics, metrics: Arc<Metrics>, out: Arc<OutFormat>) -> Result<Self, StreamError> {
         let ropts = RocksOptions {
             block_cache_bytes: cfg.block_cache_mb as usize * (1 << 20),
             write_buffer_bytes: cfg.write_buffer_mb as usize * (1 << 20),
@@ -143,6 +146,7 @@ impl Worker {
             consumer,
             restorer,
             sender,
+            out,
             metrics,
             reported: Stats::default(),
             retired: Stats::default(),
@@ -341,16 +345,16 @@ impl Worker {
         }
         let mut out: Vec<OutRecord> = Vec::new();
         for le in &fx.lifecycle {
-            out.push(keyed(Dest::Lifecycle, &le.profile_id, serde_json::to_vec(le).unwrap_or_default()));
+            out.push(keyed(Dest::Lifecycle, &le.profile_id, self.out.event(Dest::Lifecycle, le)?));
         }
         for ce in &fx.consent {
-            out.push(keyed(Dest::Consent, &ce.profile_id, serde_json::to_vec(ce).unwrap_or_default()));
+            out.push(keyed(Dest::Consent, &ce.profile_id, self.out.event(Dest::Consent, ce)?));
         }
         for part in &mut self.parts {
             for id in part.take_touched() {
                 // A profile that is gone gets a tombstone (a null value).
                 let value = match golden::output(id, part.profile(id, &mut loader), &self.cfg.core) {
-                    Some(ProfileOutput::Profile(line)) => Some(line.into_bytes()),
+                    Some(ProfileOutput::Profile(line)) => Some(self.out.profile(line)?),
                     Some(ProfileOutput::Gone(_)) => None,
                     None => continue,
                 };

@@ -1,6 +1,7 @@
 //! `idgraph-consume`: every record of a topic up to its current end, as
 //! NDJSON on stdout: `{"partition","offset","key","value","headers"}`
-//! (`value` is null for a tombstone; text values are given as strings).
+//! (`value` is null for a tombstone; text values are given as strings, and
+//! with `--hex` every value as hex: binary values such as Avro).
 //! With `--compact`, only the last record per key (what a compacted topic
 //! converges to), tombstoned keys omitted.
 
@@ -29,6 +30,9 @@ struct Args {
     /// Print only the record count and the read rate (a raw-consume baseline).
     #[arg(long)]
     count_only: bool,
+    /// Print values as lower-case hex (binary values, e.g. Avro outputs).
+    #[arg(long)]
+    hex: bool,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 60)]
     timeout: u64,
@@ -39,6 +43,15 @@ fn text(b: &[u8]) -> serde_json::Value {
         Ok(s) => serde_json::Value::String(s.to_string()),
         Err(_) => serde_json::Value::String(format!("(binary, {} bytes)", b.len())),
     }
+}
+
+fn hex(b: &[u8]) -> serde_json::Value {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        let _ = write!(s, "{x:02x}");
+    }
+    serde_json::Value::String(s)
 }
 
 fn main() -> Result<()> {
@@ -95,7 +108,7 @@ fn main() -> Result<()> {
             .unwrap_or_default();
         let rec = serde_json::json!({
             "partition": m.partition(), "offset": m.offset(),
-            "key": m.key().map(text), "value": m.payload().map(text), "headers": headers,
+            "key": m.key().map(text), "value": m.payload().map(if a.hex { hex } else { text }), "headers": headers,
         });
         if a.compact {
             last.insert(m.key().unwrap_or_default().to_vec(), rec);
