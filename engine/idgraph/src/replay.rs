@@ -238,100 +238,132 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
     let mut store_reads = 0u64;
     let mut store_reads_skipped = 0u64;
     let mut tw = Instant::now();
-    for batch in rx {
-        let batch = batch?;
-        let t0 = Instant::now();
-        ph.input_wait += (t0 - tw).as_secs_f64();
-        let file_path = &paths[batch.file];
-        let mut fx = Effects::default();
-        for item in batch.items {
-            counters.lines += 1;
-            match item {
-                Item::Event(ev) => {
-                    counters.events += 1;
-                    run_events += 1;
-                    cluster.submit(ev);
+    // Batch N is written to RocksDB on a second thread while batch N+1
+    // runs (ADR 0006). One write in flight at most: before a batch hands
+    // its write over, the previous one has landed, so the records the
+    // eviction below drops are on the store; the batch just handed over
+    // keeps its records cached until then.
+    std::thread::scope(|scope| -> Result<()> {
+        let (wtx, wrx) = crossbeam_channel::bounded::<Batch>(1);
+        let (dtx, drx) = crossbeam_channel::bounded::<Result<(), idgraph_store::StoreError>>(1);
+        let store = &store;
+        scope.spawn(move || {
+            for wb in wrx {
+                let r = store.write(wb);
+                let failed = r.is_err();
+                if !failed {
+                    fault::point("replay.after-commit");
                 }
-                Item::Reject { line, reason, raw } => {
-                    counters.rejects += 1;
-                    bump(&mut counters.rejects_by_reason, reason.code(), 1);
-                    if reported < args.max_reported {
-                        eprintln!("{}:{line}: rejected: {reason}", file_path.display());
-                        reported += 1;
+                if dtx.send(r).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        let mut in_flight = false;
+        for batch in rx {
+            let batch = batch?;
+            let t0 = Instant::now();
+            ph.input_wait += (t0 - tw).as_secs_f64();
+            let file_path = &paths[batch.file];
+            let mut fx = Effects::default();
+            for item in batch.items {
+                counters.lines += 1;
+                match item {
+                    Item::Event(ev) => {
+                        counters.events += 1;
+                        run_events += 1;
+                        cluster.submit(ev);
                     }
-                    let rec = serde_json::json!({
-                        "file": file_path.display().to_string(), "line": line,
-                        "reason": reason.code(), "message": reason.to_string(),
-                        "raw": String::from_utf8_lossy(&raw),
-                    });
-                    sinks.line(Stream::Rejects, &rec.to_string())?;
+                    Item::Reject { line, reason, raw } => {
+                        counters.rejects += 1;
+                        bump(&mut counters.rejects_by_reason, reason.code(), 1);
+                        if reported < args.max_reported {
+                            eprintln!("{}:{line}: rejected: {reason}", file_path.display());
+                            reported += 1;
+                        }
+                        let rec = serde_json::json!({
+                            "file": file_path.display().to_string(), "line": line,
+                            "reason": reason.code(), "message": reason.to_string(),
+                            "raw": String::from_utf8_lossy(&raw),
+                        });
+                        sinks.line(Stream::Rejects, &rec.to_string())?;
+                    }
                 }
             }
-        }
-        for (name, n) in batch.drops.iter() {
-            bump(&mut counters.drops_by_reason, name, n);
-        }
-        let mut loader = StoreLoader::new(&store, &known);
-        cluster.run(&mut loader, &mut fx);
-        store_reads += loader.reads;
-        store_reads_skipped += loader.skipped;
-        if let Some(e) = loader.error.take() {
-            bail!(e);
-        }
-        let t1 = Instant::now();
-        ph.core += (t1 - t0).as_secs_f64();
-        fault::point("replay.before-outputs");
-        for le in &fx.lifecycle {
-            sinks.line(Stream::Lifecycle, &serde_json::to_string(le)?)?;
-        }
-        for ce in &fx.consent {
-            sinks.line(Stream::Consent, &serde_json::to_string(ce)?)?;
-        }
-        for part in &mut cluster.parts {
-            for id in part.take_touched() {
-                let line = match golden::output(id, part.profile(id, &mut loader), &core) {
-                    Some(ProfileOutput::Profile(line)) => line,
-                    Some(ProfileOutput::Gone(reason)) => golden::tombstone(id, reason),
-                    None => continue,
-                };
-                sinks.line(Stream::Profiles, &line)?;
+            for (name, n) in batch.drops.iter() {
+                bump(&mut counters.drops_by_reason, name, n);
             }
+            let mut loader = StoreLoader::new(store, &known);
+            cluster.run(&mut loader, &mut fx);
+            store_reads += loader.reads;
+            store_reads_skipped += loader.skipped;
+            if let Some(e) = loader.error.take() {
+                bail!(e);
+            }
+            let t1 = Instant::now();
+            ph.core += (t1 - t0).as_secs_f64();
+            fault::point("replay.before-outputs");
+            for le in &fx.lifecycle {
+                sinks.line(Stream::Lifecycle, &serde_json::to_string(le)?)?;
+            }
+            for ce in &fx.consent {
+                sinks.line(Stream::Consent, &serde_json::to_string(ce)?)?;
+            }
+            for part in &mut cluster.parts {
+                for id in part.take_touched() {
+                    let line = match golden::output(id, part.profile(id, &mut loader), &core) {
+                        Some(ProfileOutput::Profile(line)) => line,
+                        Some(ProfileOutput::Gone(reason)) => golden::tombstone(id, reason),
+                        None => continue,
+                    };
+                    sinks.line(Stream::Profiles, &line)?;
+                }
+            }
+            if let Some(e) = loader.error.take() {
+                bail!(e);
+            }
+            drop(loader);
+            let te = Instant::now();
+            let mut wb = Batch::default();
+            for part in &mut cluster.parts {
+                state::write_dirty(&mut wb, part, &mut known);
+            }
+            let t_enc = te.elapsed().as_secs_f64();
+            let lens = sinks.flush()?;
+            let stats = cluster.stats();
+            counters.merges = base.merges + stats.merges;
+            counters.splits = base.splits + stats.splits;
+            counters.conflicts = base.conflicts + stats.conflicts;
+            counters.shared = base.shared + stats.identifiers_shared;
+            counters.created = base.created + stats.profiles_created;
+            state::put_meta(&mut wb, &progress_key(file_path), &Progress { offset: batch.end_offset, line: batch.end_line });
+            state::put_meta(&mut wb, &out_key(&out_dir), &lens);
+            state::put_meta(&mut wb, "counters", &counters);
+            fault::point("replay.before-commit");
+            let t2 = Instant::now();
+            ph.encode += t_enc;
+            ph.outputs += (t2 - t1).as_secs_f64() - t_enc;
+            if std::mem::replace(&mut in_flight, true) {
+                drx.recv().map_err(|_| anyhow::anyhow!("the state writer stopped"))??;
+            }
+            wtx.send(wb).map_err(|_| anyhow::anyhow!("the state writer stopped"))?;
+            let t3 = Instant::now();
+            ph.write += (t3 - t2).as_secs_f64();
+            for part in &mut cluster.parts {
+                part.end_batch(cache_per_partition, true);
+            }
+            tw = Instant::now();
+            ph.evict += (tw - t3).as_secs_f64();
+            latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
         }
-        if let Some(e) = loader.error.take() {
-            bail!(e);
+        drop(wtx);
+        if in_flight {
+            let t = Instant::now();
+            drx.recv().map_err(|_| anyhow::anyhow!("the state writer stopped"))??;
+            ph.write += t.elapsed().as_secs_f64();
         }
-        drop(loader);
-        let te = Instant::now();
-        let mut wb = Batch::default();
-        for part in &mut cluster.parts {
-            state::write_dirty(&mut wb, part, &mut known);
-        }
-        let t_enc = te.elapsed().as_secs_f64();
-        let lens = sinks.flush()?;
-        let stats = cluster.stats();
-        counters.merges = base.merges + stats.merges;
-        counters.splits = base.splits + stats.splits;
-        counters.conflicts = base.conflicts + stats.conflicts;
-        counters.shared = base.shared + stats.identifiers_shared;
-        counters.created = base.created + stats.profiles_created;
-        state::put_meta(&mut wb, &progress_key(file_path), &Progress { offset: batch.end_offset, line: batch.end_line });
-        state::put_meta(&mut wb, &out_key(&out_dir), &lens);
-        state::put_meta(&mut wb, "counters", &counters);
-        fault::point("replay.before-commit");
-        let t2 = Instant::now();
-        ph.encode += t_enc;
-        ph.outputs += (t2 - t1).as_secs_f64() - t_enc;
-        store.write(wb)?;
-        fault::point("replay.after-commit");
-        let t3 = Instant::now();
-        ph.write += (t3 - t2).as_secs_f64();
-        for part in &mut cluster.parts {
-            part.end_batch(cache_per_partition);
-        }
-        tw = Instant::now();
-        ph.evict += (tw - t3).as_secs_f64();
-        latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
-    }
+        Ok(())
+    })?;
     reader_thread.join().map_err(|_| anyhow::anyhow!("reader thread panicked"))?;
     let this_run_rejects = counters.rejects - base.rejects;
     if this_run_rejects > reported {

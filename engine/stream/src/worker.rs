@@ -435,7 +435,7 @@ impl Worker {
         self.metrics.count_out(out.iter().chain(&marker_recs));
         self.metrics.outbox_pending.store(0, Ordering::Relaxed);
         for part in &mut self.parts {
-            part.end_batch((self.cfg.cache_entries / n as usize).max(1024));
+            part.end_batch((self.cfg.cache_entries / n as usize).max(1024), false);
         }
         self.account(handled, dups, t0, oldest_input);
         Ok(())

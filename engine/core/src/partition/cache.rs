@@ -110,14 +110,16 @@ impl Partition {
 
     /// Starts a new cache generation and, above `max_entries`, evicts clean
     /// records not used in the last generation (all clean ones if that is
-    /// not enough).
-    pub fn end_batch(&mut self, max_entries: usize) {
+    /// not enough, unless `unwritten`: the batch just drained is not on the
+    /// store yet, so its records must stay until the next call, or a later
+    /// read would load an older version).
+    pub fn end_batch(&mut self, max_entries: usize, unwritten: bool) {
         self.gen = self.gen.wrapping_add(1);
         if self.idents.len() + self.profiles.len() > max_entries {
             let keep = self.gen.wrapping_sub(1);
             self.idents.retain(|_, s| s.dirty || s.gen == keep);
             self.profiles.retain(|_, s| s.dirty || s.gen == keep);
-            if self.idents.len() + self.profiles.len() > max_entries {
+            if !unwritten && self.idents.len() + self.profiles.len() > max_entries {
                 self.idents.retain(|_, s| s.dirty);
                 self.profiles.retain(|_, s| s.dirty);
             }
