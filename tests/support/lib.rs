@@ -139,7 +139,7 @@ pub fn avro_schema(name: &str) -> apache_avro::Schema {
 /// A JSON record checked strictly against `schema` and encoded as Avro.
 pub fn validate_record(v: &serde_json::Value, schema: &apache_avro::Schema) -> Result<(), String> {
     idgraph_stream::avro::check_json(&idgraph_stream::avro::avro_form(v, schema), schema)?;
-    idgraph_stream::avro::encode(v, schema, 1).map(drop).map_err(|e| format!("does not encode: {e}"))
+    idgraph_stream::avro::encode(v.clone(), schema, 1).map(drop).map_err(|e| format!("does not encode: {e}"))
 }
 
 /// The bytes of a lower-case hex string (`idgraph-consume --hex`).

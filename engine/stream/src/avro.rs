@@ -173,13 +173,8 @@ fn into_avro_form(mut json: serde_json::Value, schema: &Schema) -> serde_json::V
 }
 
 /// Encodes a JSON record in the wire format with `schema` (registered as
-/// `id`), in its [`avro_form`].
-pub fn encode(json: &serde_json::Value, schema: &Schema, id: u32) -> Result<Vec<u8>, String> {
-    encode_owned(json.clone(), schema, id)
-}
-
-/// [`encode`], consuming the record (no copy of it).
-pub fn encode_owned(json: serde_json::Value, schema: &Schema, id: u32) -> Result<Vec<u8>, String> {
+/// `id`), in its [`avro_form`]; consumes the record (no copy of it).
+pub fn encode(json: serde_json::Value, schema: &Schema, id: u32) -> Result<Vec<u8>, String> {
     let value = apache_avro::types::Value::from(into_avro_form(json, schema));
     encode_value(value, schema, id)
 }
@@ -249,7 +244,7 @@ mod tests {
         {"name":"traits","type":["null",{"type":"map","values":"string"}],"default":null}]}"#;
 
     fn wire(id: u32, schema: &Schema, json: serde_json::Value) -> Vec<u8> {
-        encode(&json, schema, id).unwrap()
+        encode(json, schema, id).unwrap()
     }
 
     fn decoder(dir: &std::path::Path, registry: Option<String>) -> AvroDecoder {
@@ -333,14 +328,14 @@ mod tests {
         assert!(has_trait_texts(&profile) && has_trait_texts(&Schema::parse_str(SCHEMA).unwrap()));
         assert!(!has_trait_texts(&other));
         let json = serde_json::json!({"traits": {"age": 42, "name": "Ann", "tags": ["a"]}});
-        let rec = encode(&json, &profile, 5).unwrap();
+        let rec = encode(json.clone(), &profile, 5).unwrap();
         let (id, datum) = split_wire(&rec).unwrap();
         assert_eq!(id, 5);
         let back = json_form(decode_datum(&profile, datum).unwrap(), &profile).unwrap();
         assert_eq!(back, json, "a profile's traits round-trip through their JSON texts");
         // Records the predicate does not name keep their strings as they are.
         let texts = serde_json::json!({"traits": {"age": "42"}});
-        let rec = encode(&texts, &other, 5).unwrap();
+        let rec = encode(texts.clone(), &other, 5).unwrap();
         assert_eq!(json_form(decode_datum(&other, &rec[5..]).unwrap(), &other).unwrap(), texts);
     }
 

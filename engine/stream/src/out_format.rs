@@ -162,7 +162,7 @@ impl OutFormat {
 }
 
 fn encode(dest: Dest, json: serde_json::Value, w: &Writer) -> Result<Vec<u8>, StreamError> {
-    avro::encode_owned(json, &w.schema, w.id).map_err(|_| encode_failed(dest, w))
+    avro::encode(json, &w.schema, w.id).map_err(|_| encode_failed(dest, w))
 }
 
 /// A record that does not encode is a bug (the schema tests cover every

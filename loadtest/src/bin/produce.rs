@@ -65,7 +65,7 @@ fn main() -> Result<()> {
             None => line.as_slice(),
             Some(s) => {
                 let json: serde_json::Value = serde_json::from_slice(&line).with_context(|| format!("line {}: not JSON", n + 1))?;
-                avro = idgraph_stream::avro::encode(&json, s, a.schema_id).map_err(|e| anyhow::anyhow!("line {}: {e}", n + 1))?;
+                avro = idgraph_stream::avro::encode(json, s, a.schema_id).map_err(|e| anyhow::anyhow!("line {}: {e}", n + 1))?;
                 avro.as_slice()
             }
         };
