@@ -217,6 +217,7 @@ fn avro_outputs_with_a_registry_decode_validate_and_equal_replay() {
     assert!(got.len() > 100, "{} profiles", got.len());
     assert!(got == from_state, "the decoded profiles are not those of the engine's state (`idgraph profiles`)");
     let expected = replay_and_profiles("segment", &dir.path().join("rs"), &dir.path().join("ro"), &[&events]);
+    assert_no_rule_fired(&dir.path().join("ro"));
     assert_same(&shape(&got), &shape(&expected));
     let merged = out.lifecycle.iter().filter(|l| l["type"] == "merged").count();
     assert!(merged > 0 && out.tombstones > 0, "{merged} merges, {} tombstones", out.tombstones);
@@ -288,6 +289,7 @@ fn avro_input_equals_replay_and_bad_avro_is_rejected() {
     let files = [(11, "profile.avsc"), (12, "lifecycle.avsc"), (13, "consent.avsc"), (14, "rejects.avsc")];
     let out = read_avro_outputs(&broker, ids, &|id| avro_schema(files.iter().find(|f| f.0 == id).unwrap().1));
     let expected = replay_and_profiles("canonical", &dir.path().join("rs"), &dir.path().join("ro"), &[&events]);
+    assert_no_rule_fired(&dir.path().join("ro"));
     assert_same(&shape(&out.profiles), &shape(&expected));
     assert!(out.lifecycle.len() >= 100, "only {} lifecycle records", out.lifecycle.len());
     let mut rejects = out.rejects;
