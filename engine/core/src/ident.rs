@@ -57,17 +57,85 @@ impl fmt::Display for IdentType {
 }
 
 /// A normalised identifier. Ordering is by type tag, then value bytes.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// The key carries its stable hash, computed once when it is built (on the
+/// parsing thread): partitioning, hash maps and equality all start from it
+/// instead of hashing the value again. It is not part of the encoding.
+#[derive(Clone)]
 pub struct IdentKey {
-    ty: IdentType,
+    hash: u64,
     value: Box<str>,
+    ty: IdentType,
+}
+
+/// The encoded shape of [`IdentKey`] (the hash is recomputed on decode).
+#[derive(Serialize, Deserialize)]
+#[serde(rename = "IdentKey")]
+struct KeyRepr<V> {
+    ty: IdentType,
+    value: V,
+}
+
+impl Serialize for IdentKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        KeyRepr { ty: self.ty, value: &*self.value }.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for IdentKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let r = KeyRepr::<Box<str>>::deserialize(d)?;
+        Ok(Self::new(r.ty, r.value))
+    }
+}
+
+impl PartialEq for IdentKey {
+    fn eq(&self, o: &Self) -> bool {
+        self.hash == o.hash && self.ty == o.ty && self.value == o.value
+    }
+}
+
+impl Eq for IdentKey {}
+
+impl std::hash::Hash for IdentKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        h.write_u64(self.hash);
+    }
+}
+
+impl PartialOrd for IdentKey {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+impl Ord for IdentKey {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.ty, &self.value).cmp(&(o.ty, &o.value))
+    }
+}
+
+/// The stable hash of an encoded key (tag byte, then value bytes).
+fn key_hash(ty: IdentType, value: &str) -> u64 {
+    let mut stack = [0u8; 96];
+    if value.len() < stack.len() {
+        stack[0] = ty.0;
+        stack[1..=value.len()].copy_from_slice(value.as_bytes());
+        crate::stable_hash(&stack[..=value.len()])
+    } else {
+        let mut buf = Vec::with_capacity(value.len() + 1);
+        buf.push(ty.0);
+        buf.extend_from_slice(value.as_bytes());
+        crate::stable_hash(&buf)
+    }
 }
 
 impl IdentKey {
     /// Builds a key from an already normalised value. Use
     /// [`crate::normalize::Normalizer`] for raw input.
     pub fn new(ty: IdentType, normalised: impl Into<Box<str>>) -> Self {
-        Self { ty, value: normalised.into() }
+        let value = normalised.into();
+        Self { hash: key_hash(ty, &value), value, ty }
     }
 
     pub fn ty(&self) -> IdentType {
@@ -92,15 +160,14 @@ impl IdentKey {
         Some(Self::new(IdentType(tag), value))
     }
 
-    /// Stable hash used for partitioning and profile IDs.
+    /// Stable hash used for partitioning and profile IDs: xxh3 of
+    /// [`Self::encode_into`]'s bytes.
     pub fn stable_hash(&self) -> u64 {
-        let mut buf = Vec::with_capacity(self.value.len() + 1);
-        self.encode_into(&mut buf);
-        crate::stable_hash(&buf)
+        self.hash
     }
 
     pub fn partition(&self, partitions: u16) -> u16 {
-        crate::partition_of(self.stable_hash(), partitions)
+        crate::partition_of(self.hash, partitions)
     }
 }
 
@@ -134,6 +201,38 @@ mod tests {
         let k = IdentKey::new(IdentType(40), "x-1");
         let mut b = Vec::new();
         k.encode_into(&mut b);
-        assert_eq!(IdentKey::decode(&b), Some(k));
+        assert_eq!(IdentKey::decode(&b), Some(k.clone()));
+        assert_eq!(k.stable_hash(), crate::stable_hash(&b));
+    }
+
+    #[test]
+    fn hash_is_the_stable_hash_of_the_encoding_for_any_length() {
+        for n in [0, 1, 94, 95, 96, 97, 300] {
+            let k = IdentKey::new(IdentType::USER_ID, "x".repeat(n));
+            let mut b = Vec::new();
+            k.encode_into(&mut b);
+            assert_eq!(k.stable_hash(), crate::stable_hash(&b), "length {n}");
+        }
+    }
+
+    #[test]
+    fn serde_shape_is_type_then_value() {
+        let k = IdentKey::new(IdentType::EMAIL, "ann@example.com");
+        let j = serde_json::to_string(&k).unwrap();
+        assert_eq!(j, r#"{"ty":3,"value":"ann@example.com"}"#);
+        let back: IdentKey = serde_json::from_str(&j).unwrap();
+        assert_eq!(back, k);
+        assert_eq!(back.stable_hash(), k.stable_hash());
+        let bytes = postcard::to_allocvec(&k).unwrap();
+        let back: IdentKey = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(back, k);
+    }
+
+    #[test]
+    fn order_is_type_then_value() {
+        let a = IdentKey::new(IdentType::USER_ID, "b");
+        let b = IdentKey::new(IdentType::EMAIL, "a");
+        let c = IdentKey::new(IdentType::EMAIL, "b");
+        assert!(a < b && b < c);
     }
 }

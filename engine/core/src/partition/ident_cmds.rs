@@ -22,27 +22,27 @@ impl Partition {
             }
             let claim = probe >= ev.idents.len();
             let i = if claim { 0 } else { probe };
-            let key = ev.idents[i].clone();
+            let key = &ev.idents[i];
             if key.partition(self.partitions) != self.id {
                 let probe = if claim { ev.idents.len() } else { probe };
                 fx.cmds.push(Command::Route { probe: probe.min(u8::MAX as usize) as u8, ev: Box::new(ev) });
                 return;
             }
-            let rec = self.ident_get(&key, loader).cloned().unwrap_or_default();
-            if rec.shared {
+            let (shared, owner) = self.ident_get(key, loader).map_or((false, None), |r| (r.shared, r.owner));
+            if shared {
                 self.stats.shared_dropped += 1;
                 ev.idents.remove(i);
                 probe = if claim { 0 } else { probe };
                 continue;
             }
-            match rec.owner {
+            match owner {
                 Some(t) => {
                     ev.idents[..=i].rotate_right(1);
                     fx.cmds.push(Command::Apply { to: t, ev: Box::new(ev) });
                 }
                 None if claim => {
-                    let id = ProfileId::for_new(ev.ts, &key);
-                    self.ident_mut(&key, loader).owner = Some(id);
+                    let id = ProfileId::for_new(ev.ts, key);
+                    self.ident_mut(key, loader).owner = Some(id);
                     fx.cmds.push(Command::Create { id, ev: Box::new(ev) });
                 }
                 None => {
