@@ -3,22 +3,29 @@
 //!
 //! A reader thread reads and parses lines into batches (never spanning two
 //! files); the main thread runs each batch through the partitions to
-//! quiescence, writes the batch's outputs, then commits the dirty records,
-//! the input position and the output lengths in one atomic write. A crash
-//! anywhere replays the uncommitted batch to the same result (see `sink`).
+//! quiescence and encodes the records it dirtied; a writer thread renders
+//! and writes the batch's outputs, then commits the dirty records, the
+//! input position and the output lengths in one atomic write, while the
+//! main thread runs the next batch (ADR 0006). A crash anywhere replays
+//! the uncommitted batch to the same result (see `sink`).
 
 use crate::config::Config;
 use crate::sink::{Sinks, Stream};
 use anyhow::{bail, Context, Result};
 use idgraph_core::cluster::Cluster;
+use idgraph_core::config::CoreConfig;
 use idgraph_core::event::{DropCounts, Touchpoint};
 use idgraph_core::golden::{self, ProfileOutput};
 use idgraph_core::input::{Format, Parser, RejectReason};
 use idgraph_core::normalize::Normalizer;
+use idgraph_core::output::{ConsentEvent, LifecycleEvent};
 use idgraph_core::partition::Effects;
+use idgraph_core::profile_id::ProfileId;
+use idgraph_core::record::{decode, ProfileRecord};
 use idgraph_state::{self as state, bump, Counters, KnownKeys, StoreLoader};
-use idgraph_store::{Batch, RocksOptions, RocksStore, Store};
+use idgraph_store::{Batch, Cf, RocksOptions, RocksStore, Store};
 use idgraph_stream::fault;
+use rustc_hash::FxHashMap;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -90,7 +97,8 @@ pub struct Summary {
     /// Lookups of keys never written, answered by the filter without a read.
     pub store_reads_skipped: u64,
     /// Where the main thread spent its time: waiting for input, the core,
-    /// outputs, encoding, the RocksDB write, cache eviction.
+    /// encoding the dirty records, waiting for the writer thread (outputs
+    /// and RocksDB write of the previous batch), cache eviction.
     pub phase_seconds: Phases,
 }
 
@@ -98,10 +106,70 @@ pub struct Summary {
 pub struct Phases {
     pub input_wait: f64,
     pub core: f64,
-    pub outputs: f64,
     pub encode: f64,
     pub write: f64,
     pub evict: f64,
+}
+
+/// A touched profile's output line: rendered on the writer thread from
+/// the record encoded into the batch (by its index), or already rendered.
+enum ProfileLine {
+    Encoded(ProfileId, usize),
+    Rendered(String),
+}
+
+/// One batch for the writer thread: its outputs, then its state.
+struct WriteJob {
+    /// Dirty records, progress and counters; the output lengths are added.
+    wb: Batch,
+    rejects: Vec<String>,
+    lifecycle: Vec<LifecycleEvent>,
+    consent: Vec<ConsentEvent>,
+    profiles: Vec<ProfileLine>,
+}
+
+impl WriteJob {
+    /// Appends the batch's lines to the output files and flushes them, then
+    /// commits state, progress and the new file lengths in one write: a
+    /// crash before the commit cuts the files back and replays the batch.
+    fn run(mut self, sinks: &mut Sinks, store: &RocksStore, core: &CoreConfig, out_dir: &Path) -> Result<()> {
+        fault::point("replay.before-outputs");
+        for line in &self.rejects {
+            sinks.line(Stream::Rejects, line)?;
+        }
+        for le in &self.lifecycle {
+            sinks.line(Stream::Lifecycle, &serde_json::to_string(le)?)?;
+        }
+        for ce in &self.consent {
+            sinks.line(Stream::Consent, &serde_json::to_string(ce)?)?;
+        }
+        for p in &self.profiles {
+            let line = match p {
+                ProfileLine::Rendered(line) => std::borrow::Cow::Borrowed(line.as_str()),
+                ProfileLine::Encoded(id, i) => {
+                    let rec = match self.wb.ops.get(*i).and_then(|(_, _, v)| v.as_deref()) {
+                        Some(bytes) => Some(
+                            decode::<ProfileRecord>(bytes)
+                                .map_err(|e| anyhow::anyhow!("profile record just encoded is unreadable: {e}"))?,
+                        ),
+                        None => None,
+                    };
+                    match golden::output(*id, rec.as_ref(), core) {
+                        Some(ProfileOutput::Profile(line)) => line.into(),
+                        Some(ProfileOutput::Gone(reason)) => golden::tombstone(*id, reason).into(),
+                        None => continue,
+                    }
+                }
+            };
+            sinks.line(Stream::Profiles, &line)?;
+        }
+        let lens = sinks.flush()?;
+        state::put_meta(&mut self.wb, &out_key(out_dir), &lens);
+        fault::point("replay.before-commit");
+        store.write(self.wb)?;
+        fault::point("replay.after-commit");
+        Ok(())
+    }
 }
 
 fn progress_key(path: &Path) -> String {
@@ -238,22 +306,20 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
     let mut store_reads = 0u64;
     let mut store_reads_skipped = 0u64;
     let mut tw = Instant::now();
-    // Batch N is written to RocksDB on a second thread while batch N+1
-    // runs (ADR 0006). One write in flight at most: before a batch hands
-    // its write over, the previous one has landed, so the records the
-    // eviction below drops are on the store; the batch just handed over
-    // keeps its records cached until then.
+    // Batch N's outputs are rendered and written, and its state committed
+    // to RocksDB, on a second thread while batch N+1 runs (ADR 0006). One
+    // job in flight at most: before a batch hands its job over, the previous
+    // one has landed, so the records the eviction below drops are on the
+    // store; the batch just handed over keeps its records cached until then.
     std::thread::scope(|scope| -> Result<()> {
-        let (wtx, wrx) = crossbeam_channel::bounded::<Batch>(1);
-        let (dtx, drx) = crossbeam_channel::bounded::<Result<(), idgraph_store::StoreError>>(1);
+        let (wtx, wrx) = crossbeam_channel::bounded::<WriteJob>(1);
+        let (dtx, drx) = crossbeam_channel::bounded::<Result<()>>(1);
         let store = &store;
+        let (core_w, out_dir_w) = (core.clone(), out_dir.clone());
         scope.spawn(move || {
-            for wb in wrx {
-                let r = store.write(wb);
+            for job in wrx {
+                let r = job.run(&mut sinks, store, &core_w, &out_dir_w);
                 let failed = r.is_err();
-                if !failed {
-                    fault::point("replay.after-commit");
-                }
                 if dtx.send(r).is_err() || failed {
                     return;
                 }
@@ -266,6 +332,7 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
             ph.input_wait += (t0 - tw).as_secs_f64();
             let file_path = &paths[batch.file];
             let mut fx = Effects::default();
+            let mut rejects = Vec::new();
             for item in batch.items {
                 counters.lines += 1;
                 match item {
@@ -286,7 +353,7 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
                             "reason": reason.code(), "message": reason.to_string(),
                             "raw": String::from_utf8_lossy(&raw),
                         });
-                        sinks.line(Stream::Rejects, &rec.to_string())?;
+                        rejects.push(rec.to_string());
                     }
                 }
             }
@@ -302,34 +369,47 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
             }
             let t1 = Instant::now();
             ph.core += (t1 - t0).as_secs_f64();
-            fault::point("replay.before-outputs");
-            for le in &fx.lifecycle {
-                sinks.line(Stream::Lifecycle, &serde_json::to_string(le)?)?;
-            }
-            for ce in &fx.consent {
-                sinks.line(Stream::Consent, &serde_json::to_string(ce)?)?;
-            }
-            for part in &mut cluster.parts {
+            drop(loader);
+            // The dirty records, encoded; touched profiles are rendered
+            // from their encoded record on the writer thread.
+            let mut wb = Batch::default();
+            let mut profiles = Vec::new();
+            let mut unencoded = Vec::new();
+            let mut at: FxHashMap<ProfileId, usize> = FxHashMap::default();
+            for (pi, part) in cluster.parts.iter_mut().enumerate() {
+                at.clear();
+                let first = wb.ops.len();
+                state::write_dirty(&mut wb, part, &mut known);
+                for (i, (cf, key, _)) in wb.ops.iter().enumerate().skip(first) {
+                    if let (Cf::Profiles, Some(id)) = (cf, key.get(2..).and_then(|b| <[u8; 16]>::try_from(b).ok())) {
+                        at.insert(ProfileId(id), i);
+                    }
+                }
                 for id in part.take_touched() {
-                    let line = match golden::output(id, part.profile(id, &mut loader), &core) {
+                    match at.get(&id) {
+                        Some(&i) => profiles.push(ProfileLine::Encoded(id, i)),
+                        None => unencoded.push((pi, id, profiles.len())),
+                    }
+                }
+            }
+            // Touched records are dirty; one that is not is rendered from
+            // the cache all the same, in its place.
+            if !unencoded.is_empty() {
+                let mut loader = StoreLoader::new(store, &known);
+                for (pi, id, pos) in unencoded.into_iter().rev() {
+                    let line = match golden::output(id, cluster.parts[pi].profile(id, &mut loader), &core) {
                         Some(ProfileOutput::Profile(line)) => line,
                         Some(ProfileOutput::Gone(reason)) => golden::tombstone(id, reason),
                         None => continue,
                     };
-                    sinks.line(Stream::Profiles, &line)?;
+                    profiles.insert(pos, ProfileLine::Rendered(line));
+                }
+                if let Some(e) = loader.error.take() {
+                    bail!(e);
                 }
             }
-            if let Some(e) = loader.error.take() {
-                bail!(e);
-            }
-            drop(loader);
-            let te = Instant::now();
-            let mut wb = Batch::default();
-            for part in &mut cluster.parts {
-                state::write_dirty(&mut wb, part, &mut known);
-            }
-            let t_enc = te.elapsed().as_secs_f64();
-            let lens = sinks.flush()?;
+            let t2 = Instant::now();
+            ph.encode += (t2 - t1).as_secs_f64();
             let stats = cluster.stats();
             counters.merges = base.merges + stats.merges;
             counters.splits = base.splits + stats.splits;
@@ -337,16 +417,12 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
             counters.shared = base.shared + stats.identifiers_shared;
             counters.created = base.created + stats.profiles_created;
             state::put_meta(&mut wb, &progress_key(file_path), &Progress { offset: batch.end_offset, line: batch.end_line });
-            state::put_meta(&mut wb, &out_key(&out_dir), &lens);
             state::put_meta(&mut wb, "counters", &counters);
-            fault::point("replay.before-commit");
-            let t2 = Instant::now();
-            ph.encode += t_enc;
-            ph.outputs += (t2 - t1).as_secs_f64() - t_enc;
+            let job = WriteJob { wb, rejects, lifecycle: fx.lifecycle, consent: fx.consent, profiles };
             if std::mem::replace(&mut in_flight, true) {
                 drx.recv().map_err(|_| anyhow::anyhow!("the state writer stopped"))??;
             }
-            wtx.send(wb).map_err(|_| anyhow::anyhow!("the state writer stopped"))?;
+            wtx.send(job).map_err(|_| anyhow::anyhow!("the state writer stopped"))?;
             let t3 = Instant::now();
             ph.write += (t3 - t2).as_secs_f64();
             for part in &mut cluster.parts {
