@@ -7,6 +7,8 @@
 //! the filter would have saved. Past its capacity the filter stops
 //! answering "absent" rather than degrade.
 
+use idgraph_core::ident::IdentKey;
+use idgraph_core::profile_id::ProfileId;
 use idgraph_store::{Cf, Store, StoreError};
 
 const BITS_PER_KEY: u64 = 10;
@@ -20,9 +22,41 @@ pub struct KnownKeys {
     inserted: u64,
 }
 
+/// The splitmix64 finalizer.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The two probe hashes of a key, from its family, partition and a 64-bit
+/// hash of the rest of the key. Lookups by [`IdentKey`] use the stable hash
+/// the key carries, so an absent identifier costs no key encoding and no
+/// hashing of its bytes.
+fn probe_hashes(cf: Cf, partition: u16, h: u64) -> (u64, u64) {
+    let a = mix(h ^ mix(((cf.index() as u64 + 1) << 16) | u64::from(partition)));
+    (a, mix(a ^ 0x9e37_79b9_7f4a_7c15) | 1)
+}
+
+fn profile_hash(id: &[u8; 16]) -> u64 {
+    let (hi, lo) = id.split_at(8);
+    let word = |b: &[u8]| b.iter().fold(0u64, |w, x| (w << 8) | u64::from(*x));
+    mix(word(lo) ^ mix(word(hi)))
+}
+
+/// The probe hashes of an encoded key (`layout`: partition, then the
+/// identifier's encoding or the profile ID), equal to those of its parts.
 fn hash(cf: Cf, key: &[u8]) -> (u64, u64) {
-    let h = xxhash_rust::xxh3::xxh3_128_with_seed(key, cf.index() as u64 + 1);
-    ((h >> 64) as u64, (h as u64) | 1)
+    let (p, rest) = match key {
+        [a, b, rest @ ..] => (u16::from_be_bytes([*a, *b]), rest),
+        _ => (0, key),
+    };
+    let h = match (cf, <&[u8; 16]>::try_from(rest)) {
+        (Cf::Profiles, Ok(id)) => profile_hash(id),
+        (Cf::Idents, _) => idgraph_core::stable_hash(rest),
+        _ => xxhash_rust::xxh3::xxh3_64(rest),
+    };
+    probe_hashes(cf, p, h)
 }
 
 impl KnownKeys {
@@ -67,10 +101,27 @@ impl KnownKeys {
 
     /// False means the key was never written (certain); true means maybe.
     pub fn may_contain(&self, cf: Cf, key: &[u8]) -> bool {
+        let (h1, h2) = hash(cf, key);
+        self.probe(h1, h2)
+    }
+
+    /// [`Self::may_contain`] for an identifier of partition `p`, from the
+    /// hash the key carries.
+    pub fn may_contain_ident(&self, p: u16, k: &IdentKey) -> bool {
+        let (h1, h2) = probe_hashes(Cf::Idents, p, k.stable_hash());
+        self.probe(h1, h2)
+    }
+
+    /// [`Self::may_contain`] for a profile of partition `p`.
+    pub fn may_contain_profile(&self, p: u16, id: &ProfileId) -> bool {
+        let (h1, h2) = probe_hashes(Cf::Profiles, p, profile_hash(&id.0));
+        self.probe(h1, h2)
+    }
+
+    fn probe(&self, h1: u64, h2: u64) -> bool {
         if self.inserted > self.capacity {
             return true;
         }
-        let (h1, h2) = hash(cf, key);
         (0..HASHES).all(|i| {
             let b = self.bit(h1, h2, i);
             self.bits[(b / 64) as usize] & (1 << (b % 64)) != 0
@@ -99,6 +150,33 @@ mod tests {
         assert!(f.may_contain(Cf::Profiles, b"p"));
         let false_positives = (1000..101_000u32).filter(|i| f.may_contain(Cf::Idents, &i.to_be_bytes())).count();
         assert!(false_positives < 1000, "{false_positives} false positives in 100k");
+    }
+
+    #[test]
+    fn typed_lookups_agree_with_encoded_keys() {
+        use idgraph_core::ident::IdentType;
+        let mut f = KnownKeys::build(&MemStore::new(), 10_000).unwrap();
+        let idents: Vec<(u16, IdentKey)> =
+            (0..500u16).map(|i| (i % 7, IdentKey::new(IdentType::EMAIL, format!("u{i}@example.com")))).collect();
+        let profiles: Vec<(u16, ProfileId)> =
+            (0..500u16).map(|i| (i % 5, ProfileId::for_new(i64::from(i), &idents[i as usize].1))).collect();
+        for (p, k) in &idents {
+            f.insert(Cf::Idents, &crate::layout::ident_key(*p, k));
+        }
+        for (p, id) in &profiles {
+            f.insert(Cf::Profiles, &crate::layout::profile_key(*p, id));
+        }
+        for (p, k) in &idents {
+            assert!(f.may_contain_ident(*p, k));
+            assert!(f.may_contain(Cf::Idents, &crate::layout::ident_key(*p, k)));
+        }
+        for (p, id) in &profiles {
+            assert!(f.may_contain_profile(*p, id));
+        }
+        // The same identifier in another partition, or as a profile, is
+        // another key.
+        let other = idents.iter().filter(|(p, k)| f.may_contain_ident(p + 1, k)).count();
+        assert!(other < 25, "{other} of 500 found under the wrong partition");
     }
 
     #[test]

@@ -77,6 +77,7 @@ impl<'a> StoreLoader<'a> {
         }
     }
 
+    /// Reads a key the filter may contain (prefetched, or from the store).
     fn read(&mut self, cf: Cf, key: Vec<u8>) -> Option<Vec<u8>> {
         let pre = match cf {
             Cf::Idents => self.idents.remove(&key),
@@ -84,10 +85,6 @@ impl<'a> StoreLoader<'a> {
         };
         if let Some(v) = pre {
             return v;
-        }
-        if !self.known.may_contain(cf, &key) {
-            self.skipped += 1;
-            return None;
         }
         self.reads += 1;
         match self.store.get(cf, &key) {
@@ -114,10 +111,18 @@ impl<'a> StoreLoader<'a> {
 
 impl Loader for StoreLoader<'_> {
     fn ident(&mut self, p: u16, k: &IdentKey) -> Option<IdentRecord> {
+        if !self.known.may_contain_ident(p, k) {
+            self.skipped += 1;
+            return None;
+        }
         self.read_decoded(Cf::Idents, ident_key(p, k))
     }
 
     fn profile(&mut self, p: u16, id: &ProfileId) -> Option<ProfileRecord> {
+        if !self.known.may_contain_profile(p, id) {
+            self.skipped += 1;
+            return None;
+        }
         self.read_decoded(Cf::Profiles, profile_key(p, id))
     }
 
@@ -127,14 +132,10 @@ impl Loader for StoreLoader<'_> {
         let mut ik = Vec::new();
         let mut pk = Vec::new();
         for (p, t) in wave {
-            let (cf, key, list) = match t {
-                Target::Ident(k) => (Cf::Idents, ident_key(*p, k), &mut ik),
-                Target::Profile(id) => (Cf::Profiles, profile_key(*p, id), &mut pk),
-            };
-            if self.known.may_contain(cf, &key) {
-                list.push(key);
-            } else {
-                self.skipped += 1;
+            match t {
+                Target::Ident(k) if self.known.may_contain_ident(*p, k) => ik.push(ident_key(*p, k)),
+                Target::Profile(id) if self.known.may_contain_profile(*p, id) => pk.push(profile_key(*p, id)),
+                _ => self.skipped += 1,
             }
         }
         for (cf, keys) in [(Cf::Idents, ik), (Cf::Profiles, pk)] {
