@@ -92,6 +92,22 @@ impl KnownKeys {
 
     pub fn insert(&mut self, cf: Cf, key: &[u8]) {
         let (h1, h2) = hash(cf, key);
+        self.set(h1, h2);
+    }
+
+    /// [`Self::insert`] of an identifier of partition `p`.
+    pub fn insert_ident(&mut self, p: u16, k: &IdentKey) {
+        let (h1, h2) = probe_hashes(Cf::Idents, p, k.stable_hash());
+        self.set(h1, h2);
+    }
+
+    /// [`Self::insert`] of a profile of partition `p`.
+    pub fn insert_profile(&mut self, p: u16, id: &ProfileId) {
+        let (h1, h2) = probe_hashes(Cf::Profiles, p, profile_hash(&id.0));
+        self.set(h1, h2);
+    }
+
+    fn set(&mut self, h1: u64, h2: u64) {
         for i in 0..HASHES {
             let b = self.bit(h1, h2, i);
             self.bits[(b / 64) as usize] |= 1 << (b % 64);
@@ -172,6 +188,16 @@ mod tests {
         }
         for (p, id) in &profiles {
             assert!(f.may_contain_profile(*p, id));
+            assert!(f.may_contain(Cf::Profiles, &crate::layout::profile_key(*p, id)));
+        }
+        let mut g = KnownKeys::build(&MemStore::new(), 10_000).unwrap();
+        for ((p, k), (q, id)) in idents.iter().zip(&profiles) {
+            g.insert_ident(*p, k);
+            g.insert_profile(*q, id);
+        }
+        for ((p, k), (q, id)) in idents.iter().zip(&profiles) {
+            assert!(g.may_contain(Cf::Idents, &crate::layout::ident_key(*p, k)));
+            assert!(g.may_contain(Cf::Profiles, &crate::layout::profile_key(*q, id)));
         }
         // The same identifier in another partition, or as a profile, is
         // another key.

@@ -158,19 +158,17 @@ impl Loader for StoreLoader<'_> {
 /// their keys to the known-keys filter.
 pub fn write_dirty(batch: &mut Batch, part: &mut Partition, known: &mut KnownKeys) {
     let p = part.id;
-    part.drain_dirty(&mut |d| {
-        let (cf, key, value) = match d {
-            DirtyRef::Ident(k, Some(r)) if *r != IdentRecord::default() => (Cf::Idents, ident_key(p, k), Some(encode(r))),
-            DirtyRef::Ident(k, _) => (Cf::Idents, ident_key(p, k), None),
-            DirtyRef::Profile(id, r) => (Cf::Profiles, profile_key(p, &id), r.map(encode)),
-        };
-        match value {
-            Some(v) => {
-                known.insert(cf, &key);
-                batch.put(cf, key, v);
-            }
-            None => batch.delete(cf, key),
+    part.drain_dirty(&mut |d| match d {
+        DirtyRef::Ident(k, Some(r)) if *r != IdentRecord::default() => {
+            known.insert_ident(p, k);
+            batch.put(Cf::Idents, ident_key(p, k), encode(r));
         }
+        DirtyRef::Ident(k, _) => batch.delete(Cf::Idents, ident_key(p, k)),
+        DirtyRef::Profile(id, Some(r)) => {
+            known.insert_profile(p, &id);
+            batch.put(Cf::Profiles, profile_key(p, &id), encode(r));
+        }
+        DirtyRef::Profile(id, None) => batch.delete(Cf::Profiles, profile_key(p, &id)),
     });
 }
 
