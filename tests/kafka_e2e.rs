@@ -331,7 +331,13 @@ fn with_shared_devices_the_engine_meets_the_accuracy_bar() {
     assert!(engine.stop());
     let got = broker.profiles();
     let total: u64 = got.iter().map(|p| p["metrics"]["event_count"].as_u64().unwrap()).sum();
-    assert_eq!(total, n, "every event counted exactly once");
+    // An event whose only identifiers are shared devices is applied to no
+    // profile; whether a kiosk's anonymous event arrives before or after the
+    // device became shared depends on timing across partitions.
+    let unlinkable = m["idgraph_core_events_unlinkable_total"] as u64;
+    eprintln!("unlinkable events: {unlinkable}");
+    assert!(unlinkable * 1000 <= n, "{unlinkable} unlinkable events of {n}");
+    assert_eq!(total + unlinkable, n, "every event counted exactly once, in a profile or as unlinkable ({unlinkable})");
     let lines: String = got.iter().map(|p| p.to_string() + "\n").collect();
     let s = score(&Truth::parse(&truth).unwrap(), &lines).unwrap();
     eprintln!("engine on tansu: {s:?}");

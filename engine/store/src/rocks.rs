@@ -3,6 +3,8 @@
 //! Tuned for point lookups of small records: bloom filters on every family,
 //! index and filter blocks in a bounded LRU block cache (so RSS stays
 //! bounded), small blocks and LZ4 (cheap to decompress on every lookup).
+//! Point reads do not put data blocks in the block cache (the callers cache
+//! the decoded records); scans do.
 
 use crate::{Batch, Cf, Store, StoreError};
 use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Options, ReadOptions, WriteBatch, WriteOptions, DB};

@@ -97,6 +97,7 @@ pub struct Metrics {
     pub splits: AtomicU64,
     pub conflicts: AtomicU64,
     pub identifiers_shared: AtomicU64,
+    pub events_unlinkable: AtomicU64,
     pub batches: AtomicU64,
     pub batch_seconds: Histogram,
     pub deliver_seconds: Histogram,
@@ -162,6 +163,13 @@ impl Metrics {
         c(&mut o, "idgraph_core_splits_total", "Profiles split.", &self.splits, "counter");
         c(&mut o, "idgraph_core_conflicts_total", "Identifiers dropped from a join by a rule.", &self.conflicts, "counter");
         c(&mut o, "idgraph_core_identifiers_shared_total", "Identifiers marked shared.", &self.identifiers_shared, "counter");
+        c(
+            &mut o,
+            "idgraph_core_events_unlinkable_total",
+            "Events left with no identifier that can link (all shared, or given way under a rule); counted in no profile.",
+            &self.events_unlinkable,
+            "counter",
+        );
         c(&mut o, "idgraph_core_batches_total", "Batches committed.", &self.batches, "counter");
         self.batch_seconds.render(
             &mut o,

@@ -455,6 +455,7 @@ impl Worker {
         m.splits.fetch_add(d(s.splits, self.reported.splits), Ordering::Relaxed);
         m.conflicts.fetch_add(d(s.conflicts, self.reported.conflicts), Ordering::Relaxed);
         m.identifiers_shared.fetch_add(d(s.identifiers_shared, self.reported.identifiers_shared), Ordering::Relaxed);
+        m.events_unlinkable.fetch_add(d(s.events_unlinkable, self.reported.events_unlinkable), Ordering::Relaxed);
         self.reported = s;
         m.batches.fetch_add(1, Ordering::Relaxed);
         m.batch_seconds.observe(t0.elapsed().as_secs_f64());
