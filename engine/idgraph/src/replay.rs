@@ -392,21 +392,17 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
                     }
                 }
             }
-            // Touched records are dirty; one that is not is rendered from
-            // the cache all the same, in its place.
-            if !unencoded.is_empty() {
-                let mut loader = StoreLoader::new(store, &known);
-                for (pi, id, pos) in unencoded.into_iter().rev() {
-                    let line = match golden::output(id, cluster.parts[pi].profile(id, &mut loader), &core) {
-                        Some(ProfileOutput::Profile(line)) => line,
-                        Some(ProfileOutput::Gone(reason)) => golden::tombstone(id, reason),
-                        None => continue,
-                    };
-                    profiles.insert(pos, ProfileLine::Rendered(line));
-                }
-                if let Some(e) = loader.error.take() {
-                    bail!(e);
-                }
+            // A touched record is dirty (it was taken and put back). One
+            // that is not would still be cached (eviction comes later), so
+            // it is rendered from the cache, in its place; never from the
+            // store, which may not hold the previous batch yet.
+            for (pi, id, pos) in unencoded.into_iter().rev() {
+                let line = match golden::output(id, cluster.parts[pi].cached_profile(id), &core) {
+                    Some(ProfileOutput::Profile(line)) => line,
+                    Some(ProfileOutput::Gone(reason)) => golden::tombstone(id, reason),
+                    None => continue,
+                };
+                profiles.insert(pos, ProfileLine::Rendered(line));
             }
             let t2 = Instant::now();
             ph.encode += (t2 - t1).as_secs_f64();

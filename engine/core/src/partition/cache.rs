@@ -79,6 +79,11 @@ impl Partition {
         self.profile_slot(id, loader).val.as_ref()
     }
 
+    /// A profile record if it is in the cache (never loads).
+    pub fn cached_profile(&self, id: ProfileId) -> Option<&ProfileRecord> {
+        self.profiles.get(&id).and_then(|s| s.val.as_ref())
+    }
+
     pub(super) fn touch(&mut self, id: ProfileId) {
         if self.touched_set.insert(id) {
             self.touched.push(id);
