@@ -199,8 +199,7 @@ mod tests {
             assert!(g.may_contain(Cf::Idents, &crate::layout::ident_key(*p, k)));
             assert!(g.may_contain(Cf::Profiles, &crate::layout::profile_key(*q, id)));
         }
-        // The same identifier in another partition, or as a profile, is
-        // another key.
+        // The same identifier under another partition is another key.
         let other = idents.iter().filter(|(p, k)| f.may_contain_ident(p + 1, k)).count();
         assert!(other < 25, "{other} of 500 found under the wrong partition");
     }
