@@ -294,7 +294,14 @@ impl LiveProfile {
 
 /// Encodes a record with its format byte.
 pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    let out = vec![RECORD_FORMAT];
+    encode_sized(v, 64)
+}
+
+/// [`encode`] into a buffer of `capacity` bytes to start with (a profile
+/// record grows the default one several times).
+pub fn encode_sized<T: Serialize>(v: &T, capacity: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(capacity.max(1));
+    out.push(RECORD_FORMAT);
     // postcard into a Vec cannot fail for these types (no maps with
     // non-string keys, no unsupported serde features).
     match postcard::to_extend(v, out) {

@@ -8,7 +8,7 @@ use idgraph_core::ident::IdentKey;
 use idgraph_core::invariants::Snapshot;
 use idgraph_core::partition::{DirtyRef, Loader, Partition};
 use idgraph_core::profile_id::ProfileId;
-use idgraph_core::record::{decode, encode, IdentRecord, ProfileRecord};
+use idgraph_core::record::{decode, encode, encode_sized, IdentRecord, ProfileRecord};
 use idgraph_store::{Batch, Cf, Store, StoreError};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -166,7 +166,7 @@ pub fn write_dirty(batch: &mut Batch, part: &mut Partition, known: &mut KnownKey
         DirtyRef::Ident(k, _) => batch.delete(Cf::Idents, ident_key(p, k)),
         DirtyRef::Profile(id, Some(r)) => {
             known.insert_profile(p, &id);
-            batch.put(Cf::Profiles, profile_key(p, &id), encode(r));
+            batch.put(Cf::Profiles, profile_key(p, &id), encode_sized(r, 1024));
         }
         DirtyRef::Profile(id, None) => batch.delete(Cf::Profiles, profile_key(p, &id)),
     });
