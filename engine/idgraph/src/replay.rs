@@ -23,7 +23,7 @@ use idgraph_core::partition::Effects;
 use idgraph_core::profile_id::ProfileId;
 use idgraph_core::record::{decode, ProfileRecord};
 use idgraph_state::{self as state, bump, Counters, KnownKeys, StoreLoader};
-use idgraph_store::{Batch, Cf, RocksOptions, RocksStore, Store};
+use idgraph_store::{Batch, RocksOptions, RocksStore, Store};
 use idgraph_stream::fault;
 use rustc_hash::FxHashMap;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
@@ -374,35 +374,27 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
             // from their encoded record on the writer thread.
             let mut wb = Batch::default();
             let mut profiles = Vec::new();
-            let mut unencoded = Vec::new();
             let mut at: FxHashMap<ProfileId, usize> = FxHashMap::default();
-            for (pi, part) in cluster.parts.iter_mut().enumerate() {
+            for part in &mut cluster.parts {
                 at.clear();
-                let first = wb.ops.len();
-                state::write_dirty(&mut wb, part, &mut known);
-                for (i, (cf, key, _)) in wb.ops.iter().enumerate().skip(first) {
-                    if let (Cf::Profiles, Some(id)) = (cf, key.get(2..).and_then(|b| <[u8; 16]>::try_from(b).ok())) {
-                        at.insert(ProfileId(id), i);
-                    }
-                }
+                state::write_dirty_noting(&mut wb, part, &mut known, &mut |id, i| {
+                    at.insert(id, i);
+                });
                 for id in part.take_touched() {
-                    match at.get(&id) {
-                        Some(&i) => profiles.push(ProfileLine::Encoded(id, i)),
-                        None => unencoded.push((pi, id, profiles.len())),
+                    if let Some(&i) = at.get(&id) {
+                        profiles.push(ProfileLine::Encoded(id, i));
+                        continue;
+                    }
+                    // A touched record is dirty (it was taken and put back).
+                    // One that is not would still be cached (eviction comes
+                    // later): rendered from the cache, never from the store,
+                    // which may not hold the previous batch yet.
+                    match golden::output(id, part.cached_profile(id), &core) {
+                        Some(ProfileOutput::Profile(line)) => profiles.push(ProfileLine::Rendered(line)),
+                        Some(ProfileOutput::Gone(reason)) => profiles.push(ProfileLine::Rendered(golden::tombstone(id, reason))),
+                        None => {}
                     }
                 }
-            }
-            // A touched record is dirty (it was taken and put back). One
-            // that is not would still be cached (eviction comes later), so
-            // it is rendered from the cache, in its place; never from the
-            // store, which may not hold the previous batch yet.
-            for (pi, id, pos) in unencoded.into_iter().rev() {
-                let line = match golden::output(id, cluster.parts[pi].cached_profile(id), &core) {
-                    Some(ProfileOutput::Profile(line)) => line,
-                    Some(ProfileOutput::Gone(reason)) => golden::tombstone(id, reason),
-                    None => continue,
-                };
-                profiles.insert(pos, ProfileLine::Rendered(line));
             }
             let t2 = Instant::now();
             ph.encode += (t2 - t1).as_secs_f64();

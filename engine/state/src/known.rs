@@ -39,9 +39,8 @@ fn probe_hashes(cf: Cf, partition: u16, h: u64) -> (u64, u64) {
 }
 
 fn profile_hash(id: &[u8; 16]) -> u64 {
-    let (hi, lo) = id.split_at(8);
-    let word = |b: &[u8]| b.iter().fold(0u64, |w, x| (w << 8) | u64::from(*x));
-    mix(word(lo) ^ mix(word(hi)))
+    let w = u128::from_be_bytes(*id);
+    mix((w as u64) ^ mix((w >> 64) as u64))
 }
 
 /// The probe hashes of an encoded key (`layout`: partition, then the

@@ -157,6 +157,12 @@ impl Loader for StoreLoader<'_> {
 /// Adds the records a partition dirtied to a batch (encoded in place), and
 /// their keys to the known-keys filter.
 pub fn write_dirty(batch: &mut Batch, part: &mut Partition, known: &mut KnownKeys) {
+    write_dirty_noting(batch, part, known, &mut |_, _| {});
+}
+
+/// [`write_dirty`], telling `profile_at` the index in `batch.ops` of each
+/// profile record it adds (put or delete).
+pub fn write_dirty_noting(batch: &mut Batch, part: &mut Partition, known: &mut KnownKeys, profile_at: &mut dyn FnMut(ProfileId, usize)) {
     let p = part.id;
     part.drain_dirty(&mut |d| match d {
         DirtyRef::Ident(k, Some(r)) if *r != IdentRecord::default() => {
@@ -164,11 +170,16 @@ pub fn write_dirty(batch: &mut Batch, part: &mut Partition, known: &mut KnownKey
             batch.put(Cf::Idents, ident_key(p, k), encode(r));
         }
         DirtyRef::Ident(k, _) => batch.delete(Cf::Idents, ident_key(p, k)),
-        DirtyRef::Profile(id, Some(r)) => {
-            known.insert_profile(p, &id);
-            batch.put(Cf::Profiles, profile_key(p, &id), encode_sized(r, 1024));
+        DirtyRef::Profile(id, r) => {
+            profile_at(id, batch.ops.len());
+            match r {
+                Some(r) => {
+                    known.insert_profile(p, &id);
+                    batch.put(Cf::Profiles, profile_key(p, &id), encode_sized(r, 1024));
+                }
+                None => batch.delete(Cf::Profiles, profile_key(p, &id)),
+            }
         }
-        DirtyRef::Profile(id, None) => batch.delete(Cf::Profiles, profile_key(p, &id)),
     });
 }
 
