@@ -67,8 +67,14 @@ impl RocksStore {
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&cache);
         table.set_bloom_filter(10.0, false);
-        table.set_cache_index_and_filter_blocks(true);
-        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        // Index and filter blocks live with each open table reader, loaded
+        // once when the file opens. In the block cache they would be read
+        // from the file again on every lookup: point reads do not fill the
+        // cache (below), and that applies to filter blocks too, so a full
+        // filter of a large file was copied and parsed per lookup (8% of a
+        // 10M-event replay). Their memory is bounded by `max_open_files`
+        // and is about 1.3 bytes per key (10-bit bloom plus the index).
+        table.set_cache_index_and_filter_blocks(false);
         table.set_format_version(5);
         // Point lookups read (and decompress) one block each: keep them small.
         table.set_block_size(4 << 10);
