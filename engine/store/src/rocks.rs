@@ -1,10 +1,10 @@
 //! RocksDB implementation of [`Store`].
 //!
 //! Tuned for point lookups of small records: bloom filters on every family,
-//! index and filter blocks in a bounded LRU block cache (so RSS stays
-//! bounded), small blocks and LZ4 (cheap to decompress on every lookup).
-//! Point reads do not put data blocks in the block cache (the callers cache
-//! the decoded records); scans do.
+//! index and filter blocks held by the open table readers (bounded by the
+//! open-file limit), small blocks and LZ4 (cheap to decompress on every
+//! lookup). Point reads do not put data blocks in the bounded LRU block
+//! cache (the callers cache the decoded records); scans do.
 
 use crate::{Batch, Cf, Store, StoreError};
 use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Options, ReadOptions, WriteBatch, WriteOptions, DB};
@@ -115,8 +115,7 @@ impl RocksStore {
         // partitions keep what they read decoded in their own cache, so a
         // second copy of the block (decompressed, 4 KiB for one record)
         // costs an insert and an eviction per read and memory that the
-        // record cache uses better. Index and filter blocks still go
-        // through the cache.
+        // record cache uses better.
         let mut read_opts = ReadOptions::default();
         read_opts.fill_cache(false);
         Ok(Self { db, path: path.to_path_buf(), write_opts, read_opts })
