@@ -1,8 +1,8 @@
 //! RocksDB implementation of [`Store`].
 //!
 //! Tuned for point lookups of small records: bloom filters on every family,
-//! index and filter blocks held by the open table readers (bounded by the
-//! open-file limit), small blocks and LZ4 (cheap to decompress on every
+//! index and filter blocks held by the open table readers (about 1.3 bytes
+//! per key, growing with the state), small blocks and LZ4 (cheap to decompress on every
 //! lookup). Point reads do not put data blocks in the bounded LRU block
 //! cache (the callers cache the decoded records); scans do.
 
@@ -72,8 +72,10 @@ impl RocksStore {
         // from the file again on every lookup: point reads do not fill the
         // cache (below), and that applies to filter blocks too, so a full
         // filter of a large file was copied and parsed per lookup (8% of a
-        // 10M-event replay). Their memory is bounded by `max_open_files`
-        // and is about 1.3 bytes per key (10-bit bloom plus the index).
+        // 10M-event replay). Their memory is about 1.3 bytes per key
+        // (10-bit bloom plus the index), outside the block cache: it grows
+        // with the state, and past `max_open_files` table files readers
+        // are reopened and their blocks loaded again.
         table.set_cache_index_and_filter_blocks(false);
         table.set_format_version(5);
         // Point lookups read (and decompress) one block each: keep them small.
