@@ -55,17 +55,21 @@ impl Cluster {
                 break;
             }
             let parts = n as u16;
-            let targets: Vec<(u16, crate::command::Target<'_>)> = wave
-                .iter()
-                .enumerate()
-                .flat_map(|(p, cmds)| {
-                    cmds.iter().flat_map(move |c| {
-                        std::iter::once((p as u16, c.target()))
-                            .chain(c.also_reads().iter().map(move |k| (k.partition(parts), crate::command::Target::Ident(k))))
-                    })
-                })
-                .filter(|(p, t)| !self.parts[*p as usize].is_cached(*t))
-                .collect();
+            let mut targets: Vec<(u16, crate::command::Target<'_>)> = Vec::with_capacity(wave.iter().map(|w| 2 * w.len()).sum());
+            for (p, cmds) in wave.iter().enumerate() {
+                for c in cmds {
+                    let t = c.target();
+                    if !self.parts[p].is_cached(t) {
+                        targets.push((p as u16, t));
+                    }
+                    for k in c.also_reads() {
+                        let q = k.partition(parts);
+                        if !self.parts[q as usize].is_cached(crate::command::Target::Ident(k)) {
+                            targets.push((q, crate::command::Target::Ident(k)));
+                        }
+                    }
+                }
+            }
             if !targets.is_empty() {
                 loader.prefetch(&targets);
             }

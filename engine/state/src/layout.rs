@@ -51,8 +51,11 @@ pub enum StateError {
 pub struct StoreLoader<'a> {
     store: &'a dyn Store,
     known: &'a KnownKeys,
-    idents: FxHashMap<Vec<u8>, Option<Vec<u8>>>,
-    profiles: FxHashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// What a prefetch found, by key (an identifier or profile belongs to
+    /// one partition): the stored bytes, or `None` when absent (read, or
+    /// answered by the filter, so a later lookup does not probe it again).
+    idents: FxHashMap<IdentKey, Option<Vec<u8>>>,
+    profiles: FxHashMap<ProfileId, Option<Vec<u8>>>,
     /// The first failure; the batch is abandoned when set.
     pub error: Option<StateError>,
     pub reads: u64,
@@ -77,17 +80,10 @@ impl<'a> StoreLoader<'a> {
         }
     }
 
-    /// Reads a key the filter may contain (prefetched, or from the store).
-    fn read(&mut self, cf: Cf, key: Vec<u8>) -> Option<Vec<u8>> {
-        let pre = match cf {
-            Cf::Idents => self.idents.remove(&key),
-            _ => self.profiles.remove(&key),
-        };
-        if let Some(v) = pre {
-            return v;
-        }
+    /// Reads a key the filter may contain from the store.
+    fn read(&mut self, cf: Cf, key: &[u8]) -> Option<Vec<u8>> {
         self.reads += 1;
-        match self.store.get(cf, &key) {
+        match self.store.get(cf, key) {
             Ok(v) => v,
             Err(e) => {
                 self.fail(e.into());
@@ -96,10 +92,9 @@ impl<'a> StoreLoader<'a> {
         }
     }
 
-    /// Reads and decodes one record; a failure is kept and reads as absent.
-    fn read_decoded<T: for<'de> Deserialize<'de>>(&mut self, cf: Cf, key: Vec<u8>) -> Option<T> {
-        let bytes = self.read(cf, key)?;
-        match decode(&bytes) {
+    /// Decodes one record; a failure is kept and reads as absent.
+    fn decoded<T: for<'de> Deserialize<'de>>(&mut self, cf: Cf, bytes: Option<Vec<u8>>) -> Option<T> {
+        match decode(&bytes?) {
             Ok(r) => Some(r),
             Err(e) => {
                 self.fail(StateError::Corrupt { what: cf.name(), reason: e.to_string() });
@@ -111,43 +106,69 @@ impl<'a> StoreLoader<'a> {
 
 impl Loader for StoreLoader<'_> {
     fn ident(&mut self, p: u16, k: &IdentKey) -> Option<IdentRecord> {
-        if !self.known.may_contain_ident(p, k) {
-            self.skipped += 1;
-            return None;
-        }
-        self.read_decoded(Cf::Idents, ident_key(p, k))
+        let bytes = match self.idents.remove(k) {
+            Some(pre) => pre,
+            None if !self.known.may_contain_ident(p, k) => {
+                self.skipped += 1;
+                return None;
+            }
+            None => self.read(Cf::Idents, &ident_key(p, k)),
+        };
+        self.decoded(Cf::Idents, bytes)
     }
 
     fn profile(&mut self, p: u16, id: &ProfileId) -> Option<ProfileRecord> {
-        if !self.known.may_contain_profile(p, id) {
-            self.skipped += 1;
-            return None;
-        }
-        self.read_decoded(Cf::Profiles, profile_key(p, id))
+        let bytes = match self.profiles.remove(id) {
+            Some(pre) => pre,
+            None if !self.known.may_contain_profile(p, id) => {
+                self.skipped += 1;
+                return None;
+            }
+            None => self.read(Cf::Profiles, &profile_key(p, id)),
+        };
+        self.decoded(Cf::Profiles, bytes)
     }
 
     /// Reads the records a wave of commands will need with one multi-get
-    /// per family.
+    /// per family; keys the filter rules out are noted absent.
     fn prefetch(&mut self, wave: &[(u16, Target<'_>)]) {
         let mut ik = Vec::new();
+        let mut iks = Vec::new();
         let mut pk = Vec::new();
+        let mut pks = Vec::new();
         for (p, t) in wave {
-            match t {
-                Target::Ident(k) if self.known.may_contain_ident(*p, k) => ik.push(ident_key(*p, k)),
-                Target::Profile(id) if self.known.may_contain_profile(*p, id) => pk.push(profile_key(*p, id)),
-                _ => self.skipped += 1,
+            match *t {
+                Target::Ident(k) if self.idents.contains_key(k) => {}
+                Target::Ident(k) if self.known.may_contain_ident(*p, k) => {
+                    ik.push(ident_key(*p, k));
+                    iks.push(k.clone());
+                }
+                Target::Ident(k) => {
+                    self.skipped += 1;
+                    self.idents.insert(k.clone(), None);
+                }
+                Target::Profile(id) if self.profiles.contains_key(&id) => {}
+                Target::Profile(id) if self.known.may_contain_profile(*p, &id) => {
+                    pk.push(profile_key(*p, &id));
+                    pks.push(id);
+                }
+                Target::Profile(id) => {
+                    self.skipped += 1;
+                    self.profiles.insert(id, None);
+                }
             }
         }
-        for (cf, keys) in [(Cf::Idents, ik), (Cf::Profiles, pk)] {
-            if keys.is_empty() {
-                continue;
+        if !ik.is_empty() {
+            self.reads += ik.len() as u64;
+            match self.store.multi_get(Cf::Idents, &ik) {
+                Ok(vals) => self.idents.extend(iks.into_iter().zip(vals)),
+                Err(e) => self.fail(e.into()),
             }
-            self.reads += keys.len() as u64;
-            match self.store.multi_get(cf, &keys) {
-                Ok(vals) => {
-                    let m = if cf == Cf::Idents { &mut self.idents } else { &mut self.profiles };
-                    m.extend(keys.into_iter().zip(vals));
-                }
+        }
+        if !pk.is_empty() {
+            self.reads += pk.len() as u64;
+            match self.store.multi_get(Cf::Profiles, &pk) {
+                Ok(vals) => self.profiles.extend(pks.into_iter().zip(vals)),
                 Err(e) => self.fail(e.into()),
             }
         }
