@@ -61,37 +61,61 @@ impl fmt::Display for IdentType {
 /// The key carries its stable hash, computed once when it is built (on the
 /// parsing thread): partitioning, hash maps and equality all start from it
 /// instead of hashing the value again. It is not part of the encoding.
+///
+/// Values up to [`INLINE`] bytes (UUIDs, phones, most emails and device
+/// IDs) are held inside the key: cloning one allocates nothing, and a hash
+/// map comparing keys reads the bytes beside the hash instead of following
+/// a pointer to another cache line. Longer values live on the heap.
 #[derive(Clone)]
 pub struct IdentKey {
     hash: u64,
-    value: Box<str>,
-    ty: IdentType,
+    val: Val,
+}
+
+/// Longest value held inline (the key is 48 bytes either way).
+pub const INLINE: usize = 37;
+
+#[derive(Clone)]
+enum Val {
+    Inline { ty: IdentType, len: u8, bytes: [u8; INLINE] },
+    Heap { ty: IdentType, value: Box<str> },
 }
 
 /// The encoded shape of [`IdentKey`] (the hash is recomputed on decode).
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 #[serde(rename = "IdentKey")]
-struct KeyRepr<V> {
+struct KeyRepr<'a> {
     ty: IdentType,
-    value: V,
+    value: &'a str,
+}
+
+/// [`KeyRepr`] on the way in: borrows the value where the input allows
+/// (records decoded from a byte slice), so decoding an inline key
+/// allocates nothing.
+#[derive(Deserialize)]
+#[serde(rename = "IdentKey")]
+struct KeyReprIn<'a> {
+    ty: IdentType,
+    #[serde(borrow)]
+    value: std::borrow::Cow<'a, str>,
 }
 
 impl Serialize for IdentKey {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        KeyRepr { ty: self.ty, value: &*self.value }.serialize(s)
+        KeyRepr { ty: self.ty(), value: self.value() }.serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for IdentKey {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let r = KeyRepr::<Box<str>>::deserialize(d)?;
+        let r = KeyReprIn::deserialize(d)?;
         Ok(Self::new(r.ty, r.value))
     }
 }
 
 impl PartialEq for IdentKey {
     fn eq(&self, o: &Self) -> bool {
-        self.hash == o.hash && self.ty == o.ty && self.value == o.value
+        self.hash == o.hash && self.ty() == o.ty() && self.bytes() == o.bytes()
     }
 }
 
@@ -111,7 +135,7 @@ impl PartialOrd for IdentKey {
 
 impl Ord for IdentKey {
     fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (self.ty, &self.value).cmp(&(o.ty, &o.value))
+        (self.ty(), self.bytes()).cmp(&(o.ty(), o.bytes()))
     }
 }
 
@@ -133,24 +157,46 @@ fn key_hash(ty: IdentType, value: &str) -> u64 {
 impl IdentKey {
     /// Builds a key from an already normalised value. Use
     /// [`crate::normalize::Normalizer`] for raw input.
-    pub fn new(ty: IdentType, normalised: impl Into<Box<str>>) -> Self {
-        let value = normalised.into();
-        Self { hash: key_hash(ty, &value), value, ty }
+    pub fn new(ty: IdentType, normalised: impl AsRef<str>) -> Self {
+        let value = normalised.as_ref();
+        let hash = key_hash(ty, value);
+        let val = if value.len() <= INLINE {
+            let mut bytes = [0u8; INLINE];
+            bytes[..value.len()].copy_from_slice(value.as_bytes());
+            Val::Inline { ty, len: value.len() as u8, bytes }
+        } else {
+            Val::Heap { ty, value: value.into() }
+        };
+        Self { hash, val }
     }
 
     pub fn ty(&self) -> IdentType {
-        self.ty
+        match &self.val {
+            Val::Inline { ty, .. } | Val::Heap { ty, .. } => *ty,
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match &self.val {
+            Val::Inline { len, bytes, .. } => &bytes[..*len as usize],
+            Val::Heap { value, .. } => value.as_bytes(),
+        }
     }
 
     /// The normalised value. PII: never log it.
     pub fn value(&self) -> &str {
-        &self.value
+        match &self.val {
+            // The bytes were copied whole from a `str`, so they are UTF-8;
+            // the empty fallback is unreachable.
+            Val::Inline { len, bytes, .. } => std::str::from_utf8(&bytes[..*len as usize]).unwrap_or_default(),
+            Val::Heap { value, .. } => value,
+        }
     }
 
     /// Storage encoding: the tag byte then the value bytes.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        out.push(self.ty.0);
-        out.extend_from_slice(self.value.as_bytes());
+        out.push(self.ty().0);
+        out.extend_from_slice(self.bytes());
     }
 
     /// Inverse of [`Self::encode_into`].
@@ -173,7 +219,7 @@ impl IdentKey {
 
 impl fmt::Debug for IdentKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:<redacted>", self.ty)
+        write!(f, "{}:<redacted>", self.ty())
     }
 }
 
@@ -226,6 +272,29 @@ mod tests {
         let bytes = postcard::to_allocvec(&k).unwrap();
         let back: IdentKey = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(back, k);
+    }
+
+    #[test]
+    fn inline_and_heap_values_behave_alike() {
+        assert_eq!(std::mem::size_of::<IdentKey>(), 48);
+        for n in [0, 1, INLINE - 1, INLINE, INLINE + 1, 200] {
+            let v = "é".repeat(n / 2) + &"x".repeat(n % 2);
+            let k = IdentKey::new(IdentType::EMAIL, &v);
+            assert_eq!(k.value(), v, "length {n}");
+            assert_eq!(k.clone(), k);
+            let j = serde_json::to_string(&k).unwrap();
+            assert_eq!(serde_json::from_str::<IdentKey>(&j).unwrap(), k);
+            let b = postcard::to_allocvec(&k).unwrap();
+            assert_eq!(postcard::from_bytes::<IdentKey>(&b).unwrap(), k);
+            let mut enc = Vec::new();
+            k.encode_into(&mut enc);
+            assert_eq!(IdentKey::decode(&enc), Some(k.clone()));
+            let longer = IdentKey::new(IdentType::EMAIL, format!("{v}z"));
+            assert!(k < longer && k != longer);
+        }
+        // Escaped JSON cannot be borrowed: decoded through an owned string.
+        let k: IdentKey = serde_json::from_str(r#"{"ty":3,"value":"a\"b"}"#).unwrap();
+        assert_eq!(k.value(), "a\"b");
     }
 
     #[test]
