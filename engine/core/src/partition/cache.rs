@@ -17,66 +17,73 @@ pub enum DirtyRef<'a> {
 }
 
 impl Partition {
-    /// The cached slot of an identifier, loading it on a miss. A hit costs
-    /// one hash lookup and no key clone.
-    fn ident_slot(&mut self, key: &IdentKey, loader: &mut dyn Loader) -> &mut Slot<IdentRecord> {
+    /// The position of an identifier's cached slot, loading it on a miss.
+    /// A hit costs one hash lookup and no key clone.
+    fn ident_index(&mut self, key: &IdentKey, loader: &mut dyn Loader) -> usize {
         let gen = self.gen;
-        if !self.idents.contains_key(key) {
-            let val = loader.ident(self.id, key);
-            self.idents.insert(key.clone(), Slot { val, dirty: false, gen: 0 });
-        }
-        match self.idents.get_mut(key) {
-            Some(slot) => {
-                slot.gen = gen;
-                slot
+        let i = match self.idents.get_index_of(key) {
+            Some(i) => i,
+            None => {
+                let val = loader.ident(self.id, key);
+                self.idents.insert_full(key.clone(), Slot { val, dirty: false, gen }).0
             }
-            None => unreachable!("inserted above"),
-        }
+        };
+        self.idents[i].gen = gen;
+        i
     }
 
     pub(super) fn ident_mut(&mut self, key: &IdentKey, loader: &mut dyn Loader) -> &mut IdentRecord {
-        let slot = self.ident_slot(key, loader);
-        let newly_dirty = !slot.dirty;
-        slot.dirty = true;
-        if newly_dirty {
-            self.dirty_idents.push(key.clone());
+        let i = self.ident_index(key, loader);
+        let slot = &mut self.idents[i];
+        if !slot.dirty {
+            slot.dirty = true;
+            self.dirty_idents.push(i);
         }
-        match self.idents.get_mut(key) {
-            Some(slot) => slot.val.get_or_insert_with(IdentRecord::default),
-            None => unreachable!("loaded above"),
-        }
+        slot.val.get_or_insert_with(IdentRecord::default)
     }
 
     pub(super) fn ident_get(&mut self, key: &IdentKey, loader: &mut dyn Loader) -> Option<&IdentRecord> {
-        self.ident_slot(key, loader).val.as_ref()
+        let i = self.ident_index(key, loader);
+        self.idents[i].val.as_ref()
     }
 
-    fn profile_slot(&mut self, id: ProfileId, loader: &mut dyn Loader) -> &mut Slot<ProfileRecord> {
+    fn profile_index(&mut self, id: ProfileId, loader: &mut dyn Loader) -> usize {
         let gen = self.gen;
-        let pid = self.id;
-        let slot = self.profiles.entry(id).or_insert_with(|| Slot { val: loader.profile(pid, &id), dirty: false, gen });
-        slot.gen = gen;
-        slot
+        let i = match self.profiles.get_index_of(&id) {
+            Some(i) => i,
+            None => {
+                let val = loader.profile(self.id, &id);
+                self.profiles.insert_full(id, Slot { val, dirty: false, gen }).0
+            }
+        };
+        self.profiles[i].gen = gen;
+        i
     }
 
     pub(super) fn take_profile(&mut self, id: ProfileId, loader: &mut dyn Loader) -> Option<ProfileRecord> {
-        self.profile_slot(id, loader).val.take()
+        let i = self.profile_index(id, loader);
+        self.profiles[i].val.take()
     }
 
     /// Puts a record back (after [`Self::take_profile`]) and marks it dirty.
     pub(super) fn put_profile(&mut self, id: ProfileId, rec: Option<ProfileRecord>) {
         let gen = self.gen;
-        let slot = self.profiles.entry(id).or_insert(Slot { val: None, dirty: false, gen });
+        let i = match self.profiles.get_index_of(&id) {
+            Some(i) => i,
+            None => self.profiles.insert_full(id, Slot { val: None, dirty: false, gen }).0,
+        };
+        let slot = &mut self.profiles[i];
         slot.val = rec;
         if !slot.dirty {
             slot.dirty = true;
-            self.dirty_profiles.push(id);
+            self.dirty_profiles.push(i);
         }
     }
 
     /// Reads a profile record (for outputs and queries).
     pub fn profile(&mut self, id: ProfileId, loader: &mut dyn Loader) -> Option<&ProfileRecord> {
-        self.profile_slot(id, loader).val.as_ref()
+        let i = self.profile_index(id, loader);
+        self.profiles[i].val.as_ref()
     }
 
     /// A profile record if it is in the cache (never loads).
@@ -99,18 +106,24 @@ impl Partition {
     /// Lends every record dirtied since the last call, in the order they
     /// were first dirtied, and marks them clean (they stay cached).
     pub fn drain_dirty(&mut self, f: &mut dyn FnMut(DirtyRef<'_>)) {
-        for k in std::mem::take(&mut self.dirty_idents) {
-            if let Some(s) = self.idents.get_mut(&k) {
+        let mut list = std::mem::take(&mut self.dirty_idents);
+        for &i in &list {
+            if let Some((k, s)) = self.idents.get_index_mut(i) {
                 s.dirty = false;
-                f(DirtyRef::Ident(&k, s.val.as_ref()));
+                f(DirtyRef::Ident(k, s.val.as_ref()));
             }
         }
-        for id in std::mem::take(&mut self.dirty_profiles) {
-            if let Some(s) = self.profiles.get_mut(&id) {
+        list.clear();
+        self.dirty_idents = list;
+        let mut list = std::mem::take(&mut self.dirty_profiles);
+        for &i in &list {
+            if let Some((id, s)) = self.profiles.get_index_mut(i) {
                 s.dirty = false;
-                f(DirtyRef::Profile(id, s.val.as_ref()));
+                f(DirtyRef::Profile(*id, s.val.as_ref()));
             }
         }
+        list.clear();
+        self.dirty_profiles = list;
     }
 
     /// Starts a new cache generation and, above `max_entries`, evicts clean
@@ -120,14 +133,78 @@ impl Partition {
     /// read would load an older version).
     pub fn end_batch(&mut self, max_entries: usize, unwritten: bool) {
         self.gen = self.gen.wrapping_add(1);
-        if self.idents.len() + self.profiles.len() > max_entries {
-            let keep = self.gen.wrapping_sub(1);
-            self.idents.retain(|_, s| s.dirty || s.gen == keep);
-            self.profiles.retain(|_, s| s.dirty || s.gen == keep);
-            if !unwritten && self.idents.len() + self.profiles.len() > max_entries {
-                self.idents.retain(|_, s| s.dirty);
-                self.profiles.retain(|_, s| s.dirty);
-            }
+        if self.idents.len() + self.profiles.len() <= max_entries {
+            return;
         }
+        // Eviction moves records; dirty ones stay, found again by key.
+        let dirty_idents: Vec<IdentKey> =
+            self.dirty_idents.iter().filter_map(|&i| self.idents.get_index(i)).map(|(k, _)| k.clone()).collect();
+        let dirty_profiles: Vec<ProfileId> =
+            self.dirty_profiles.iter().filter_map(|&i| self.profiles.get_index(i)).map(|(id, _)| *id).collect();
+        let keep = self.gen.wrapping_sub(1);
+        self.idents.retain(|_, s| s.dirty || s.gen == keep);
+        self.profiles.retain(|_, s| s.dirty || s.gen == keep);
+        if !unwritten && self.idents.len() + self.profiles.len() > max_entries {
+            self.idents.retain(|_, s| s.dirty);
+            self.profiles.retain(|_, s| s.dirty);
+        }
+        self.dirty_idents = dirty_idents.iter().filter_map(|k| self.idents.get_index_of(k)).collect();
+        self.dirty_profiles = dirty_profiles.iter().filter_map(|id| self.profiles.get_index_of(id)).collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{EmptyLoader, Partition};
+    use super::DirtyRef;
+    use crate::command::Target;
+    use crate::config::CoreConfig;
+    use crate::ident::{IdentKey, IdentType};
+    use crate::profile_id::ProfileId;
+    use crate::record::ProfileRecord;
+    use std::sync::Arc;
+
+    fn key(i: u32) -> IdentKey {
+        IdentKey::new(IdentType::DEVICE_ID, format!("dev-{i}"))
+    }
+
+    /// Drained identifiers with their owner, profiles with whether they exist.
+    type Drained = (Vec<(IdentKey, Option<ProfileId>)>, Vec<(ProfileId, bool)>);
+
+    fn drained(p: &mut Partition) -> Drained {
+        let (mut idents, mut profiles) = (Vec::new(), Vec::new());
+        p.drain_dirty(&mut |d| match d {
+            DirtyRef::Ident(k, r) => idents.push((k.clone(), r.and_then(|r| r.owner))),
+            DirtyRef::Profile(id, r) => profiles.push((id, r.is_some())),
+        });
+        (idents, profiles)
+    }
+
+    #[test]
+    fn dirty_records_survive_eviction_and_drain_once_in_order() {
+        let mut p = Partition::new(0, 1, Arc::new(CoreConfig::default()));
+        let l = &mut EmptyLoader;
+        let ids: Vec<ProfileId> = (0..3).map(|i| ProfileId::for_new(i, &key(i as u32))).collect();
+        // Clean records first, so eviction moves the dirty ones.
+        for i in 0..50 {
+            let _ = p.ident_get(&key(i), l);
+        }
+        p.end_batch(usize::MAX, false);
+        p.ident_mut(&key(60), l).owner = Some(ids[0]);
+        p.ident_mut(&key(10), l).owner = Some(ids[1]);
+        p.put_profile(ids[2], Some(ProfileRecord::Alias(ids[0])));
+        p.ident_mut(&key(60), l).shared = false;
+        // Two generations later nothing clean is left, the dirty ones are.
+        p.end_batch(0, false);
+        p.end_batch(0, false);
+        assert!(!p.is_cached(Target::Ident(&key(20))));
+        assert!(p.is_cached(Target::Ident(&key(10))) && p.is_cached(Target::Profile(ids[2])));
+        let (idents, profiles) = drained(&mut p);
+        assert_eq!(idents, vec![(key(60), Some(ids[0])), (key(10), Some(ids[1]))]);
+        assert_eq!(profiles, vec![(ids[2], true)]);
+        assert_eq!(drained(&mut p), (vec![], vec![]), "drained twice");
+        // Clean now: evicted by the next call over the limit.
+        p.end_batch(0, false);
+        assert!(!p.is_cached(Target::Ident(&key(10))) && !p.is_cached(Target::Profile(ids[2])));
     }
 }

@@ -25,7 +25,7 @@ use crate::output::{ConsentEvent, IdentOut, LifecycleEvent};
 use crate::profile_id::ProfileId;
 use crate::record::{IdentRecord, LiveProfile, ProfileRecord};
 use crate::time::{format_rfc3339, Millis};
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashSet;
 use std::sync::Arc;
 
 /// Reads records missing from the cache (a store, or nothing).
@@ -94,15 +94,21 @@ struct Slot<T> {
 
 pub use cache::DirtyRef;
 
+/// The record cache's maps: insertion-ordered, so a record has a position
+/// that dirty lists can hold instead of its key.
+type Map<K, V> = indexmap::IndexMap<K, V, rustc_hash::FxBuildHasher>;
+
 #[derive(Debug)]
 pub struct Partition {
     pub id: u16,
     pub partitions: u16,
     cfg: Arc<CoreConfig>,
-    idents: FxHashMap<IdentKey, Slot<IdentRecord>>,
-    profiles: FxHashMap<ProfileId, Slot<ProfileRecord>>,
-    dirty_idents: Vec<IdentKey>,
-    dirty_profiles: Vec<ProfileId>,
+    idents: Map<IdentKey, Slot<IdentRecord>>,
+    profiles: Map<ProfileId, Slot<ProfileRecord>>,
+    /// Positions in `idents` / `profiles` of the records dirtied since the
+    /// last drain (stable: nothing leaves the cache between two drains).
+    dirty_idents: Vec<usize>,
+    dirty_profiles: Vec<usize>,
     touched: Vec<ProfileId>,
     touched_set: FxHashSet<ProfileId>,
     gen: u32,
@@ -127,8 +133,8 @@ impl Partition {
             id,
             partitions,
             cfg,
-            idents: FxHashMap::default(),
-            profiles: FxHashMap::default(),
+            idents: Map::default(),
+            profiles: Map::default(),
             dirty_idents: Vec::new(),
             dirty_profiles: Vec::new(),
             touched: Vec::new(),
