@@ -51,11 +51,11 @@ pub enum StateError {
 pub struct StoreLoader<'a> {
     store: &'a dyn Store,
     known: &'a KnownKeys,
-    /// What a prefetch found, by key (an identifier or profile belongs to
-    /// one partition): the stored bytes, or `None` when absent (read, or
-    /// answered by the filter, so a later lookup does not probe it again).
-    idents: FxHashMap<IdentKey, Option<Vec<u8>>>,
-    profiles: FxHashMap<ProfileId, Option<Vec<u8>>>,
+    /// What a prefetch found, by key, with the partition it was read
+    /// under: the stored bytes, or `None` when absent (read, or answered by
+    /// the filter, so a later lookup does not probe it again).
+    idents: FxHashMap<IdentKey, (u16, Option<Vec<u8>>)>,
+    profiles: FxHashMap<ProfileId, (u16, Option<Vec<u8>>)>,
     /// The first failure; the batch is abandoned when set.
     pub error: Option<StateError>,
     pub reads: u64,
@@ -107,24 +107,25 @@ impl<'a> StoreLoader<'a> {
 impl Loader for StoreLoader<'_> {
     fn ident(&mut self, p: u16, k: &IdentKey) -> Option<IdentRecord> {
         let bytes = match self.idents.remove(k) {
-            Some(pre) => pre,
-            None if !self.known.may_contain_ident(p, k) => {
+            Some((q, pre)) if q == p => pre,
+            // Not prefetched (or under another partition): filter, then read.
+            _ if !self.known.may_contain_ident(p, k) => {
                 self.skipped += 1;
                 return None;
             }
-            None => self.read(Cf::Idents, &ident_key(p, k)),
+            _ => self.read(Cf::Idents, &ident_key(p, k)),
         };
         self.decoded(Cf::Idents, bytes)
     }
 
     fn profile(&mut self, p: u16, id: &ProfileId) -> Option<ProfileRecord> {
         let bytes = match self.profiles.remove(id) {
-            Some(pre) => pre,
-            None if !self.known.may_contain_profile(p, id) => {
+            Some((q, pre)) if q == p => pre,
+            _ if !self.known.may_contain_profile(p, id) => {
                 self.skipped += 1;
                 return None;
             }
-            None => self.read(Cf::Profiles, &profile_key(p, id)),
+            _ => self.read(Cf::Profiles, &profile_key(p, id)),
         };
         self.decoded(Cf::Profiles, bytes)
     }
@@ -141,34 +142,34 @@ impl Loader for StoreLoader<'_> {
                 Target::Ident(k) if self.idents.contains_key(k) => {}
                 Target::Ident(k) if self.known.may_contain_ident(*p, k) => {
                     ik.push(ident_key(*p, k));
-                    iks.push(k.clone());
+                    iks.push((k.clone(), *p));
                 }
                 Target::Ident(k) => {
                     self.skipped += 1;
-                    self.idents.insert(k.clone(), None);
+                    self.idents.insert(k.clone(), (*p, None));
                 }
                 Target::Profile(id) if self.profiles.contains_key(&id) => {}
                 Target::Profile(id) if self.known.may_contain_profile(*p, &id) => {
                     pk.push(profile_key(*p, &id));
-                    pks.push(id);
+                    pks.push((id, *p));
                 }
                 Target::Profile(id) => {
                     self.skipped += 1;
-                    self.profiles.insert(id, None);
+                    self.profiles.insert(id, (*p, None));
                 }
             }
         }
         if !ik.is_empty() {
             self.reads += ik.len() as u64;
             match self.store.multi_get(Cf::Idents, &ik) {
-                Ok(vals) => self.idents.extend(iks.into_iter().zip(vals)),
+                Ok(vals) => self.idents.extend(iks.into_iter().zip(vals).map(|((k, p), v)| (k, (p, v)))),
                 Err(e) => self.fail(e.into()),
             }
         }
         if !pk.is_empty() {
             self.reads += pk.len() as u64;
             match self.store.multi_get(Cf::Profiles, &pk) {
-                Ok(vals) => self.profiles.extend(pks.into_iter().zip(vals)),
+                Ok(vals) => self.profiles.extend(pks.into_iter().zip(vals).map(|((id, p), v)| (id, (p, v)))),
                 Err(e) => self.fail(e.into()),
             }
         }
