@@ -5,6 +5,7 @@ use crate::event::Touchpoint;
 use crate::ident::IdentKey;
 use crate::profile_id::ProfileId;
 use crate::record::{Evidence, LiveProfile};
+use crate::short::ShortStr;
 use crate::time::Millis;
 use serde::{Deserialize, Serialize};
 
@@ -14,9 +15,9 @@ use serde::{Deserialize, Serialize};
 pub struct LinkEvidence {
     pub anchor: IdentKey,
     pub ident: IdentKey,
-    pub event_id: String,
+    pub event_id: ShortStr,
     pub ts: Millis,
-    pub source: String,
+    pub source: ShortStr,
 }
 
 impl LinkEvidence {

@@ -2,6 +2,7 @@
 
 use crate::ident::{IdentKey, IdentType};
 use crate::normalize::{DropReason, Normalizer};
+use crate::short::ShortStr;
 use crate::time::Millis;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -19,12 +20,12 @@ pub struct ConsentInput {
 /// key), without duplicates; `idents[0]` is the anchor.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Touchpoint {
-    pub event_id: String,
+    pub event_id: ShortStr,
     pub ts: Millis,
-    pub source: String,
+    pub source: ShortStr,
     pub idents: Vec<IdentKey>,
     /// Trait name and JSON text of its value (nulls removed).
-    pub traits: Vec<(String, String)>,
+    pub traits: Vec<(ShortStr, String)>,
     pub revenue: Option<f64>,
     pub is_order: bool,
     pub consent: Vec<ConsentInput>,

@@ -9,6 +9,7 @@ use crate::config::CoreConfig;
 use crate::event::Touchpoint;
 use crate::ident::IdentKey;
 use crate::rules::Survivorship;
+use crate::short::ShortStr;
 use crate::time::Millis;
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
@@ -19,7 +20,7 @@ pub struct Metrics {
     pub first_seen: Millis,
     pub last_seen: Millis,
     /// Events per source, sorted by source name.
-    pub sources: Vec<(String, u64)>,
+    pub sources: Vec<(ShortStr, u64)>,
     pub order_count: u64,
     pub revenue_total: f64,
 }
@@ -45,7 +46,7 @@ impl Metrics {
     fn add_source(&mut self, s: &str, n: u64) {
         match self.sources.binary_search_by(|(k, _)| k.as_str().cmp(s)) {
             Ok(i) => self.sources[i].1 += n,
-            Err(i) => self.sources.insert(i, (s.to_string(), n)),
+            Err(i) => self.sources.insert(i, (ShortStr::new(s), n)),
         }
     }
 
@@ -64,11 +65,11 @@ impl Metrics {
 /// One candidate value of a trait.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TraitCandidate {
-    pub name: String,
+    pub name: ShortStr,
     /// JSON text.
     pub value: String,
     pub ts: Millis,
-    pub source: String,
+    pub source: ShortStr,
 }
 
 /// The latest consent statement for one purpose.
@@ -79,8 +80,8 @@ pub struct ConsentRecord {
     pub at: Millis,
     pub policy_version: Option<String>,
     pub jurisdiction: Option<String>,
-    pub source: String,
-    pub event_id: String,
+    pub source: ShortStr,
+    pub event_id: ShortStr,
     /// The identifier the statement was given for (the event's anchor).
     pub identifier: IdentKey,
 }

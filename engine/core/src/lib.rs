@@ -20,6 +20,7 @@
 //! - [`output`]: output events (profiles, lifecycle, consent).
 //! - [`partition`]: the deterministic partition state machine.
 //! - [`split`]: connected components over a profile's edges.
+//! - [`short`]: short strings held inline (event IDs, sources, names).
 //! - [`cluster`]: P partitions over an in-memory bus, run to quiescence.
 //! - [`invariants`]: checks of the rules and ownership over a whole state.
 
@@ -38,6 +39,7 @@ pub mod partition;
 pub mod profile_id;
 pub mod record;
 pub mod rules;
+pub mod short;
 pub mod split;
 pub mod time;
 

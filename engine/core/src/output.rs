@@ -1,6 +1,7 @@
 //! Output events other than profile snapshots (which are rendered from
 //! records by [`crate::golden`]).
 
+use crate::short::ShortStr;
 use serde::Serialize;
 
 /// An identifier as it appears in outputs (type name and value).
@@ -26,7 +27,7 @@ pub struct LifecycleEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identifier: Option<IdentOut>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub event_id: Option<String>,
+    pub event_id: Option<ShortStr>,
     /// Event time that caused it (RFC 3339).
     pub at: String,
 }
@@ -42,7 +43,7 @@ pub struct ConsentEvent {
     pub policy_version: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jurisdiction: Option<String>,
-    pub source: String,
-    pub event_id: String,
+    pub source: ShortStr,
+    pub event_id: ShortStr,
     pub identifier_type: String,
 }

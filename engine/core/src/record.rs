@@ -6,6 +6,7 @@ use crate::fragment::Fragment;
 use crate::ident::IdentKey;
 use crate::profile_id::ProfileId;
 use crate::rules::TypeCounts;
+use crate::short::ShortStr;
 use crate::time::Millis;
 use serde::{Deserialize, Serialize};
 
@@ -32,9 +33,9 @@ pub struct IdentEntry {
 /// Why two identifiers are joined: the first event they co-occurred in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Evidence {
-    pub event_id: String,
+    pub event_id: ShortStr,
     pub ts: Millis,
-    pub source: String,
+    pub source: ShortStr,
 }
 
 /// An undirected edge between two identifiers of a profile (indices into

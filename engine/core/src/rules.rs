@@ -44,10 +44,11 @@ impl Violation {
     }
 }
 
-/// Per-type counts of a profile (or union of profiles).
+/// Per-type counts of a profile (or union of profiles). Held inline for
+/// up to eight types (the built-in ones): counting allocates nothing.
 #[derive(Debug, Clone, Default)]
 pub struct TypeCounts {
-    counts: Vec<(IdentType, u32)>,
+    counts: smallvec::SmallVec<[(IdentType, u32); 8]>,
     total: u32,
 }
 
@@ -80,7 +81,7 @@ impl TypeCounts {
 
     /// The first rule these counts break, checking types strongest first.
     pub fn violation(&self, cfg: &CoreConfig) -> Option<Violation> {
-        let mut sorted: Vec<_> = self.counts.clone();
+        let mut sorted = self.counts.clone();
         sorted.sort_by_key(|(t, _)| (cfg.priority(*t), *t));
         for (ty, n) in sorted {
             let limit = cfg.max_per_profile(ty);

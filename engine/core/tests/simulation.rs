@@ -36,7 +36,7 @@ fn events(rng: &mut ChaCha8Rng, n: usize, universe: u32, cfg: &CoreConfig) -> Ve
             idents.sort_by(|a, b| (cfg.priority(a.ty()), a).cmp(&(cfg.priority(b.ty()), b)));
             idents.dedup();
             Touchpoint {
-                event_id: format!("e{i}"),
+                event_id: format!("e{i}").into(),
                 ts: 1_000_000 + rng.gen_range(0..10_000),
                 source: ["web", "app", "pos"][i % 3].into(),
                 idents,
@@ -236,7 +236,7 @@ fn persons_events(rng: &mut ChaCha8Rng, persons: u32, n: usize, cfg: &CoreConfig
             idents.sort_by(|a, b| (cfg.priority(a.ty()), a).cmp(&(cfg.priority(b.ty()), b)));
             idents.dedup();
             Touchpoint {
-                event_id: format!("e{i}"),
+                event_id: format!("e{i}").into(),
                 ts: 1_000_000 + rng.gen_range(0..10_000),
                 source: "web".into(),
                 idents,

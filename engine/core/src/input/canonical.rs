@@ -20,7 +20,7 @@ pub(super) fn parse(
     }
     let ts_text = str_field(obj, "timestamp")?.ok_or(RejectReason::MissingField("timestamp"))?;
     let ts = parse_rfc3339(ts_text).ok_or(RejectReason::InvalidTimestamp("timestamp"))?;
-    let source = str_field(obj, "source")?.or(mapping.default_source.as_deref()).unwrap_or("unknown").to_string();
+    let source: crate::short::ShortStr = str_field(obj, "source")?.or(mapping.default_source.as_deref()).unwrap_or("unknown").into();
     let kind = str_field(obj, "type")?.unwrap_or("track");
 
     let mut ids = IdentCollector::default();
@@ -61,7 +61,7 @@ pub(super) fn parse(
     }
     for (path, name) in &mapping.traits {
         if let Some(v) = path.get(root).filter(|v| !v.is_null()) {
-            traits.push((name.clone(), v.to_string()));
+            traits.push((name.as_str().into(), v.to_string()));
         }
     }
     let props = match obj.get("properties") {
@@ -91,5 +91,5 @@ pub(super) fn parse(
         }
         Some(_) => return Err(RejectReason::InvalidField("consent")),
     }
-    Ok(Touchpoint { event_id: event_id.to_string(), ts, source, idents, traits, revenue, is_order, consent })
+    Ok(Touchpoint { event_id: event_id.into(), ts, source, idents, traits, revenue, is_order, consent })
 }

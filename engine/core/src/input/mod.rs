@@ -159,16 +159,16 @@ pub(crate) mod common {
     }
 
     /// Traits as (name, JSON text), skipping nulls and the given names.
-    pub fn traits_of(obj: Option<&Value>, skip: &[&str], out: &mut Vec<(String, String)>) {
+    pub fn traits_of(obj: Option<&Value>, skip: &[&str], out: &mut Vec<(crate::short::ShortStr, String)>) {
         if let Some(Value::Object(m)) = obj {
             for (k, v) in m {
                 if v.is_null() || skip.contains(&k.as_str()) {
                     continue;
                 }
-                if let Some(slot) = out.iter_mut().find(|(n, _)| n == k) {
+                if let Some(slot) = out.iter_mut().find(|(n, _)| n.as_str() == k.as_str()) {
                     slot.1 = v.to_string();
                 } else {
-                    out.push((k.clone(), v.to_string()));
+                    out.push((k.as_str().into(), v.to_string()));
                 }
             }
         }

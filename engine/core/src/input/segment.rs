@@ -47,7 +47,7 @@ pub(super) fn parse(
         None => ("originalTimestamp", str_field(obj, "originalTimestamp")?.ok_or(RejectReason::MissingField("timestamp"))?),
     };
     let ts = parse_rfc3339(ts_text).ok_or(RejectReason::InvalidTimestamp(ts_field))?;
-    let source = str_field(obj, "channel")?.or(mapping.default_source.as_deref()).unwrap_or("segment").to_string();
+    let source: crate::short::ShortStr = str_field(obj, "channel")?.or(mapping.default_source.as_deref()).unwrap_or("segment").into();
 
     // A `group` call's traits describe the group (a company), not the person.
     let traits_obj = if kind == "group" { None } else { object(obj.get("traits"), "traits")? };
@@ -100,7 +100,7 @@ pub(super) fn parse(
     }
     for (path, name) in &mapping.traits {
         if let Some(v) = path.get(root).filter(|v| !v.is_null()) {
-            traits.push((name.clone(), v.to_string()));
+            traits.push((name.as_str().into(), v.to_string()));
         }
     }
     let revenue = props.and_then(|p| p.get("revenue")).and_then(number);
@@ -118,7 +118,7 @@ pub(super) fn parse(
         }
         Some(_) => return Err(RejectReason::InvalidField("context.consent.categoryPreferences")),
     }
-    Ok(Touchpoint { event_id: event_id.to_string(), ts, source, idents, traits, revenue, is_order, consent })
+    Ok(Touchpoint { event_id: event_id.into(), ts, source, idents, traits, revenue, is_order, consent })
 }
 
 #[cfg(test)]
@@ -157,7 +157,7 @@ mod tests {
         );
         assert_eq!(ev.idents[2].value(), "ann@example.com");
         assert_eq!(ev.idents[3].value(), "+14155550100");
-        assert_eq!(ev.traits, vec![("first_name".to_string(), "\"Ann\"".to_string())]);
+        assert_eq!(ev.traits, vec![("first_name".into(), "\"Ann\"".to_string())]);
         assert_eq!(ev.source, "web");
         assert_eq!(ev.consent.len(), 2);
     }
@@ -192,7 +192,7 @@ mod tests {
             .parse(br#"{"type":"track","messageId":"t","timestamp":"2026-03-01T10:00:00Z","context":{"traits":{"member_no":"M1","plan":"pro"}}}"#)
             .unwrap();
         assert_eq!(ev.idents[0].value(), "M1");
-        assert_eq!(ev.traits, vec![("plan".to_string(), "\"pro\"".to_string())]);
+        assert_eq!(ev.traits, vec![("plan".into(), "\"pro\"".to_string())]);
     }
 
     #[test]
