@@ -2,12 +2,14 @@
 //!
 //! # Layout
 //! - `main.rs`: the command line.
+//! - `alloc.rs`: the allocator and its tuning.
 //! - `config.rs`: TOML config, `IDGRAPH__…` overrides, validation.
 //! - `run.rs`: the `run` driver (streaming engine, embedded broker).
 //! - `replay.rs`: the `replay` driver.
 //! - `sink.rs`: NDJSON output streams with crash-safe positions.
 //! - `query.rs`: `profiles`, `lookup`, `explain` (and `check`, in `main.rs`).
 
+mod alloc;
 mod config;
 mod query;
 mod replay;
@@ -20,9 +22,6 @@ use idgraph_core::input::Format;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser, Debug)]
 #[command(name = "idgraph", version, about = "Event-streaming identity resolution: identity graph and golden profiles")]
@@ -104,6 +103,7 @@ fn load_config(path: Option<&PathBuf>) -> Result<config::Config> {
 }
 
 fn main() -> ExitCode {
+    alloc::tune();
     let cli = Cli::parse();
     let filter = |default: &str| tracing_subscriber::EnvFilter::try_from_env("IDGRAPH_LOG").unwrap_or_else(|_| default.into());
     if matches!(cli.cmd, Cmd::Run { .. }) {
