@@ -106,7 +106,8 @@ pub struct Partition {
     idents: Map<IdentKey, Slot<IdentRecord>>,
     profiles: Map<ProfileId, Slot<ProfileRecord>>,
     /// Positions in `idents` / `profiles` of the records dirtied since the
-    /// last drain (stable: nothing leaves the cache between two drains).
+    /// last drain (records move only when `end_batch` evicts, which finds
+    /// the dirty ones again by key).
     dirty_idents: Vec<usize>,
     dirty_profiles: Vec<usize>,
     touched: Vec<ProfileId>,
