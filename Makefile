@@ -66,8 +66,8 @@ test: deps tools lint build ## Lint, build, then run every test (unit, simulatio
 bench-core: build ## Replay 10M events (P=1 and P=8) next to the union-find baseline
 	BENCH_DIR=$(BENCH_DIR) BIN=$(BIN) loadtest/bench-core.sh
 
-bench-kafka: build tools ## End-to-end events/s through tansu next to the raw consume rate of the same topic
-	BENCH_DIR=$(BENCH_DIR) BIN=$(BIN) TANSU=$(TANSU) loadtest/bench-kafka.sh
+bench-kafka: build tools ## End-to-end events/s through tansu next to the raw consume rate of the same topic (RUNS=3 runs, medians)
+	BENCH_DIR=$(BENCH_DIR) BIN=$(BIN) TANSU=$(TANSU) loadtest/bench-kafka-runs.sh
 
 clean: ## Remove build outputs of this clone (keeps the shared cache)
 	rm -rf target out

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# make bench-kafka: runs loadtest/bench-kafka.sh RUNS times (default 3) and
+# prints the median of each figure. The end-to-end rate through tansu moves
+# by a factor of up to four between runs of the same binary (it follows how
+# the input is cut into batches; docs/BENCHMARKS.md), so one run says little.
+set -euo pipefail
+RUNS=${RUNS:-3}
+here=$(dirname "$0")
+lines=$(mktemp)
+trap 'rm -f "$lines"' EXIT
+for i in $(seq 1 "$RUNS"); do
+  echo "run $i of $RUNS"
+  "$here/bench-kafka.sh" | tee /dev/stderr | tail -n 1 >>"$lines"
+done
+python3 - "$lines" <<'PY'
+import json, statistics, sys
+runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+med = lambda f: round(statistics.median(f(r) for r in runs))
+print(json.dumps({
+    "runs": len(runs),
+    "end_to_end_per_second_median": med(lambda r: r["end_to_end_per_second"]),
+    "end_to_end_per_second_all": [r["end_to_end_per_second"] for r in runs],
+    "raw_per_second_median": med(lambda r: r["raw"]["per_second"]),
+    "mock_end_to_end_per_second_median": med(lambda r: r["mock"]["end_to_end_per_second"]),
+    "half_load_event_to_output_p99_le_s": [r["half_load"]["event_to_output_p99_le_s"] for r in runs],
+}))
+PY
