@@ -1,13 +1,15 @@
 //! The write-back record cache of a partition.
 //!
 //! Records are decoded once and kept across batches (bounded by
-//! [`Partition::end_batch`]). Changed keys are listed as they are dirtied, so
-//! draining a batch costs what the batch changed, not the cache size.
+//! [`Partition::end_batch`]). Changed records are listed by position as
+//! they are dirtied, so draining a batch costs what the batch changed, not
+//! the cache size.
 
-use super::{Loader, Partition, Slot};
+use super::{Loader, Map, Partition, Slot};
 use crate::ident::IdentKey;
 use crate::profile_id::ProfileId;
 use crate::record::{IdentRecord, ProfileRecord};
+use std::hash::Hash;
 
 /// A dirty record lent to [`Partition::drain_dirty`]; `None` deletes.
 #[derive(Debug)]
@@ -16,20 +18,23 @@ pub enum DirtyRef<'a> {
     Profile(ProfileId, Option<&'a ProfileRecord>),
 }
 
+/// The position of `key`'s slot in a cache map, inserting one with
+/// `load()` on a miss; the slot is stamped as used in generation `gen`.
+fn slot_index<K: Hash + Eq + Clone, V>(map: &mut Map<K, Slot<V>>, key: &K, gen: u32, load: impl FnOnce() -> Option<V>) -> usize {
+    let i = match map.get_index_of(key) {
+        Some(i) => i,
+        None => map.insert_full(key.clone(), Slot { val: load(), dirty: false, gen }).0,
+    };
+    map[i].gen = gen;
+    i
+}
+
 impl Partition {
     /// The position of an identifier's cached slot, loading it on a miss.
     /// A hit costs one hash lookup and no key clone.
     fn ident_index(&mut self, key: &IdentKey, loader: &mut dyn Loader) -> usize {
-        let gen = self.gen;
-        let i = match self.idents.get_index_of(key) {
-            Some(i) => i,
-            None => {
-                let val = loader.ident(self.id, key);
-                self.idents.insert_full(key.clone(), Slot { val, dirty: false, gen }).0
-            }
-        };
-        self.idents[i].gen = gen;
-        i
+        let (p, gen) = (self.id, self.gen);
+        slot_index(&mut self.idents, key, gen, || loader.ident(p, key))
     }
 
     pub(super) fn ident_mut(&mut self, key: &IdentKey, loader: &mut dyn Loader) -> &mut IdentRecord {
@@ -48,16 +53,8 @@ impl Partition {
     }
 
     fn profile_index(&mut self, id: ProfileId, loader: &mut dyn Loader) -> usize {
-        let gen = self.gen;
-        let i = match self.profiles.get_index_of(&id) {
-            Some(i) => i,
-            None => {
-                let val = loader.profile(self.id, &id);
-                self.profiles.insert_full(id, Slot { val, dirty: false, gen }).0
-            }
-        };
-        self.profiles[i].gen = gen;
-        i
+        let (p, gen) = (self.id, self.gen);
+        slot_index(&mut self.profiles, &id, gen, || loader.profile(p, &id))
     }
 
     pub(super) fn take_profile(&mut self, id: ProfileId, loader: &mut dyn Loader) -> Option<ProfileRecord> {
@@ -67,11 +64,7 @@ impl Partition {
 
     /// Puts a record back (after [`Self::take_profile`]) and marks it dirty.
     pub(super) fn put_profile(&mut self, id: ProfileId, rec: Option<ProfileRecord>) {
-        let gen = self.gen;
-        let i = match self.profiles.get_index_of(&id) {
-            Some(i) => i,
-            None => self.profiles.insert_full(id, Slot { val: None, dirty: false, gen }).0,
-        };
+        let i = slot_index(&mut self.profiles, &id, self.gen, || None);
         let slot = &mut self.profiles[i];
         slot.val = rec;
         if !slot.dirty {
