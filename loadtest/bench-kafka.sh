@@ -81,7 +81,7 @@ print(q(0.5), q(0.99))' "$2" "$3"
 start_engine tansu "127.0.0.1:$port"
 start=$EPOCHREALTIME
 done_at=$(wait_done "$EVENTS")
-curl -s "http://$http/metrics" | grep -E "^idgraph_(core_batch_seconds|outbox_deliver_seconds)_(sum|count)|^idgraph_core_commands_total|^idgraph_output_records_total" >&2
+curl -s "http://$http/metrics" | grep -E "^idgraph_phase_seconds_total|^idgraph_(core_batch_seconds|outbox_deliver_seconds)_(sum|count)|^idgraph_core_commands_total|^idgraph_output_records_total" >&2
 secs=$(python3 -c "print(round($done_at - $start, 3))")
 e2e=$(python3 -c "print(round($EVENTS / ($done_at - $start)))")
 bq=$(quantiles idgraph_core_batch_seconds "" "$(buckets idgraph_core_batch_seconds | tr '\n' ' ')")

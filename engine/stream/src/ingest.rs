@@ -26,7 +26,7 @@ use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Records per ingest batch (at most).
 const MAX_BATCH: usize = 20_000;
@@ -147,8 +147,12 @@ impl Ingest {
         let mut rejects: Vec<OutRecord> = Vec::new();
         let mut n = 0usize;
         let mut window = Window::new(LINGER);
+        let (t0, mut polling) = (Instant::now(), Duration::ZERO);
         while n < MAX_BATCH {
-            let Some(m) = window.next(&self.consumer, "ingest") else { break };
+            let tp = Instant::now();
+            let next = window.next(&self.consumer, "ingest");
+            polling += tp.elapsed();
+            let Some(m) = next else { break };
             sync_assignments(&self.consumer, &mut self.resume);
             if self.resume.check(&self.consumer, m.topic(), m.partition(), m.offset()) == Verdict::Skip {
                 continue;
@@ -194,6 +198,8 @@ impl Ingest {
         for (name, k) in self.parsers.iter_mut().flat_map(|p| std::mem::take(&mut p.parser.drops).iter().collect::<Vec<_>>()) {
             self.metrics.identifiers_dropped.add(name, k);
         }
+        let ph = &self.metrics.phase_seconds;
+        ph.add("ingest_poll", polling);
         if n == 0 {
             return Ok(());
         }
@@ -214,9 +220,15 @@ impl Ingest {
             commit.add_partition_offset(topic, key.1, Offset::Offset(slice.next_offset)).map_err(StreamError::kafka("offset list"))?;
         }
         out.extend(rejects);
+        let td = Instant::now();
+        ph.add("ingest_parse", (td - t0).saturating_sub(polling));
         self.sender.deliver(&out)?;
+        let tc = Instant::now();
+        ph.add("ingest_deliver", tc - td);
         self.metrics.count_out(&out);
-        if let Err(e) = self.consumer.commit(&commit, CommitMode::Sync) {
+        let committed = self.consumer.commit(&commit, CommitMode::Sync);
+        ph.add("ingest_commit", tc.elapsed());
+        if let Err(e) = committed {
             // A rebalance took the partitions: their new owner re-reads the
             // batch and the core drops what it already applied.
             tracing::warn!(error = %e, "ingest offset commit failed; the batch will be re-read");

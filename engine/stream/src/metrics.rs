@@ -82,6 +82,30 @@ impl Labeled {
     }
 }
 
+/// Time counters with one label, kept in microseconds and rendered in
+/// seconds.
+#[derive(Debug, Default)]
+pub struct Seconds(Labeled);
+
+impl Seconds {
+    pub fn add(&self, label: &str, d: std::time::Duration) {
+        self.0.add(label, d.as_micros() as u64);
+    }
+
+    pub fn get(&self, label: &str) -> f64 {
+        self.0.get(label) as f64 / 1e6
+    }
+
+    fn render(&self, out: &mut String, name: &str, label: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        if let Ok(m) = self.0 .0.lock() {
+            for (k, v) in m.iter() {
+                let _ = writeln!(out, "{name}{{{label}=\"{k}\"}} {}", *v as f64 / 1e6);
+            }
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub ready: AtomicBool,
@@ -112,6 +136,8 @@ pub struct Metrics {
     pub rebalances: Labeled,
     pub fenced: AtomicU64,
     pub outbox_pending: AtomicU64,
+    /// Where the ingest and core loops spend their time, by phase.
+    pub phase_seconds: Seconds,
 }
 
 impl Metrics {
@@ -227,6 +253,12 @@ impl Metrics {
             &self.outbox_pending,
             "gauge",
         );
+        self.phase_seconds.render(
+            &mut o,
+            "idgraph_phase_seconds_total",
+            "phase",
+            "Time the ingest and core loops spent, by phase (`ingest_poll`, `ingest_parse`, `ingest_deliver`, `ingest_commit`, `core_poll`, `core_apply`, `core_write`, `core_deliver`, `core_markers`).",
+        );
         let _ = writeln!(
             o,
             "# HELP idgraph_ready Whether every owned partition is restored and running.\n# TYPE idgraph_ready gauge\nidgraph_ready {}",
@@ -256,6 +288,16 @@ mod tests {
         assert!(t.contains("idgraph_core_batch_seconds_bucket{le=\"+Inf\"} 3"));
         assert!(t.contains("idgraph_core_batch_seconds_count 3"));
         assert!(t.contains("idgraph_ready 0"));
+    }
+
+    #[test]
+    fn phase_times_render_in_seconds() {
+        let m = Metrics::default();
+        m.phase_seconds.add("core_apply", std::time::Duration::from_millis(1500));
+        m.phase_seconds.add("core_apply", std::time::Duration::from_micros(250));
+        let t = m.render();
+        assert!(t.contains("idgraph_phase_seconds_total{phase=\"core_apply\"} 1.50025"), "{t}");
+        assert!((m.phase_seconds.get("core_apply") - 1.50025).abs() < 1e-9);
     }
 
     #[test]

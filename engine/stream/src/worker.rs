@@ -265,7 +265,9 @@ impl Worker {
     }
 
     fn batch(&mut self) -> Result<(), StreamError> {
+        let tp = Instant::now();
         let mut recs = self.poll();
+        self.metrics.phase_seconds.add("core_poll", tp.elapsed());
         self.rebalance(&mut recs)?;
         if recs.is_empty() {
             return Ok(());
@@ -397,15 +399,21 @@ impl Worker {
         }
         let (markers_at, marker_recs): (Vec<u16>, Vec<OutRecord>) = markers.into_iter().unzip();
         self.metrics.outbox_pending.store((out.len() + marker_recs.len()) as u64, Ordering::Relaxed);
+        let tw = Instant::now();
+        self.metrics.phase_seconds.add("core_apply", tw - t0);
         self.store.write(wb)?;
         crate::fault::point("run.after-commit");
         let td = Instant::now();
+        self.metrics.phase_seconds.add("core_write", td - tw);
         // The markers go last, once everything else of the batch is
         // acknowledged: a batch whose marker is on the changelog has all of
         // its outputs and commands on their topics, so a new owner that
         // restores past it loses nothing (ADR 0004).
         self.sender.deliver(&out)?;
+        let tm = Instant::now();
+        self.metrics.phase_seconds.add("core_deliver", tm - td);
         let landed = self.sender.deliver_tracked(&marker_recs, |_| true)?;
+        self.metrics.phase_seconds.add("core_markers", tm.elapsed());
         // Where each advanced partition's changelog now ends: its local
         // state can continue from there after a restart.
         let mut pos = Batch::default();
