@@ -305,9 +305,41 @@ pub fn encode_sized<T: Serialize>(v: &T, capacity: usize) -> Vec<u8> {
     out.push(RECORD_FORMAT);
     // postcard into a Vec cannot fail for these types (no maps with
     // non-string keys, no unsupported serde features).
-    match postcard::to_extend(v, out) {
+    match postcard::serialize_with_flavor(v, Bytes(out)) {
         Ok(o) => o,
         Err(e) => panic!("record encoding failed: {e}"),
+    }
+}
+
+/// postcard's output into a `Vec`, copying the short pieces it writes
+/// (varints, small strings) byte by byte: a library copy call per field
+/// cost more than the copy.
+struct Bytes(Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Bytes {
+    type Output = Vec<u8>;
+
+    #[inline]
+    fn try_push(&mut self, b: u8) -> postcard::Result<()> {
+        self.0.push(b);
+        Ok(())
+    }
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if data.len() <= 16 {
+            self.0.reserve(data.len());
+            for &b in data {
+                self.0.push(b);
+            }
+        } else {
+            self.0.extend_from_slice(data);
+        }
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Vec<u8>> {
+        Ok(self.0)
     }
 }
 
@@ -326,4 +358,28 @@ pub enum DecodeError {
     UnknownFormat(u8),
     #[error("record bytes are corrupt")]
     Corrupt,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::ident::IdentType;
+
+    #[test]
+    fn encoding_is_the_format_byte_then_plain_postcard() {
+        let anchor = IdentKey::new(IdentType::EMAIL, "someone.with.a.long.address@example.com");
+        let mut lp = LiveProfile::new(anchor.clone(), 1_700_000_000_000);
+        let other = IdentKey::new(IdentType::DEVICE_ID, "d1");
+        lp.idents.push(IdentEntry { key: other.clone(), first_seen: -5, last_seen: i64::MAX });
+        let ev = Evidence { event_id: ShortStr::new("an-event-id-longer-than-twenty-two-bytes"), ts: 7, source: ShortStr::new("web") };
+        assert!(lp.add_edge(&anchor, &other, &ev));
+        lp.merged_from.push(ProfileId([9; 16]));
+        let rec = ProfileRecord::Live(Box::new(lp));
+        let bytes = encode(&rec);
+        let mut want = vec![RECORD_FORMAT];
+        want.extend(postcard::to_allocvec(&rec).unwrap());
+        assert_eq!(bytes, want);
+        assert_eq!(decode::<ProfileRecord>(&bytes).unwrap(), rec);
+    }
 }

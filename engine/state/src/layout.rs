@@ -186,20 +186,34 @@ pub fn write_dirty(batch: &mut Batch, part: &mut Partition, known: &mut KnownKey
 /// profile record it adds (put or delete).
 pub fn write_dirty_noting(batch: &mut Batch, part: &mut Partition, known: &mut KnownKeys, profile_at: &mut dyn FnMut(ProfileId, usize)) {
     let p = part.id;
+    // A key the filter holds already (loaded from the store, or written
+    // before) is not inserted again: one random memory write saved.
     part.drain_dirty(&mut |d| match d {
-        DirtyRef::Ident(k, Some(r)) if *r != IdentRecord::default() => {
-            known.insert_ident(p, k);
+        DirtyRef::Ident(k, Some(r), known_before) if *r != IdentRecord::default() => {
+            if !known_before {
+                known.insert_ident(p, k);
+            }
             batch.put(Cf::Idents, ident_key(p, k), encode(r));
+            true
         }
-        DirtyRef::Ident(k, _) => batch.delete(Cf::Idents, ident_key(p, k)),
-        DirtyRef::Profile(id, r) => {
+        DirtyRef::Ident(k, _, known_before) => {
+            batch.delete(Cf::Idents, ident_key(p, k));
+            known_before
+        }
+        DirtyRef::Profile(id, r, known_before) => {
             profile_at(id, batch.ops.len());
             match r {
                 Some(r) => {
-                    known.insert_profile(p, &id);
+                    if !known_before {
+                        known.insert_profile(p, &id);
+                    }
                     batch.put(Cf::Profiles, profile_key(p, &id), encode_sized(r, 1024));
+                    true
                 }
-                None => batch.delete(Cf::Profiles, profile_key(p, &id)),
+                None => {
+                    batch.delete(Cf::Profiles, profile_key(p, &id));
+                    known_before
+                }
             }
         }
     });

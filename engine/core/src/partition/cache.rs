@@ -11,11 +11,14 @@ use crate::profile_id::ProfileId;
 use crate::record::{IdentRecord, ProfileRecord};
 use std::hash::Hash;
 
-/// A dirty record lent to [`Partition::drain_dirty`]; `None` deletes.
+/// A dirty record lent to [`Partition::drain_dirty`]; `None` deletes. The
+/// flag is what the driver answered the last time it drained the key, or
+/// whether it was loaded from the store: whether a key-set filter the
+/// driver feeds holds it already.
 #[derive(Debug)]
 pub enum DirtyRef<'a> {
-    Ident(&'a IdentKey, Option<&'a IdentRecord>),
-    Profile(ProfileId, Option<&'a ProfileRecord>),
+    Ident(&'a IdentKey, Option<&'a IdentRecord>, bool),
+    Profile(ProfileId, Option<&'a ProfileRecord>, bool),
 }
 
 /// The position of `key`'s slot in a cache map, inserting one with
@@ -23,7 +26,11 @@ pub enum DirtyRef<'a> {
 fn slot_index<K: Hash + Eq + Clone, V>(map: &mut Map<K, Slot<V>>, key: &K, gen: u32, load: impl FnOnce() -> Option<V>) -> usize {
     let i = match map.get_index_of(key) {
         Some(i) => i,
-        None => map.insert_full(key.clone(), Slot { val: load(), dirty: false, gen }).0,
+        None => {
+            let val = load();
+            let stored = val.is_some();
+            map.insert_full(key.clone(), Slot { val, dirty: false, stored, gen }).0
+        }
     };
     map[i].gen = gen;
     i
@@ -54,7 +61,9 @@ impl Partition {
 
     fn profile_index(&mut self, id: ProfileId, loader: &mut dyn Loader) -> usize {
         let (p, gen) = (self.id, self.gen);
-        slot_index(&mut self.profiles, &id, gen, || loader.profile(p, &id))
+        let i = slot_index(&mut self.profiles, &id, gen, || loader.profile(p, &id));
+        self.profile_hint = i;
+        i
     }
 
     pub(super) fn take_profile(&mut self, id: ProfileId, loader: &mut dyn Loader) -> Option<ProfileRecord> {
@@ -63,8 +72,16 @@ impl Partition {
     }
 
     /// Puts a record back (after [`Self::take_profile`]) and marks it dirty.
+    /// Most puts follow the take of the same record: the position of the
+    /// last profile looked up is tried first (checked by key).
     pub(super) fn put_profile(&mut self, id: ProfileId, rec: Option<ProfileRecord>) {
-        let i = slot_index(&mut self.profiles, &id, self.gen, || None);
+        let i = match self.profiles.get_index_mut(self.profile_hint) {
+            Some((k, s)) if *k == id => {
+                s.gen = self.gen;
+                self.profile_hint
+            }
+            _ => slot_index(&mut self.profiles, &id, self.gen, || None),
+        };
         let slot = &mut self.profiles[i];
         slot.val = rec;
         if !slot.dirty {
@@ -97,13 +114,15 @@ impl Partition {
     }
 
     /// Lends every record dirtied since the last call, in the order they
-    /// were first dirtied, and marks them clean (they stay cached).
-    pub fn drain_dirty(&mut self, f: &mut dyn FnMut(DirtyRef<'_>)) {
+    /// were first dirtied, and marks them clean (they stay cached). `f`
+    /// answers whether its key-set filter holds the key now (see
+    /// [`DirtyRef`]).
+    pub fn drain_dirty(&mut self, f: &mut dyn FnMut(DirtyRef<'_>) -> bool) {
         let mut list = std::mem::take(&mut self.dirty_idents);
         for &i in &list {
             if let Some((k, s)) = self.idents.get_index_mut(i) {
                 s.dirty = false;
-                f(DirtyRef::Ident(k, s.val.as_ref()));
+                s.stored = f(DirtyRef::Ident(k, s.val.as_ref(), s.stored));
             }
         }
         list.clear();
@@ -112,7 +131,7 @@ impl Partition {
         for &i in &list {
             if let Some((id, s)) = self.profiles.get_index_mut(i) {
                 s.dirty = false;
-                f(DirtyRef::Profile(*id, s.val.as_ref()));
+                s.stored = f(DirtyRef::Profile(*id, s.val.as_ref(), s.stored));
             }
         }
         list.clear();
@@ -166,9 +185,12 @@ mod tests {
 
     fn drained(p: &mut Partition) -> Drained {
         let (mut idents, mut profiles) = (Vec::new(), Vec::new());
-        p.drain_dirty(&mut |d| match d {
-            DirtyRef::Ident(k, r) => idents.push((k.clone(), r.and_then(|r| r.owner))),
-            DirtyRef::Profile(id, r) => profiles.push((id, r.is_some())),
+        p.drain_dirty(&mut |d| {
+            match d {
+                DirtyRef::Ident(k, r, _) => idents.push((k.clone(), r.and_then(|r| r.owner))),
+                DirtyRef::Profile(id, r, _) => profiles.push((id, r.is_some())),
+            }
+            false
         });
         (idents, profiles)
     }
@@ -199,5 +221,45 @@ mod tests {
         // Clean now: evicted by the next call over the limit.
         p.end_batch(0, false);
         assert!(!p.is_cached(Target::Ident(&key(10))) && !p.is_cached(Target::Profile(ids[2])));
+    }
+
+    /// A loader that has every identifier `dev-1xx` stored.
+    struct Stored;
+    impl crate::partition::Loader for Stored {
+        fn ident(&mut self, _: u16, k: &IdentKey) -> Option<crate::record::IdentRecord> {
+            k.value().starts_with("dev-1").then(crate::record::IdentRecord::default)
+        }
+        fn profile(&mut self, _: u16, _: &ProfileId) -> Option<ProfileRecord> {
+            None
+        }
+    }
+
+    /// The flag a drain lends per identifier, answering `answer`.
+    fn known_flags(p: &mut Partition, answer: bool) -> Vec<(String, bool)> {
+        let mut seen = Vec::new();
+        p.drain_dirty(&mut |d| {
+            if let DirtyRef::Ident(k, _, known) = d {
+                seen.push((k.value().to_string(), known));
+            }
+            answer
+        });
+        seen
+    }
+
+    #[test]
+    fn a_drain_lends_whether_the_key_was_stored_or_answered_before() {
+        let mut p = Partition::new(0, 1, Arc::new(CoreConfig::default()));
+        let l = &mut Stored;
+        let id = ProfileId::for_new(1, &key(1));
+        p.ident_mut(&key(100), l).owner = Some(id);
+        p.ident_mut(&key(2), l).owner = Some(id);
+        // Loaded from the store: known; new: not known until the driver says so.
+        assert_eq!(known_flags(&mut p, false), vec![("dev-100".into(), true), ("dev-2".into(), false)]);
+        p.ident_mut(&key(100), l).shared = true;
+        p.ident_mut(&key(2), l).shared = true;
+        // The driver's last answer (false) sticks, for both.
+        assert_eq!(known_flags(&mut p, true), vec![("dev-100".into(), false), ("dev-2".into(), false)]);
+        p.ident_mut(&key(2), l).shared = false;
+        assert_eq!(known_flags(&mut p, true), vec![("dev-2".into(), true)]);
     }
 }

@@ -14,7 +14,7 @@ impl Partition {
     /// When none is owned, the anchor (the strongest) is claimed for a new
     /// profile. The identifier found moves to the front: the event is
     /// attributed to it.
-    pub(super) fn on_route(&mut self, mut ev: Touchpoint, mut probe: usize, loader: &mut dyn Loader, fx: &mut Effects) {
+    pub(super) fn on_route(&mut self, mut ev: Box<Touchpoint>, mut probe: usize, loader: &mut dyn Loader, fx: &mut Effects) {
         loop {
             if ev.idents.is_empty() {
                 self.stats.events_unlinkable += 1;
@@ -25,7 +25,7 @@ impl Partition {
             let key = &ev.idents[i];
             if key.partition(self.partitions) != self.id {
                 let probe = if claim { ev.idents.len() } else { probe };
-                fx.cmds.push(Command::Route { probe: probe.min(u8::MAX as usize) as u8, ev: Box::new(ev) });
+                fx.cmds.push(Command::Route { probe: probe.min(u8::MAX as usize) as u8, ev });
                 return;
             }
             let (shared, owner) = self.ident_get(key, loader).map_or((false, None), |r| (r.shared, r.owner));
@@ -38,12 +38,12 @@ impl Partition {
             match owner {
                 Some(t) => {
                     ev.idents[..=i].rotate_right(1);
-                    fx.cmds.push(Command::Apply { to: t, ev: Box::new(ev) });
+                    fx.cmds.push(Command::Apply { to: t, ev });
                 }
                 None if claim => {
                     let id = ProfileId::for_new(ev.ts, key);
                     self.ident_mut(key, loader).owner = Some(id);
-                    fx.cmds.push(Command::Create { id, ev: Box::new(ev) });
+                    fx.cmds.push(Command::Create { id, ev });
                 }
                 None => {
                     probe += 1;

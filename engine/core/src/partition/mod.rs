@@ -89,6 +89,9 @@ impl Stats {
 struct Slot<T> {
     val: Option<T>,
     dirty: bool,
+    /// The key is on the store (loaded from it, or drained to it once), so
+    /// the driver's known-keys filter already holds it.
+    stored: bool,
     gen: u32,
 }
 
@@ -112,6 +115,8 @@ pub struct Partition {
     dirty_profiles: Vec<usize>,
     touched: Vec<ProfileId>,
     touched_set: FxHashSet<ProfileId>,
+    /// Position in `profiles` of the last profile looked up (a hint).
+    profile_hint: usize,
     gen: u32,
     pub stats: Stats,
 }
@@ -140,6 +145,7 @@ impl Partition {
             dirty_profiles: Vec::new(),
             touched: Vec::new(),
             touched_set: FxHashSet::default(),
+            profile_hint: 0,
             gen: 0,
             stats: Stats::default(),
         }
@@ -156,11 +162,11 @@ impl Partition {
     /// Handles one command addressed to this partition.
     pub fn handle(&mut self, cmd: Command, loader: &mut dyn Loader, fx: &mut Effects) {
         match cmd {
-            Command::Route { ev, probe } => self.on_route(*ev, probe as usize, loader, fx),
+            Command::Route { ev, probe } => self.on_route(ev, probe as usize, loader, fx),
             Command::Attach { to, ident, link } => self.on_attach(to, ident, link, loader, fx),
             Command::Repoint { ident, to, replaces } => self.on_repoint(ident, to, &replaces, loader, fx),
             Command::RecordRefusal { ident, with, at } => self.on_record_refusal(ident, with, at, loader, fx),
-            Command::Create { id, ev } => self.on_create(id, *ev, loader, fx),
+            Command::Create { id, ev } => self.on_create(id, ev, loader, fx),
             Command::CreatePiece { id, state } => self.on_create_piece(id, state, loader, fx),
             c @ Command::Apply { .. } => self.on_apply(c, loader, fx),
             c @ Command::AttachDone { .. } => self.on_attach_done(c, loader, fx),

@@ -4,6 +4,7 @@ use super::{lifecycle, Effects, Loader, Partition};
 use crate::command::{AttachOutcome, Command, LinkEvidence};
 use crate::event::Touchpoint;
 use crate::fragment::consent_for;
+use crate::ident::IdentKey;
 use crate::output::ConsentEvent;
 use crate::profile_id::ProfileId;
 use crate::record::{LiveProfile, ProfileRecord};
@@ -25,7 +26,7 @@ impl Partition {
         }
     }
 
-    pub(super) fn on_create(&mut self, id: ProfileId, ev: Touchpoint, loader: &mut dyn Loader, fx: &mut Effects) {
+    pub(super) fn on_create(&mut self, id: ProfileId, ev: Box<Touchpoint>, loader: &mut dyn Loader, fx: &mut Effects) {
         let Some(anchor) = ev.idents.first().cloned() else {
             self.stats.internal_errors += 1;
             return;
@@ -53,20 +54,20 @@ impl Partition {
         let Command::Apply { to, .. } = &cmd else { return };
         let to = *to;
         let Some((mut lp, Command::Apply { ev, .. })) = self.admit(to, cmd, false, loader, fx) else { return };
-        self.apply_event(to, &mut lp, *ev, fx);
+        self.apply_event(to, &mut lp, ev, fx);
         self.put_live(to, lp, loader, fx);
     }
 
     /// Folds an event into a live profile and starts attaching the event's
     /// other identifiers, strongest first, each within the rules.
-    fn apply_event(&mut self, id: ProfileId, lp: &mut LiveProfile, ev: Touchpoint, fx: &mut Effects) {
+    fn apply_event(&mut self, id: ProfileId, lp: &mut LiveProfile, ev: Box<Touchpoint>, fx: &mut Effects) {
         let Some(anchor) = ev.idents.first() else {
             self.stats.internal_errors += 1;
             return;
         };
         if !lp.contains(anchor) {
             // The anchor moved (split) while the event was in flight.
-            fx.cmds.push(Command::Route { ev: Box::new(ev), probe: 0 });
+            fx.cmds.push(Command::Route { ev, probe: 0 });
             return;
         }
         if let Some((stronger, v)) = self.stronger_that_cannot_join(lp, &ev) {
@@ -89,13 +90,13 @@ impl Partition {
             if ev.idents.is_empty() {
                 self.stats.events_unlinkable += 1;
             } else {
-                fx.cmds.push(Command::Route { ev: Box::new(ev), probe: 0 });
+                fx.cmds.push(Command::Route { ev, probe: 0 });
             }
             return;
         }
         let evidence = crate::record::Evidence { event_id: ev.event_id.clone(), ts: ev.ts, source: ev.source.clone() };
-        let mut members: Vec<u32> = Vec::with_capacity(ev.idents.len());
-        let mut outsiders = Vec::new();
+        let mut members: smallvec::SmallVec<[u32; 8]> = smallvec::SmallVec::new();
+        let mut outsiders: smallvec::SmallVec<[&IdentKey; 8]> = smallvec::SmallVec::new();
         for x in &ev.idents {
             match lp.index_of(x) {
                 Some(i) => {
