@@ -7,8 +7,15 @@
 //! cache (the callers cache the decoded records); scans do.
 
 use crate::{Batch, Cf, Store, StoreError};
-use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Options, ReadOptions, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, DataBlockIndexType, Options, ReadOptions, WriteBatch,
+    WriteOptions, DB,
+};
 use std::path::{Path, PathBuf};
+
+/// Data block size: a point read that misses the caches reads and
+/// decompresses one block.
+const BLOCK_SIZE: usize = 2 << 10;
 
 /// Tuning knobs (the `[state]` config section maps onto these).
 #[derive(Debug, Clone)]
@@ -78,8 +85,11 @@ impl RocksStore {
         // are reopened and their blocks loaded again.
         table.set_cache_index_and_filter_blocks(false);
         table.set_format_version(5);
-        // Point lookups read (and decompress) one block each: keep them small.
-        table.set_block_size(4 << 10);
+        // Point lookups read (and decompress) one block each: keep them
+        // small, and find the key inside by hash, not binary search.
+        table.set_block_size(BLOCK_SIZE);
+        table.set_data_block_index_type(DataBlockIndexType::BinaryAndHash);
+        table.set_data_block_hash_ratio(0.75);
 
         let cf_opts = |cf: Cf| {
             let mut c = Options::default();
