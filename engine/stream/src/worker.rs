@@ -43,6 +43,9 @@ pub use crate::meta::part_meta_key;
 /// Keys the known-keys filter holds before it stops answering "absent".
 const KNOWN_KEYS_MIN_CAPACITY: u64 = 4_000_000;
 
+/// The core consumer's fetch wait on the broker (ms).
+const FETCH_WAIT_MS: u32 = 2;
+
 /// A core partition's standing in this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Own {
@@ -128,6 +131,11 @@ impl Worker {
             // 0.6) then rarely hands a partition to a second member before
             // its owner rejoined (ADR 0004).
             .set("heartbeat.interval.ms", "100")
+            // A command produced by one batch is the next batch's input:
+            // each hop of the merge protocol waits for this fetch. A broker
+            // that answers a fetch only when its wait ends (tansu 0.6)
+            // would hold every hop for the whole wait.
+            .set("fetch.wait.max.ms", FETCH_WAIT_MS.to_string())
             .create_with_context(CoreContext::default())
             .map_err(StreamError::kafka("core consumer"))?;
         consumer.subscribe(&[&topics.cmd]).map_err(StreamError::kafka("subscribe to idgraph.cmd"))?;
@@ -347,7 +355,7 @@ impl Worker {
         }
         let mut out: Vec<OutRecord> = Vec::new();
         for le in &fx.lifecycle {
-            out.push(keyed(Dest::Lifecycle, &le.profile_id, self.out.event(Dest::Lifecycle, le)?));
+            out.push(keyed(Dest::Lifecycle, &le.profile_id.to_string(), self.out.event(Dest::Lifecycle, le)?));
         }
         for ce in &fx.consent {
             out.push(keyed(Dest::Consent, &ce.profile_id, self.out.event(Dest::Consent, ce)?));

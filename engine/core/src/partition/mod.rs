@@ -24,7 +24,7 @@ use crate::ident::IdentKey;
 use crate::output::{ConsentEvent, IdentOut, LifecycleEvent};
 use crate::profile_id::ProfileId;
 use crate::record::{IdentRecord, LiveProfile, ProfileRecord};
-use crate::time::{format_rfc3339, Millis};
+use crate::time::Millis;
 use rustc_hash::FxHashSet;
 use std::sync::Arc;
 
@@ -122,15 +122,7 @@ pub struct Partition {
 }
 
 fn lifecycle(kind: &'static str, profile: ProfileId, at: Millis) -> LifecycleEvent {
-    LifecycleEvent {
-        kind,
-        profile_id: profile.to_string(),
-        related: Vec::new(),
-        rule: None,
-        identifier: None,
-        event_id: None,
-        at: format_rfc3339(at),
-    }
+    LifecycleEvent { kind, profile_id: profile, related: Vec::new(), rule: None, identifier: None, event_id: None, at }
 }
 
 impl Partition {
