@@ -10,7 +10,9 @@ lines=$(mktemp)
 trap 'rm -f "$lines"' EXIT
 for i in $(seq 1 "$RUNS"); do
   echo "run $i of $RUNS"
-  "$here/bench-kafka.sh" | tee /dev/stderr | tail -n 1 >>"$lines"
+  # Not `tee /dev/stderr`: where stderr is a file, that opens it again at
+  # offset 0, and each run's lines overwrote the previous run's.
+  "$here/bench-kafka.sh" | tee >(cat >&2) | tail -n 1 >>"$lines"
 done
 python3 - "$lines" <<'PY'
 import json, statistics, sys
