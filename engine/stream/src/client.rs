@@ -10,14 +10,16 @@ fn base(brokers: &str) -> ClientConfig {
     c
 }
 
-/// Idempotent, ordered, lz4-compressed, low linger: the outbox and ingest
-/// producers.
+/// Idempotent, ordered, lz4-compressed, no linger: the outbox and ingest
+/// producers. Both enqueue a whole batch and then wait for its
+/// acknowledgements, so a linger only delayed the last request of every
+/// batch (2 ms measured on each of the core's two deliveries per batch).
 pub fn producer(brokers: &str) -> ClientConfig {
     let mut c = base(brokers);
     c.set("enable.idempotence", "true")
         .set("acks", "all")
         .set("compression.type", "lz4")
-        .set("linger.ms", "2")
+        .set("linger.ms", "0")
         .set("batch.size", "1000000")
         .set("message.max.bytes", "10000000")
         .set("queue.buffering.max.messages", "200000")
