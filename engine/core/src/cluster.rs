@@ -54,19 +54,16 @@ impl Cluster {
             if wave.iter().all(VecDeque::is_empty) {
                 break;
             }
-            let parts = n as u16;
-            let mut targets: Vec<(u16, crate::command::Target<'_>)> = Vec::with_capacity(wave.iter().map(|w| 2 * w.len()).sum());
+            // Only each command's own target: a route that finds its first
+            // identifier owned (most do) reads no other, and prefetching the
+            // event's other identifiers read a quarter of all records for
+            // nothing (a later probe reads its record when it gets there).
+            let mut targets: Vec<(u16, crate::command::Target<'_>)> = Vec::with_capacity(wave.iter().map(VecDeque::len).sum());
             for (p, cmds) in wave.iter().enumerate() {
                 for c in cmds {
                     let t = c.target();
                     if !self.parts[p].is_cached(t) {
                         targets.push((p as u16, t));
-                    }
-                    for k in c.also_reads() {
-                        let q = k.partition(parts);
-                        if !self.parts[q as usize].is_cached(crate::command::Target::Ident(k)) {
-                            targets.push((q, crate::command::Target::Ident(k)));
-                        }
                     }
                 }
             }

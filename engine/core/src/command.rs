@@ -136,15 +136,6 @@ impl Command {
         }
     }
 
-    /// Identifier records a command will probably read besides its target
-    /// (a route probes the event's identifiers in turn): prefetch hints.
-    pub fn also_reads(&self) -> &[IdentKey] {
-        match self {
-            Command::Route { ev, probe } => ev.idents.get(*probe as usize + 1..).unwrap_or(&[]),
-            _ => &[],
-        }
-    }
-
     pub fn partition(&self, partitions: u16) -> u16 {
         match self.target() {
             Target::Ident(k) => k.partition(partitions),

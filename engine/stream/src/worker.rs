@@ -297,7 +297,7 @@ impl Worker {
             })
             .min();
         let mut loader = StoreLoader::new(&self.store, &self.known);
-        prefetch(&recs, &self.parts, n, &mut loader);
+        prefetch(&recs, &self.parts, &mut loader);
         let mut fx = Effects::default();
         let mut outgoing: FxHashMap<(u16, u16), Vec<Command>> = FxHashMap::default();
         let (mut handled, mut dups) = (0u64, 0u64);
@@ -487,7 +487,7 @@ fn keyed(dest: Dest, key: &str, value: Vec<u8>) -> OutRecord {
 }
 
 /// One multi-get per family for the records the batch's commands target.
-fn prefetch(recs: &[In], parts: &[Partition], n: u16, loader: &mut StoreLoader<'_>) {
+fn prefetch(recs: &[In], parts: &[Partition], loader: &mut StoreLoader<'_>) {
     let mut targets: Vec<(u16, Target<'_>)> = Vec::new();
     for r in recs {
         match &r.env {
@@ -496,10 +496,7 @@ fn prefetch(recs: &[In], parts: &[Partition], n: u16, loader: &mut StoreLoader<'
                 targets.extend(items.iter().filter_map(|(_, ev)| Some((r.p, Target::Ident(ev.idents.first()?)))))
             }
             Some(Envelope::Internal { cmds, .. }) => {
-                for c in cmds {
-                    targets.push((r.p, c.target()));
-                    targets.extend(c.also_reads().iter().map(|k| (k.partition(n), Target::Ident(k))));
-                }
+                targets.extend(cmds.iter().map(|c| (r.p, c.target())));
             }
         }
     }
