@@ -223,7 +223,7 @@ mod tests {
         assert!(!p.is_cached(Target::Ident(&key(10))) && !p.is_cached(Target::Profile(ids[2])));
     }
 
-    /// A loader that has every identifier `dev-1xx` stored.
+    /// A loader with every identifier whose value starts `dev-1` stored.
     struct Stored;
     impl crate::partition::Loader for Stored {
         fn ident(&mut self, _: u16, k: &IdentKey) -> Option<crate::record::IdentRecord> {

@@ -89,8 +89,8 @@ impl Stats {
 struct Slot<T> {
     val: Option<T>,
     dirty: bool,
-    /// The key is on the store (loaded from it, or drained to it once), so
-    /// the driver's known-keys filter already holds it.
+    /// Whether the driver's key-set filter holds the key: loaded from the
+    /// store, or what the driver answered when it last drained the record.
     stored: bool,
     gen: u32,
 }
