@@ -22,6 +22,9 @@ print(json.dumps({
     "runs": len(runs),
     "end_to_end_per_second_median": med(lambda r: r["end_to_end_per_second"]),
     "end_to_end_per_second_all": [r["end_to_end_per_second"] for r in runs],
+    "batches_all": [r.get("batches") for r in runs],
+    "core_ms_per_batch_median": {k: round(statistics.median(r["core_ms_per_batch"][k] for r in runs), 2)
+                                 for k in sorted(runs[0].get("core_ms_per_batch", {}))},
     "raw_per_second_median": med(lambda r: r["raw"]["per_second"]),
     "mock_end_to_end_per_second_median": med(lambda r: r["mock"]["end_to_end_per_second"]),
     "half_load_event_to_output_p99_le_s": [r["half_load"]["event_to_output_p99_le_s"] for r in runs],

@@ -52,12 +52,13 @@ wait_done() {
   local target=$1 last=-1 stable_since=$EPOCHREALTIME deadline=$(( ${EPOCHREALTIME%.*} + 1800 ))
   while true; do
     local read_ cmds now
-    read -r read_ cmds < <(curl -s "http://$http/metrics" | awk '
+    read -r read_ cmds < <(curl -s "http://$http/metrics" | tee "$work/metrics.now" | awk '
       index($0, "idgraph_ingest_events_total") == 1 {r += $NF}
       index($0, "idgraph_core_commands_total") == 1 {c += $NF}
       END {printf "%d %d\n", r, c}')
     now=$EPOCHREALTIME
-    if [ "$cmds" != "$last" ]; then last=$cmds; stable_since=$now; fi
+    # The metrics as of the last command seen (the phases without the quiet end).
+    if [ "$cmds" != "$last" ]; then last=$cmds; stable_since=$now; cp "$work/metrics.now" "$work/metrics.last"; fi
     if [ "$read_" -ge "$target" ] && awk -v a="$now" -v b="$stable_since" 'BEGIN {exit !(a - b > 2)}'; then break; fi
     alive; [ "${now%.*}" -lt "$deadline" ] || { echo "timed out" >&2; exit 1; }
     sleep 0.1
@@ -82,6 +83,14 @@ start_engine tansu "127.0.0.1:$port"
 start=$EPOCHREALTIME
 done_at=$(wait_done "$EVENTS")
 curl -s "http://$http/metrics" | grep -E "^idgraph_phase_seconds_total|^idgraph_(core_batch_seconds|outbox_deliver_seconds)_(sum|count)|^idgraph_core_commands_total|^idgraph_output_records_total" >&2
+# The core's batches and its time per phase, per batch in ms, as of the
+# last command (the rate follows how many batches the input is cut into:
+# BENCHMARKS).
+per_batch=$(awk '
+  index($0, "idgraph_core_batches_total ") == 1 {b = $NF}
+  index($0, "idgraph_phase_seconds_total{phase=\"core_") == 1 {split($1, a, "\""); t[a[2]] = $NF}
+  END {printf "\"batches\": %d, \"core_ms_per_batch\": {", b; sep = "";
+       for (k in t) {printf "%s\"%s\": %.2f", sep, substr(k, 6), (b ? 1000 * t[k] / b : 0); sep = ", "}; printf "}"}' "$work/metrics.last")
 secs=$(python3 -c "print(round($done_at - $start, 3))")
 e2e=$(python3 -c "print(round($EVENTS / ($done_at - $start)))")
 bq=$(quantiles idgraph_core_batch_seconds "" "$(buckets idgraph_core_batch_seconds | tr '\n' ' ')")
@@ -105,5 +114,5 @@ mock_e2e=$(python3 -c "print(round($MOCK_EVENTS / ($mdone - $start)))")
 mraw=$("$BIN/idgraph-consume" --brokers "$bootstrap" --topic touchpoints --count-only --idle-ms 2000)
 stop_engine
 
-line="{\"events\": $EVENTS, \"partitions\": $PARTS, \"end_to_end_seconds\": $secs, \"end_to_end_per_second\": $e2e, \"batch_p50_le_s\": \"${bq% *}\", \"batch_p99_le_s\": \"${bq#* }\", \"raw\": $raw, \"half_load\": {\"rate\": $half, \"events\": $n2, \"event_to_output_p50_le_s\": \"${lq% *}\", \"event_to_output_p99_le_s\": \"${lq#* }\"}, \"mock\": {\"events\": $MOCK_EVENTS, \"end_to_end_per_second\": $mock_e2e, \"raw\": $mraw}}"
+line="{\"events\": $EVENTS, \"partitions\": $PARTS, \"end_to_end_seconds\": $secs, \"end_to_end_per_second\": $e2e, $per_batch, \"batch_p50_le_s\": \"${bq% *}\", \"batch_p99_le_s\": \"${bq#* }\", \"raw\": $raw, \"half_load\": {\"rate\": $half, \"events\": $n2, \"event_to_output_p50_le_s\": \"${lq% *}\", \"event_to_output_p99_le_s\": \"${lq#* }\"}, \"mock\": {\"events\": $MOCK_EVENTS, \"end_to_end_per_second\": $mock_e2e, \"raw\": $mraw}}"
 echo "$line" | tee "$BENCH_DIR/bench-kafka-$(date +%Y%m%d-%H%M%S).json"
