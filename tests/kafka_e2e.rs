@@ -326,10 +326,10 @@ fn with_shared_devices_the_engine_meets_the_accuracy_bar() {
     broker.produce("touchpoints", &events, 0);
     engine.wait_quiescent(n, Duration::from_secs(180));
     // Quiescence is judged from metrics; a command still on its way through
-    // the broker can outlast it (this test once read 19,996 and once 19,997
-    // of 20,000 events with no unlinkable one). Wait, before stopping the
-    // engine, until the profiles account for every event: late converges,
-    // lost does not and fails below.
+    // the broker can outlast it. Wait, before stopping the engine, until the
+    // profiles account for every event: late converges, lost does not and
+    // fails below (it did once, 19,997 of 20,000 after the whole wait: an
+    // open defect, see the issue notes).
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let (got, m) = loop {
         let (got, m) = (broker.profiles(), engine.metrics());
@@ -347,7 +347,13 @@ fn with_shared_devices_the_engine_meets_the_accuracy_bar() {
     // profile; whether a kiosk's anonymous event arrives before or after the
     // device became shared depends on timing across partitions.
     let unlinkable = m["idgraph_core_events_unlinkable_total"] as u64;
-    eprintln!("unlinkable events: {unlinkable}");
+    // What to look at if events go missing (seen: 19,997 of 20,000 after
+    // the wait above): lost internal envelopes, commands dropped as
+    // already applied.
+    eprintln!(
+        "unlinkable events: {unlinkable}; sequence gaps: {}; duplicates dropped: {}",
+        m["idgraph_core_sequence_gaps_total"], m["idgraph_core_duplicates_dropped_total"]
+    );
     assert!(unlinkable * 1000 <= n, "{unlinkable} unlinkable events of {n}");
     assert_eq!(total + unlinkable, n, "every event counted exactly once, in a profile or as unlinkable ({unlinkable})");
     let lines: String = got.iter().map(|p| p.to_string() + "\n").collect();
