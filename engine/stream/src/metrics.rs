@@ -73,10 +73,19 @@ impl Labeled {
     }
 
     fn render(&self, out: &mut String, name: &str, label: &str, kind: &str, help: &str) {
+        self.render_as(out, name, label, kind, help, &|o, v| {
+            let _ = write!(o, "{v}");
+        });
+    }
+
+    /// Renders the family, each value written by `value`.
+    fn render_as(&self, out: &mut String, name: &str, label: &str, kind: &str, help: &str, value: &dyn Fn(&mut String, u64)) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         if let Ok(m) = self.0.lock() {
             for (k, v) in m.iter() {
-                let _ = writeln!(out, "{name}{{{label}=\"{k}\"}} {v}");
+                let _ = write!(out, "{name}{{{label}=\"{k}\"}} ");
+                value(out, *v);
+                out.push('\n');
             }
         }
     }
@@ -97,12 +106,9 @@ impl Seconds {
     }
 
     fn render(&self, out: &mut String, name: &str, label: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-        if let Ok(m) = self.0 .0.lock() {
-            for (k, v) in m.iter() {
-                let _ = writeln!(out, "{name}{{{label}=\"{k}\"}} {}", *v as f64 / 1e6);
-            }
-        }
+        self.0.render_as(out, name, label, "counter", help, &|o, us| {
+            let _ = write!(o, "{}", us as f64 / 1e6);
+        });
     }
 }
 
