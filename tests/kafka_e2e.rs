@@ -14,7 +14,9 @@ use apache_avro::types::Value as Avro;
 use apache_avro::Schema;
 use idgraph_e2e::kafka::{engine_config, free_port, Engine, Tansu};
 use idgraph_e2e::registry::Registry;
-use idgraph_e2e::{assert_no_rule_fired, avro_schema, generate, idgraph, ok, replay_and_profiles, shape, stderr, validate_record};
+use idgraph_e2e::{
+    assert_no_rule_fired, avro_schema, generate, idgraph, ok, replay_and_profiles, shape, stderr, validate_record, work_dir,
+};
 use idgraph_loadtest::gen::GenConfig;
 use idgraph_loadtest::score::{score, Truth};
 use idgraph_stream::avro::{avro_form, check_json, json_form, split_wire};
@@ -315,21 +317,21 @@ fn a_config_error_names_the_key() {
 
 #[test]
 fn with_shared_devices_the_engine_meets_the_accuracy_bar() {
-    let dir = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = &work_dir(&tmp);
     let n = 20_000;
-    let (events, truth) = data(dir.path(), 3_000, n, 5, true);
+    let (events, truth) = data(dir, 3_000, n, 5, true);
     let broker = Tansu::start();
     broker.create_topic("touchpoints", 4);
-    let state = dir.path().join("state");
-    let cfg = engine_config(dir.path(), "e", &broker.brokers(), &state, "");
-    let engine = Engine::start(&cfg, &dir.path().join("engine.log"));
+    let state = dir.join("state");
+    let cfg = engine_config(dir, "e", &broker.brokers(), &state, "");
+    let engine = Engine::start(&cfg, &dir.join("engine.log"));
     broker.produce("touchpoints", &events, 0);
     engine.wait_quiescent(n, Duration::from_secs(180));
     // Quiescence is judged from metrics; a command still on its way through
     // the broker can outlast it. Wait, before stopping the engine, until the
     // profiles account for every event: late converges, lost does not and
-    // fails below (it did once, 19,997 of 20,000 after the whole wait: an
-    // open defect, see the issue notes).
+    // fails below.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let (got, m) = loop {
         let (got, m) = (broker.profiles(), engine.metrics());
@@ -345,13 +347,20 @@ fn with_shared_devices_the_engine_meets_the_accuracy_bar() {
     let total: u64 = got.iter().map(|p| p["metrics"]["event_count"].as_u64().unwrap()).sum();
     // An event whose only identifiers are shared devices is applied to no
     // profile; whether a kiosk's anonymous event arrives before or after the
-    // device became shared depends on timing across partitions.
+    // device became shared depends on timing across partitions; so does
+    // whether a profile that only ever saw the kiosk is emptied (its
+    // events then count unlinkable: before that rule, 3 events of 20,000
+    // ended in no output about one run in ten).
     let unlinkable = m["idgraph_core_events_unlinkable_total"] as u64;
-    // What to look at if events go missing (seen: 19,997 of 20,000 after
-    // the wait above): lost internal envelopes, commands dropped as
+    // If events go missing, which side lost them: the engine's own state
+    // or its profiles topic; lost internal envelopes; commands dropped as
     // already applied.
+    let in_state: u64 = ok(&idgraph(&["profiles", "--state", state.to_str().unwrap()]))
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["metrics"]["event_count"].as_u64().unwrap())
+        .sum();
     eprintln!(
-        "unlinkable events: {unlinkable}; sequence gaps: {}; duplicates dropped: {}",
+        "unlinkable events: {unlinkable}; sequence gaps: {}; duplicates dropped: {}; events in the state's profiles: {in_state}",
         m["idgraph_core_sequence_gaps_total"], m["idgraph_core_duplicates_dropped_total"]
     );
     assert!(unlinkable * 1000 <= n, "{unlinkable} unlinkable events of {n}");

@@ -25,7 +25,8 @@ pub struct IdentOut {
     pub value: String,
 }
 
-/// A lifecycle event: created, merged, split, conflict, identifier_shared.
+/// A lifecycle event: created, merged, split, conflict, identifier_shared,
+/// emptied.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LifecycleEvent {
     #[serde(rename = "type")]

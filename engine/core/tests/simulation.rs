@@ -159,11 +159,15 @@ fn unlimited() -> Arc<CoreConfig> {
     Arc::new(CoreConfig::build(&id, &TraitsSection::default()).unwrap())
 }
 
+/// The events the profiles account for (a live record without
+/// identifiers is no profile: its events must be counted unlinkable).
 fn event_count(s: &Snapshot) -> u64 {
     s.profiles
         .values()
         .filter_map(|r| match r {
-            idgraph_core::record::ProfileRecord::Live(lp) => Some(lp.fragments.iter().map(|f| f.metrics.event_count).sum::<u64>()),
+            idgraph_core::record::ProfileRecord::Live(lp) if !lp.idents.is_empty() => {
+                Some(lp.fragments.iter().map(|f| f.metrics.event_count).sum::<u64>())
+            }
             _ => None,
         })
         .sum()
@@ -207,8 +211,10 @@ fn with_default_rules_every_invariant_holds() {
             assert_eq!(stats, 0, "P={p} seed={seed}: internal errors");
             let applied: u64 = sim.parts.iter().map(|x| x.stats.events_applied).sum();
             let unlinkable: u64 = sim.parts.iter().map(|x| x.stats.events_unlinkable).sum();
-            assert_eq!(applied + unlinkable, n, "P={p} seed={seed}: every event applied once or unlinkable");
-            assert_eq!(event_count(&snap), applied, "P={p} seed={seed}");
+            assert_eq!(event_count(&snap) + unlinkable, n, "P={p} seed={seed}: every event in one profile or unlinkable");
+            // An event applied to a profile that was emptied later counts
+            // as applied and as unlinkable.
+            assert!(applied + unlinkable >= n, "P={p} seed={seed}: events neither applied nor unlinkable");
             conflicts += sim.parts.iter().map(|x| x.stats.conflicts).sum::<u64>();
             shared += sim.parts.iter().map(|x| x.stats.identifiers_shared).sum::<u64>();
             splits += sim.parts.iter().map(|x| x.stats.splits).sum::<u64>();

@@ -8,8 +8,10 @@
 use super::{lifecycle, Effects, Loader, Partition};
 use crate::command::Command;
 use crate::fragment::consent_for;
+use crate::ident::IdentKey;
 use crate::profile_id::ProfileId;
-use crate::record::ProfileRecord;
+use crate::record::{LiveProfile, ProfileRecord};
+use crate::time::Millis;
 
 impl Partition {
     pub(super) fn on_link(&mut self, cmd: Command, loader: &mut dyn Loader, fx: &mut Effects) {
@@ -112,6 +114,21 @@ impl Partition {
         }
     }
 
+    /// A profile whose last identifier was detached (its events came only
+    /// from a shared device or address) is no profile any more: its events
+    /// are counted unlinkable, as if they had arrived after the identifier
+    /// became shared, and its data is dropped (nothing can reach it). The
+    /// record stays, empty, for commands still on their way (an event
+    /// applied to it is routed anew; ADR 0002).
+    fn empty(&mut self, id: ProfileId, lp: &mut LiveProfile, at: Millis, ident: &IdentKey, fx: &mut Effects) {
+        self.stats.events_unlinkable += lp.fragments.iter().map(|f| f.metrics.event_count).sum::<u64>();
+        lp.fragments.clear();
+        lp.edges.clear();
+        let mut le = lifecycle("emptied", id, at);
+        le.identifier = Some(self.ident_out(ident));
+        fx.lifecycle.push(le);
+    }
+
     /// Removes an identifier from its profile and splits what fell apart.
     pub(super) fn on_detach(&mut self, cmd: Command, loader: &mut dyn Loader, fx: &mut Effects) {
         let Command::Detach { from, .. } = &cmd else { return };
@@ -125,6 +142,11 @@ impl Partition {
         lp.remove_ident(idx);
         lp.version += 1;
         self.touch(t);
+        if lp.idents.is_empty() {
+            self.empty(t, &mut lp, at, &ident, fx);
+            self.put_live(t, lp, loader, fx);
+            return;
+        }
         let pieces = lp.split_components();
         if !pieces.is_empty() {
             self.stats.splits += 1;
@@ -145,5 +167,64 @@ impl Partition {
             fx.lifecycle.push(le);
         }
         self.put_live(t, lp, loader, fx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Effects, EmptyLoader, Partition};
+    use crate::command::Command;
+    use crate::config::CoreConfig;
+    use crate::event::Touchpoint;
+    use crate::golden::{self, ProfileOutput};
+    use crate::ident::{IdentKey, IdentType};
+    use crate::profile_id::ProfileId;
+    use std::sync::Arc;
+
+    /// Handles `first` and every command it leads to (one partition).
+    fn run(p: &mut Partition, first: Command, fx: &mut Effects) {
+        let mut todo = vec![first];
+        while let Some(c) = todo.pop() {
+            p.handle(c, &mut EmptyLoader, fx);
+            todo.extend(fx.cmds.drain(..).rev());
+        }
+    }
+
+    #[test]
+    fn a_profile_left_without_identifiers_is_emptied_and_its_events_count_unlinkable() {
+        let cfg = Arc::new(CoreConfig::default());
+        let mut p = Partition::new(0, 1, cfg.clone());
+        let kiosk = IdentKey::new(IdentType::DEVICE_ID, "kiosk-1");
+        let mut fx = Effects::default();
+        for i in 0..2 {
+            let ev = Touchpoint {
+                event_id: format!("e{i}").into(),
+                ts: 1_000 + i,
+                source: "store".into(),
+                idents: vec![kiosk.clone()],
+                traits: vec![("first_name".into(), "\"Ann\"".into())],
+                revenue: None,
+                is_order: false,
+                consent: vec![],
+            };
+            run(&mut p, Command::Route { ev: Box::new(ev), probe: 0 }, &mut fx);
+        }
+        let id = ProfileId::for_new(1_000, &kiosk);
+        assert_eq!(p.stats.events_applied, 2);
+        // Three people refused by the profile the kiosk belongs to: shared.
+        for u in 0..cfg.shared_threshold {
+            let with = ProfileId::for_new(0, &IdentKey::new(IdentType::USER_ID, format!("u{u}")));
+            run(&mut p, Command::RecordRefusal { ident: kiosk.clone(), with, at: 2_000 }, &mut fx);
+        }
+        assert_eq!(p.stats.identifiers_shared, 1);
+        assert_eq!(p.stats.events_unlinkable, 2, "the emptied profile's events are unlinkable now");
+        let kinds: Vec<&str> = fx.lifecycle.iter().map(|l| l.kind).collect();
+        assert!(kinds.contains(&"emptied"), "{kinds:?}");
+        match golden::output(id, p.profile(id, &mut EmptyLoader), &cfg) {
+            Some(ProfileOutput::Gone(reason)) => assert_eq!(reason, "emptied"),
+            other => panic!("expected a tombstone, got {other:?}"),
+        }
+        let Some(crate::record::ProfileRecord::Live(lp)) = p.profile(id, &mut EmptyLoader) else { panic!("the record stays") };
+        assert!(lp.fragments.is_empty() && lp.edges.is_empty(), "no data kept that nothing can reach");
     }
 }
