@@ -35,15 +35,26 @@ impl Partition {
                 probe = if claim { 0 } else { probe };
                 continue;
             }
+            // A profile of this partition takes the event at once (as if
+            // the command were the next one delivered).
             match owner {
                 Some(t) => {
                     ev.idents[..=i].rotate_right(1);
-                    fx.cmds.push(Command::Apply { to: t, ev });
+                    let apply = Command::Apply { to: t, ev };
+                    if t.partition(self.partitions) == self.id {
+                        self.on_apply(apply, loader, fx);
+                    } else {
+                        fx.cmds.push(apply);
+                    }
                 }
                 None if claim => {
                     let id = ProfileId::for_new(ev.ts, key);
                     self.ident_mut(key, loader).owner = Some(id);
-                    fx.cmds.push(Command::Create { id, ev });
+                    if id.partition(self.partitions) == self.id {
+                        self.on_create(id, ev, loader, fx);
+                    } else {
+                        fx.cmds.push(Command::Create { id, ev });
+                    }
                 }
                 None => {
                     probe += 1;

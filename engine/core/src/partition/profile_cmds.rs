@@ -37,7 +37,7 @@ impl Partition {
         let mut le = lifecycle("created", id, ev.ts);
         le.event_id = Some(ev.event_id.clone());
         fx.lifecycle.push(le);
-        self.apply_event(id, &mut lp, ev, fx);
+        self.apply_event(id, &mut lp, ev, loader, fx);
         lp.queue.extend(queue);
         self.put_live(id, lp, loader, fx);
     }
@@ -54,13 +54,13 @@ impl Partition {
         let Command::Apply { to, .. } = &cmd else { return };
         let to = *to;
         let Some((mut lp, Command::Apply { ev, .. })) = self.admit(to, cmd, false, loader, fx) else { return };
-        self.apply_event(to, &mut lp, ev, fx);
+        self.apply_event(to, &mut lp, ev, loader, fx);
         self.put_live(to, lp, loader, fx);
     }
 
     /// Folds an event into a live profile and starts attaching the event's
     /// other identifiers, strongest first, each within the rules.
-    fn apply_event(&mut self, id: ProfileId, lp: &mut LiveProfile, ev: Box<Touchpoint>, fx: &mut Effects) {
+    fn apply_event(&mut self, id: ProfileId, lp: &mut LiveProfile, ev: Box<Touchpoint>, loader: &mut dyn Loader, fx: &mut Effects) {
         let Some(anchor) = ev.idents.first() else {
             self.stats.internal_errors += 1;
             return;
@@ -128,13 +128,6 @@ impl Partition {
             if lp.pending.contains(x) {
                 continue;
             }
-            let link = Box::new(LinkEvidence {
-                anchor: anchor.clone(),
-                ident: x.clone(),
-                event_id: ev.event_id.clone(),
-                ts: ev.ts,
-                source: ev.source.clone(),
-            });
             if let Some(v) = counts.room_for(x.ty(), &self.cfg) {
                 self.stats.conflicts += 1;
                 let mut le = lifecycle("conflict", id, ev.ts);
@@ -146,8 +139,40 @@ impl Partition {
                 continue;
             }
             counts.add(x.ty(), 1);
-            lp.pending.push(x.clone());
-            fx.cmds.push(Command::Attach { to: id, ident: x.clone(), link });
+            let link = || {
+                Box::new(LinkEvidence {
+                    anchor: anchor.clone(),
+                    ident: x.clone(),
+                    event_id: ev.event_id.clone(),
+                    ts: ev.ts,
+                    source: ev.source.clone(),
+                })
+            };
+            if x.partition(self.partitions) != self.id {
+                lp.pending.push(x.clone());
+                fx.cmds.push(Command::Attach { to: id, ident: x.clone(), link: link() });
+                continue;
+            }
+            // The identifier lives here: its attach is handled now, as if
+            // `Attach` and its `AttachDone` were the next two commands
+            // delivered (an interleaving the protocol allows), without the
+            // two hops.
+            match self.ident_get(x, loader).map_or((false, None), |r| (r.shared, r.owner)) {
+                (true, _) => {}
+                (false, None) => {
+                    self.ident_mut(x, loader).owner = Some(id);
+                    lp.idents.push(crate::record::IdentEntry { key: x.clone(), first_seen: ev.ts, last_seen: ev.ts });
+                    lp.add_edge(anchor, x, &evidence);
+                    lp.version += 1;
+                }
+                (false, Some(o)) if o == id => {
+                    if lp.saw(x, ev.ts) {
+                        lp.version += 1;
+                    }
+                    lp.add_edge(anchor, x, &evidence);
+                }
+                (false, Some(o)) => fx.cmds.push(Command::Link { a: id, b: o, link: link() }),
+            }
         }
         lp.version += 1;
         lp.updated = lp.updated.max(ev.ts);
