@@ -26,11 +26,17 @@ pub struct RocksOptions {
     pub write_buffer_bytes: usize,
     /// Background compaction and flush threads.
     pub background_jobs: i32,
+    /// Write-ahead log. Without it (a caller that can redo its input from
+    /// the position stored with the state: replay), a crash loses the
+    /// writes since the last memtable flush, and the families are flushed
+    /// together, so the state that survives is one consistent batch
+    /// boundary of all of them.
+    pub wal: bool,
 }
 
 impl Default for RocksOptions {
     fn default() -> Self {
-        Self { block_cache_bytes: 256 << 20, write_buffer_bytes: 64 << 20, background_jobs: 2 }
+        Self { block_cache_bytes: 256 << 20, write_buffer_bytes: 64 << 20, background_jobs: 2, wal: true }
     }
 }
 
@@ -113,6 +119,7 @@ impl RocksStore {
         db_opts.set_max_background_jobs(o.background_jobs);
         db_opts.set_max_open_files(512);
         db_opts.set_keep_log_file_num(3);
+        db_opts.set_atomic_flush(!o.wal);
         let cfs = Cf::ALL.iter().map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_opts(*cf)));
         let db = if read_only {
             DB::open_cf_descriptors_read_only(&db_opts, path, cfs, false)
@@ -123,6 +130,7 @@ impl RocksStore {
         let mut write_opts = WriteOptions::default();
         // The WAL survives a process kill; `flush` syncs for power loss.
         write_opts.set_sync(false);
+        write_opts.disable_wal(!o.wal);
         // Point reads do not fill the block cache with data blocks: the
         // partitions keep what they read decoded in their own cache, so a
         // second copy of the block (decompressed, 4 KiB for one record)
@@ -192,9 +200,10 @@ impl Store for RocksStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        for cf in Cf::ALL {
-            self.db.flush_cf(self.cf(cf)?).map_err(engine("flush"))?;
-        }
+        // All families in one flush: without a WAL, they must reach the
+        // table files at the same batch boundary.
+        let cfs = Cf::ALL.iter().map(|cf| self.cf(*cf)).collect::<Result<Vec<_>, _>>()?;
+        self.db.flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default()).map_err(engine("flush"))?;
         self.db.flush_wal(true).map_err(engine("flush"))
     }
 
