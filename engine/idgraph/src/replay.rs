@@ -96,6 +96,11 @@ pub struct Summary {
     pub store_reads: u64,
     /// Lookups of keys never written, answered by the filter without a read.
     pub store_reads_skipped: u64,
+    /// Identifier and profile records written to the state (puts and
+    /// deletes), and their key and value bytes: what every write, flush and
+    /// compaction pays for.
+    pub state_records_written: u64,
+    pub state_bytes_written: u64,
     /// Where the main thread spent its time: waiting for input, the core,
     /// encoding the dirty records, waiting for the writer thread (outputs
     /// and RocksDB write of the previous batch), cache eviction.
@@ -309,6 +314,7 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
     let mut ph = Phases::default();
     let mut store_reads = 0u64;
     let mut store_reads_skipped = 0u64;
+    let (mut records_written, mut bytes_written) = (0u64, 0u64);
     let mut tw = Instant::now();
     // Batch N's outputs are rendered and written, and its state committed
     // to RocksDB, on a second thread while batch N+1 runs (ADR 0006). One
@@ -400,6 +406,8 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
                     }
                 }
             }
+            records_written += wb.ops.len() as u64;
+            bytes_written += wb.ops.iter().map(|(_, k, v)| (k.len() + v.as_ref().map_or(0, Vec::len)) as u64).sum::<u64>();
             let t2 = Instant::now();
             ph.encode += (t2 - t1).as_secs_f64();
             let stats = cluster.stats();
@@ -464,6 +472,8 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
         commands_delivered: cluster.delivered,
         store_reads,
         store_reads_skipped,
+        state_records_written: records_written,
+        state_bytes_written: bytes_written,
         phase_seconds: ph,
     };
     std::fs::write(out_dir.join("summary.json"), serde_json::to_string_pretty(&summary)?)?;
