@@ -262,20 +262,29 @@ impl Drop for Engine {
     }
 }
 
-/// Waits until the profiles topic counts exactly `n` events (failing at
-/// once if it counts more, or if `alive` says an engine died).
+/// Waits until the profiles topic counts exactly `n` events (failing if
+/// `alive` says an engine died). While merges are in flight the count can
+/// read high: a merge's survivor (with the absorbed profile's events) and
+/// the absorbed profile's tombstone are records on different partitions of
+/// the topic, produced by different batches, and a read can see the first
+/// without the second. So only a count that stays off at the timeout
+/// fails; the callers then compare every profile with replay or the truth.
 pub fn wait_for_event_total(broker: &Tansu, n: u64, timeout: Duration, mut alive: impl FnMut() -> Result<(), String>) {
     let deadline = Instant::now() + timeout;
+    let mut highest = 0;
     loop {
         if let Err(e) = alive() {
             panic!("{e}");
         }
         let total: u64 = broker.profiles().iter().map(|p| p["metrics"]["event_count"].as_u64().unwrap()).sum();
         if total == n {
+            if highest > n {
+                eprintln!("the profiles topic read {highest} events for {n} while merges were in flight");
+            }
             return;
         }
-        assert!(total < n, "events applied twice: {total} counted for {n} events");
-        assert!(Instant::now() < deadline, "only {total} of {n} events counted after {timeout:?}");
+        highest = highest.max(total);
+        assert!(Instant::now() < deadline, "{total} of {n} events counted after {timeout:?} (at most {highest} on the way)");
         std::thread::sleep(Duration::from_secs(1));
     }
 }

@@ -1,4 +1,6 @@
-//! Profile IDs: 48 bits of event time (ms) then 80 bits of a keyed hash.
+//! Profile IDs: 48 bits of event time (ms) then 80 bits of hash: for a new
+//! profile, its anchor's 64-bit partitioning hash and 16 bits of a keyed
+//! hash of the anchor; for a split piece, 80 bits of a keyed hash.
 //!
 //! Byte order is age order: the smaller ID is the older profile and survives a
 //! merge. Printed as 26 characters of Crockford base32 (the ULID layout).
