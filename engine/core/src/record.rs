@@ -1,6 +1,6 @@
 //! Persisted records: identifiers and profiles (ADR 0002).
 
-use crate::command::Command;
+use crate::command::{AttachOutcome, Command};
 use crate::config::CoreConfig;
 use crate::fragment::Fragment;
 use crate::ident::IdentKey;
@@ -152,6 +152,33 @@ impl LiveProfile {
 
     /// Adds the edge `a`–`b` if both are members and it is new. Returns
     /// whether an edge was added.
+    /// Folds the outcome of attaching `x` to this profile, joined to
+    /// `anchor` by `ev` (at `ev.ts`): a claimed identifier becomes a member,
+    /// a member gets the edge. Returns whether the profile took a new
+    /// version.
+    pub fn attached(&mut self, x: &IdentKey, outcome: AttachOutcome, anchor: &IdentKey, ev: &Evidence) -> bool {
+        match outcome {
+            AttachOutcome::Claimed => {
+                self.idents.push(IdentEntry { key: x.clone(), first_seen: ev.ts, last_seen: ev.ts });
+                self.add_edge(anchor, x, ev);
+                self.version += 1;
+                true
+            }
+            AttachOutcome::Member => {
+                // Every visible change takes a new version, so one
+                // (profile, version) always renders the same content,
+                // however commands were batched (ADR 0004).
+                let seen = self.saw(x, ev.ts);
+                if seen {
+                    self.version += 1;
+                }
+                self.add_edge(anchor, x, ev);
+                seen
+            }
+            AttachOutcome::Linking | AttachOutcome::Shared => false,
+        }
+    }
+
     pub fn add_edge(&mut self, a: &IdentKey, b: &IdentKey, ev: &Evidence) -> bool {
         match (self.index_of(a), self.index_of(b)) {
             (Some(x), Some(y)) if x != y => self.add_edge_idx(x as u32, y as u32, ev),

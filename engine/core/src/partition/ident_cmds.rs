@@ -35,26 +35,15 @@ impl Partition {
                 probe = if claim { 0 } else { probe };
                 continue;
             }
-            // A profile of this partition takes the event at once (as if
-            // the command were the next one delivered).
             match owner {
                 Some(t) => {
                     ev.idents[..=i].rotate_right(1);
-                    let apply = Command::Apply { to: t, ev };
-                    if t.partition(self.partitions) == self.id {
-                        self.on_apply(apply, loader, fx);
-                    } else {
-                        fx.cmds.push(apply);
-                    }
+                    self.handle_or_send(Command::Apply { to: t, ev }, loader, fx);
                 }
                 None if claim => {
                     let id = ProfileId::for_new(ev.ts, key);
                     self.ident_mut(key, loader).owner = Some(id);
-                    if id.partition(self.partitions) == self.id {
-                        self.on_create(id, ev, loader, fx);
-                    } else {
-                        fx.cmds.push(Command::Create { id, ev });
-                    }
+                    self.handle_or_send(Command::Create { id, ev }, loader, fx);
                 }
                 None => {
                     probe += 1;
@@ -67,23 +56,33 @@ impl Partition {
 
     /// Claims an unowned identifier for `to`, or starts a link with its owner.
     pub(super) fn on_attach(&mut self, to: ProfileId, ident: IdentKey, link: Box<LinkEvidence>, loader: &mut dyn Loader, fx: &mut Effects) {
-        let rec = self.ident_mut(&ident, loader);
-        let outcome = if rec.shared {
-            AttachOutcome::Shared
-        } else {
-            match rec.owner {
-                None => {
-                    rec.owner = Some(to);
-                    AttachOutcome::Claimed
-                }
-                Some(o) if o == to => AttachOutcome::Member,
-                Some(o) => {
-                    fx.cmds.push(Command::Link { a: to, b: o, link: link.clone() });
-                    AttachOutcome::Linking
-                }
-            }
-        };
+        let outcome = self.attach_claim(to, &ident, || link.clone(), loader, fx);
         fx.cmds.push(Command::AttachDone { to, ident, outcome, link });
+    }
+
+    /// The decision of `Attach` at identifier `x`'s partition: claimed for
+    /// `to` when unowned, a member when `to` owns it, a `Link` with its
+    /// owner (`link` gives the evidence) when another profile does.
+    pub(super) fn attach_claim(
+        &mut self,
+        to: ProfileId,
+        x: &IdentKey,
+        link: impl FnOnce() -> Box<LinkEvidence>,
+        loader: &mut dyn Loader,
+        fx: &mut Effects,
+    ) -> AttachOutcome {
+        match self.ident_get(x, loader).map_or((false, None), |r| (r.shared, r.owner)) {
+            (true, _) => AttachOutcome::Shared,
+            (false, None) => {
+                self.ident_mut(x, loader).owner = Some(to);
+                AttachOutcome::Claimed
+            }
+            (false, Some(o)) if o == to => AttachOutcome::Member,
+            (false, Some(o)) => {
+                fx.cmds.push(Command::Link { a: to, b: o, link: link() });
+                AttachOutcome::Linking
+            }
+        }
     }
 
     /// Moves ownership after a merge or split, unless a later move won. A

@@ -171,6 +171,17 @@ impl Partition {
         }
     }
 
+    /// Handles a command at once when its target lives in this partition
+    /// (as if it were the next one delivered: ADR 0002, local), else sends
+    /// it.
+    fn handle_or_send(&mut self, cmd: Command, loader: &mut dyn Loader, fx: &mut Effects) {
+        if cmd.partition(self.partitions) == self.id {
+            self.handle(cmd, loader, fx);
+        } else {
+            fx.cmds.push(cmd);
+        }
+    }
+
     /// Takes a live, admissible profile out of the cache, or forwards the
     /// command (alias) or queues it (frozen, busy, not yet created). The
     /// caller puts the profile back.

@@ -1,7 +1,7 @@
 //! Commands handled at a profile's partition: creation and events.
 
 use super::{lifecycle, Effects, Loader, Partition};
-use crate::command::{AttachOutcome, Command, LinkEvidence};
+use crate::command::{Command, LinkEvidence};
 use crate::event::Touchpoint;
 use crate::fragment::consent_for;
 use crate::ident::IdentKey;
@@ -157,22 +157,8 @@ impl Partition {
             // `Attach` and its `AttachDone` were the next two commands
             // delivered (an interleaving the protocol allows), without the
             // two hops.
-            match self.ident_get(x, loader).map_or((false, None), |r| (r.shared, r.owner)) {
-                (true, _) => {}
-                (false, None) => {
-                    self.ident_mut(x, loader).owner = Some(id);
-                    lp.idents.push(crate::record::IdentEntry { key: x.clone(), first_seen: ev.ts, last_seen: ev.ts });
-                    lp.add_edge(anchor, x, &evidence);
-                    lp.version += 1;
-                }
-                (false, Some(o)) if o == id => {
-                    if lp.saw(x, ev.ts) {
-                        lp.version += 1;
-                    }
-                    lp.add_edge(anchor, x, &evidence);
-                }
-                (false, Some(o)) => fx.cmds.push(Command::Link { a: id, b: o, link: link() }),
-            }
+            let outcome = self.attach_claim(id, x, link, loader, fx);
+            lp.attached(x, outcome, anchor, &evidence);
         }
         lp.version += 1;
         lp.updated = lp.updated.max(ev.ts);
@@ -220,24 +206,8 @@ impl Partition {
         if let Some(i) = lp.pending.iter().position(|p| p == &ident) {
             lp.pending.swap_remove(i);
         }
-        match outcome {
-            AttachOutcome::Claimed => {
-                lp.idents.push(crate::record::IdentEntry { key: ident.clone(), first_seen: link.ts, last_seen: link.ts });
-                lp.add_edge(&link.anchor, &ident, &link.evidence());
-                lp.version += 1;
-                self.touch(to);
-            }
-            AttachOutcome::Member => {
-                // Every visible change takes a new version, so one
-                // (profile, version) always renders the same content,
-                // however commands were batched (ADR 0004).
-                if lp.saw(&ident, link.ts) {
-                    lp.version += 1;
-                    self.touch(to);
-                }
-                lp.add_edge(&link.anchor, &ident, &link.evidence());
-            }
-            AttachOutcome::Linking | AttachOutcome::Shared => {}
+        if lp.attached(&ident, outcome, &link.anchor, &link.evidence()) {
+            self.touch(to);
         }
         self.put_live(to, lp, loader, fx);
     }
