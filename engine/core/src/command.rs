@@ -89,10 +89,12 @@ pub enum Command {
         to: ProfileId,
         link: Box<LinkEvidence>,
     },
+    /// The identifier moved to `to` (a merge or a split) at ownership
+    /// `epoch`; applied unless a move with a higher epoch got there first.
     Repoint {
         ident: IdentKey,
         to: ProfileId,
-        replaces: Vec<ProfileId>,
+        epoch: u32,
     },
     RecordRefusal {
         ident: IdentKey,

@@ -11,7 +11,9 @@ use crate::time::Millis;
 use serde::{Deserialize, Serialize};
 
 /// Record format version, the first byte of every encoded record.
-pub const RECORD_FORMAT: u8 = 1;
+/// Format 2 added the ownership epochs (ADR 0002); a state written in
+/// format 1 is refused (replay the input into a new state).
+pub const RECORD_FORMAT: u8 = 2;
 
 /// What the identifier partition knows of one identifier.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -21,6 +23,10 @@ pub struct IdentRecord {
     pub shared: bool,
     /// Distinct profiles a link with this identifier was refused with.
     pub refused_with: Vec<ProfileId>,
+    /// The ownership epoch of the move that set `owner` (0 for a claim): a
+    /// `Repoint` with a higher epoch wins, one with a lower epoch arrived
+    /// late and is dropped (ADR 0002, ownership epochs).
+    pub epoch: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,6 +71,10 @@ pub struct LiveProfile {
     pub frozen_for: Option<ProfileId>,
     /// Commands that arrived while frozen or busy, in arrival order.
     pub queue: Vec<Command>,
+    /// Ownership epoch: higher than the epoch of every move that gave this
+    /// profile one of its identifiers, so the moves it starts (a split,
+    /// being absorbed) outrank them (ADR 0002).
+    pub epoch: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,6 +99,7 @@ impl LiveProfile {
             merged_from: Vec::new(),
             frozen_for: None,
             queue: Vec::new(),
+            epoch: 0,
         }
     }
 
@@ -226,6 +237,9 @@ impl LiveProfile {
         }
         self.merged_from.push(y);
         self.merged_from.extend(other.merged_from);
+        // The absorbed profile's identifiers are repointed here with its
+        // epoch + 1; later moves from here must outrank those repoints.
+        self.epoch = self.epoch.max(other.epoch.saturating_add(1));
         self.merged_from.sort_unstable();
         self.merged_from.dedup();
         self.created = self.created.min(other.created);
@@ -278,6 +292,7 @@ impl LiveProfile {
                     p.idents.clear();
                     p.version = self.version;
                     p.created = e.first_seen;
+                    p.epoch = self.epoch.saturating_add(1);
                     pieces.push(p);
                 }
                 let p = &mut pieces[piece_of_group[g]];

@@ -49,6 +49,35 @@ fn events(rng: &mut ChaCha8Rng, n: usize, universe: u32, cfg: &CoreConfig) -> Ve
         .collect()
 }
 
+fn k(x: &IdentKey) -> String {
+    format!("{}:{}", x.ty(), x.value())
+}
+
+fn describe(c: &Command) -> String {
+    match c {
+        Command::Route { ev, probe } => {
+            format!("Route {} probe={probe} [{}]", ev.event_id, ev.idents.iter().map(k).collect::<Vec<_>>().join(","))
+        }
+        Command::Create { id, ev } => format!("Create {id} {} [{}]", ev.event_id, ev.idents.iter().map(k).collect::<Vec<_>>().join(",")),
+        Command::Apply { to, ev } => format!("Apply {to} {} [{}]", ev.event_id, ev.idents.iter().map(k).collect::<Vec<_>>().join(",")),
+        Command::Attach { to, ident, .. } => format!("Attach {to} {}", k(ident)),
+        Command::AttachDone { to, ident, outcome, .. } => format!("AttachDone {to} {} {outcome:?}", k(ident)),
+        Command::Link { a, b, link } => format!("Link {a} {b} {}-{}", k(&link.anchor), k(&link.ident)),
+        Command::Handover { to, from, state, .. } => {
+            format!("Handover {to} <- {from} [{}]", state.idents.iter().map(|e| k(&e.key)).collect::<Vec<_>>().join(","))
+        }
+        Command::Absorbed { id, into } => format!("Absorbed {id} into {into}"),
+        Command::Refused { id, by } => format!("Refused {id} by {by}"),
+        Command::AddEdge { to, link } => format!("AddEdge {to} {}-{}", k(&link.anchor), k(&link.ident)),
+        Command::Repoint { ident, to, epoch } => format!("Repoint {} to {to} epoch {epoch}", k(ident)),
+        Command::RecordRefusal { ident, with, .. } => format!("RecordRefusal {} with {with}", k(ident)),
+        Command::Detach { from, ident } => format!("Detach {} from {from}", k(ident)),
+        Command::CreatePiece { id, state } => {
+            format!("CreatePiece {id} [{}]", state.idents.iter().map(|e| k(&e.key)).collect::<Vec<_>>().join(","))
+        }
+    }
+}
+
 struct Sim {
     parts: Vec<Partition>,
     /// (from, to) → FIFO; `from == P` is the input.
@@ -89,6 +118,9 @@ impl Sim {
             }
             let (from, to) = live[rng.gen_range(0..live.len())];
             let cmd = self.chans.get_mut(&(from, to)).unwrap().pop_front().unwrap();
+            if std::env::var("SIM_TRACE").is_ok() {
+                eprintln!("{from}->{to}: {}", describe(&cmd));
+            }
             self.parts[to as usize].handle(cmd, &mut EmptyLoader, &mut self.fx);
             for c in std::mem::take(&mut self.fx.cmds) {
                 self.send(to, c);
@@ -146,9 +178,12 @@ fn components(evs: &[Touchpoint]) -> BTreeSet<Vec<IdentKey>> {
         .collect()
 }
 
-/// Seeds per partition count (`SIM_SEEDS` overrides, for long soak runs).
-fn seeds() -> u64 {
-    std::env::var("SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60)
+/// Seeds per partition count: `SIM_FROM..SIM_SEEDS` (default 0..1000, a
+/// few seconds in release; races between partitions show in a few seeds
+/// per thousand). `SIM_TRACE=1` prints every command delivered.
+fn seeds() -> std::ops::Range<u64> {
+    let var = |k: &str| std::env::var(k).ok().and_then(|s| s.parse().ok());
+    var("SIM_FROM").unwrap_or(0)..var("SIM_SEEDS").unwrap_or(1000)
 }
 
 fn unlimited() -> Arc<CoreConfig> {
@@ -177,7 +212,7 @@ fn event_count(s: &Snapshot) -> u64 {
 fn without_rule_firings_profiles_are_the_connected_components() {
     let cfg = unlimited();
     for p in [1u16, 4, 16] {
-        for seed in 0..seeds() {
+        for seed in seeds() {
             let mut rng = ChaCha8Rng::seed_from_u64(seed * 1000 + u64::from(p));
             let evs = events(&mut rng, 120, 60, &cfg);
             let expected = components(&evs);
@@ -198,7 +233,7 @@ fn with_default_rules_every_invariant_holds() {
     let cfg = Arc::new(CoreConfig::default());
     let (mut conflicts, mut shared, mut splits, mut merges) = (0, 0, 0, 0);
     for p in [1u16, 4, 16] {
-        for seed in 0..seeds() {
+        for seed in seeds() {
             let mut rng = ChaCha8Rng::seed_from_u64(seed * 7919 + u64::from(p));
             let evs = events(&mut rng, 150, 40, &cfg);
             let n = evs.len() as u64;
@@ -264,7 +299,7 @@ fn persons_within_the_rules_never_conflict() {
     let cfg = Arc::new(CoreConfig::default());
     let mut merges = 0;
     for p in [1u16, 4, 16] {
-        for seed in 0..seeds() {
+        for seed in seeds() {
             let mut rng = ChaCha8Rng::seed_from_u64(seed * 104_729 + u64::from(p));
             let evs = persons_events(&mut rng, 12, 160, &cfg);
             let expected = components(&evs);
@@ -321,7 +356,7 @@ fn one_profile_version_renders_one_content() {
     let cfg = Arc::new(CoreConfig::default());
     let mut checked = 0u64;
     for p in [1u16, 4] {
-        for seed in 0..seeds().min(8) {
+        for seed in seeds().take(8) {
             let mut rng = ChaCha8Rng::seed_from_u64(seed * 31 + u64::from(p));
             let evs = events(&mut rng, 150, 40, &cfg);
             let mut sim = Sim::new(p, cfg.clone());

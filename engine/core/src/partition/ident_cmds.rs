@@ -85,15 +85,18 @@ impl Partition {
         }
     }
 
-    /// Moves ownership after a merge or split, unless a later move won. A
-    /// repoint that arrives after the identifier became shared tells the new
-    /// holder to detach it (the split raced with the detach).
-    pub(super) fn on_repoint(&mut self, ident: IdentKey, to: ProfileId, replaces: &[ProfileId], loader: &mut dyn Loader, fx: &mut Effects) {
+    /// Moves ownership after a merge or split, unless a later move won:
+    /// repoints of one identifier come from different partitions and may
+    /// arrive out of order, so the higher ownership epoch wins (ADR 0002).
+    /// A repoint that arrives after the identifier became shared tells the
+    /// new holder to detach it (the split raced with the detach).
+    pub(super) fn on_repoint(&mut self, ident: IdentKey, to: ProfileId, epoch: u32, loader: &mut dyn Loader, fx: &mut Effects) {
         let rec = self.ident_mut(&ident, loader);
         if rec.shared {
             fx.cmds.push(Command::Detach { from: to, ident });
-        } else if rec.owner.is_some_and(|o| replaces.contains(&o)) {
+        } else if rec.owner.is_some() && epoch > rec.epoch {
             rec.owner = Some(to);
+            rec.epoch = epoch;
         }
     }
 

@@ -88,11 +88,10 @@ impl Partition {
                 return;
             }
         };
-        let mut replaces = Vec::with_capacity(lp.merged_from.len() + 1);
-        replaces.push(y);
-        replaces.extend_from_slice(&lp.merged_from);
+        // O took this state's epoch + 1 or more when it absorbed it.
+        let epoch = lp.epoch.saturating_add(1);
         for e in &lp.idents {
-            fx.cmds.push(Command::Repoint { ident: e.key.clone(), to: o, replaces: replaces.clone() });
+            fx.cmds.push(Command::Repoint { ident: e.key.clone(), to: o, epoch });
         }
         self.put_profile(y, Some(ProfileRecord::Alias(o)));
         self.touch(y);
@@ -150,16 +149,13 @@ impl Partition {
         let pieces = lp.split_components();
         if !pieces.is_empty() {
             self.stats.splits += 1;
-            let mut replaces = Vec::with_capacity(lp.merged_from.len() + 1);
-            replaces.push(t);
-            replaces.extend_from_slice(&lp.merged_from);
             let mut le = lifecycle("split", t, at);
             for mut p in pieces {
                 let Some(oldest) = p.oldest_ident() else { continue };
                 let nid = ProfileId::for_piece(oldest.first_seen, &oldest.key, t, lp.version);
                 p.version = 1;
                 for e in &p.idents {
-                    fx.cmds.push(Command::Repoint { ident: e.key.clone(), to: nid, replaces: replaces.clone() });
+                    fx.cmds.push(Command::Repoint { ident: e.key.clone(), to: nid, epoch: p.epoch });
                 }
                 le.related.push(nid.to_string());
                 fx.cmds.push(Command::CreatePiece { id: nid, state: Box::new(p) });
@@ -226,5 +222,30 @@ mod tests {
         }
         let Some(crate::record::ProfileRecord::Live(lp)) = p.profile(id, &mut EmptyLoader) else { panic!("the record stays") };
         assert!(lp.fragments.is_empty() && lp.edges.is_empty(), "no data kept that nothing can reach");
+    }
+
+    /// Repoints of one identifier come from different partitions (a split
+    /// piece's, then the split of that piece's) and may arrive in either
+    /// order: the higher ownership epoch wins both ways.
+    #[test]
+    fn the_repoint_with_the_higher_epoch_wins_in_either_order() {
+        let cfg = Arc::new(CoreConfig::default());
+        let dev = IdentKey::new(IdentType::DEVICE_ID, "d1");
+        let (first, second) = (ProfileId([1; 16]), ProfileId([2; 16]));
+        for late_first in [false, true] {
+            let mut p = Partition::new(0, 1, cfg.clone());
+            let mut fx = Effects::default();
+            p.ident_mut(&dev, &mut EmptyLoader).owner = Some(ProfileId([0; 16]));
+            let moves = [
+                Command::Repoint { ident: dev.clone(), to: first, epoch: 1 },
+                Command::Repoint { ident: dev.clone(), to: second, epoch: 2 },
+            ];
+            let order: Vec<Command> = if late_first { moves.into_iter().rev().collect() } else { moves.into_iter().collect() };
+            for c in order {
+                run(&mut p, c, &mut fx);
+            }
+            let rec = p.ident_mut(&dev, &mut EmptyLoader);
+            assert_eq!((rec.owner, rec.epoch), (Some(second), 2), "late_first={late_first}");
+        }
     }
 }

@@ -156,7 +156,7 @@ impl Partition {
         match cmd {
             Command::Route { ev, probe } => self.on_route(ev, probe as usize, loader, fx),
             Command::Attach { to, ident, link } => self.on_attach(to, ident, link, loader, fx),
-            Command::Repoint { ident, to, replaces } => self.on_repoint(ident, to, &replaces, loader, fx),
+            Command::Repoint { ident, to, epoch } => self.on_repoint(ident, to, epoch, loader, fx),
             Command::RecordRefusal { ident, with, at } => self.on_record_refusal(ident, with, at, loader, fx),
             Command::Create { id, ev } => self.on_create(id, ev, loader, fx),
             Command::CreatePiece { id, state } => self.on_create_piece(id, state, loader, fx),
