@@ -16,8 +16,14 @@ const MAX_TS: i64 = (1 << 48) - 1;
 
 impl ProfileId {
     /// The ID of a profile created by an event at `ts` anchored on `anchor`.
+    /// Its bytes 6..14 are the anchor's partitioning hash, so the profile
+    /// lives in its anchor's partition: the claim of the anchor creates it
+    /// in place, and events attributed to the anchor apply without a hop
+    /// (ADR 0002). The last two bytes keep a hash of the whole key.
     pub fn for_new(ts: Millis, anchor: &IdentKey) -> Self {
-        Self::derive(ts, b"new", anchor, &[])
+        let mut id = Self::derive(ts, b"new", anchor, &[]);
+        id.0[6..14].copy_from_slice(&anchor.stable_hash().to_be_bytes());
+        id
     }
 
     /// The ID of a split piece whose oldest identifier is `oldest`, cut from
@@ -50,8 +56,12 @@ impl ProfileId {
         u64::from_be_bytes(b) as i64
     }
 
+    /// The partition a profile lives in: from bytes 6..14 (an anchor's
+    /// partitioning hash for a new profile, a hash for a split piece).
     pub fn partition(&self, partitions: u16) -> u16 {
-        crate::partition_of(crate::stable_hash(&self.0), partitions)
+        let mut h = [0u8; 8];
+        h.copy_from_slice(&self.0[6..14]);
+        crate::partition_of(u64::from_be_bytes(h), partitions)
     }
 
     pub fn parse(s: &str) -> Option<Self> {
@@ -108,5 +118,19 @@ mod tests {
         assert_eq!(ProfileId::parse("nope"), None);
         assert_ne!(ProfileId::for_piece(1_000, &a, old, 1), old);
         assert_eq!(ProfileId::for_new(1_000, &a), old, "deterministic");
+    }
+
+    #[test]
+    fn a_new_profile_lives_in_its_anchors_partition() {
+        for i in 0..200 {
+            let k = IdentKey::new(IdentType::ANONYMOUS_ID, format!("cookie-{i}"));
+            let id = ProfileId::for_new(1_000 + i, &k);
+            for p in [1u16, 4, 8, 16, 1000] {
+                assert_eq!(id.partition(p), k.partition(p), "P={p}");
+            }
+        }
+        // Distinct anchors at the same instant still get distinct IDs.
+        let (a, b) = (IdentKey::new(IdentType::EMAIL, "a@b.co"), IdentKey::new(IdentType::EMAIL, "c@d.co"));
+        assert_ne!(ProfileId::for_new(5, &a), ProfileId::for_new(5, &b));
     }
 }

@@ -19,6 +19,7 @@ pub fn open(dir: &Path) -> Result<(RocksStore, u16)> {
     let store = RocksStore::open_read_only(dir, &RocksOptions { block_cache_bytes: 64 << 20, ..Default::default() })?;
     let p =
         state::get_meta::<u16>(&store, "partitions")?.context("the state has no partition count; was it written by `idgraph replay`?")?;
+    state::check_layout(&store)?;
     Ok((store, p))
 }
 

@@ -45,6 +45,8 @@ pub enum StateError {
     Corrupt { what: &'static str, reason: String },
     #[error("the state at this path was created with {found} partitions, the config asks for {wanted}; use the same `state.partitions` or a new state dir")]
     Partitions { found: u16, wanted: u16 },
+    #[error("the state at this path has record layout {found}, this version reads layout {LAYOUT} (profiles placed by another rule); replay into a new state dir")]
+    Layout { found: u16 },
 }
 
 /// Reads records for the partitions, serving prefetched ones first.
@@ -230,14 +232,29 @@ pub fn get_meta<T: for<'de> Deserialize<'de>>(store: &dyn Store, name: &str) -> 
     }
 }
 
-/// The partition count of a state, recorded at creation and checked after.
+/// Where records live, recorded at creation. 1 (no `layout` record): a
+/// profile's partition hashed its whole ID. 2: a new profile lives in its
+/// anchor's partition ([`ProfileId::partition`]).
+pub const LAYOUT: u16 = 2;
+
+/// Whether an existing state was written with this version's layout.
+pub fn check_layout(store: &dyn Store) -> Result<(), StateError> {
+    match get_meta::<u16>(store, "layout")?.unwrap_or(1) {
+        LAYOUT => Ok(()),
+        found => Err(StateError::Layout { found }),
+    }
+}
+
+/// The partition count of a state, recorded at creation and checked after,
+/// with its layout.
 pub fn check_partitions(store: &dyn Store, wanted: u16) -> Result<u16, StateError> {
     match get_meta::<u16>(store, "partitions")? {
         Some(found) if found != wanted => Err(StateError::Partitions { found, wanted }),
-        Some(found) => Ok(found),
+        Some(found) => check_layout(store).map(|()| found),
         None => {
             let mut b = Batch::default();
             put_meta(&mut b, "partitions", &wanted);
+            put_meta(&mut b, "layout", &LAYOUT);
             store.write(b)?;
             Ok(wanted)
         }
@@ -338,5 +355,29 @@ pub fn bump(list: &mut Vec<(String, u64)>, name: &str, n: u64) {
             list.push((name.to_string(), n));
             list.sort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use idgraph_store::MemStore;
+
+    #[test]
+    fn a_state_records_its_layout_and_an_older_one_is_refused() {
+        let fresh = MemStore::new();
+        assert_eq!(check_partitions(&fresh, 4).unwrap(), 4);
+        assert_eq!(get_meta::<u16>(&fresh, "layout").unwrap(), Some(LAYOUT));
+        assert_eq!(check_partitions(&fresh, 4).unwrap(), 4, "reopened");
+        // Written before the layout was recorded: profiles hashed by ID.
+        let old = MemStore::new();
+        let mut b = Batch::default();
+        put_meta(&mut b, "partitions", &4u16);
+        old.write(b).unwrap();
+        let e = check_partitions(&old, 4).unwrap_err();
+        assert!(matches!(e, StateError::Layout { found: 1 }), "{e}");
+        assert!(e.to_string().contains("new state dir"), "{e}");
+        assert!(check_layout(&old).is_err());
     }
 }
