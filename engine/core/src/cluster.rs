@@ -6,10 +6,13 @@
 //! records the wave will touch (one multi-get instead of many gets).
 //! [`Cluster::run`] returns when no command is left anywhere (quiescence).
 
-use crate::command::Command;
+use crate::command::{Command, Target};
 use crate::config::CoreConfig;
 use crate::event::Touchpoint;
+use crate::ident::IdentKey;
 use crate::partition::{Effects, Loader, Partition, Stats};
+use crate::profile_id::ProfileId;
+use crate::record::ProfileRecord;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -58,7 +61,7 @@ impl Cluster {
             // identifier owned (most do) reads no other, and prefetching the
             // event's other identifiers read a quarter of all records for
             // nothing (a later probe reads its record when it gets there).
-            let mut targets: Vec<(u16, crate::command::Target<'_>)> = Vec::with_capacity(wave.iter().map(VecDeque::len).sum());
+            let mut targets: Vec<(u16, Target<'_>)> = Vec::with_capacity(wave.iter().map(VecDeque::len).sum());
             for (p, cmds) in wave.iter().enumerate() {
                 for c in cmds {
                     let t = c.target();
@@ -71,6 +74,11 @@ impl Cluster {
                 loader.prefetch(&targets);
             }
             drop(targets);
+            let routes = wave
+                .iter()
+                .enumerate()
+                .flat_map(|(p, cmds)| cmds.iter().filter_map(move |c| c.route_start().map(|(idents, first)| (p as u16, idents, first))));
+            prefetch_owners(&mut self.parts, routes, loader);
             for (p, cmds) in wave.into_iter().enumerate() {
                 for cmd in cmds {
                     self.delivered += 1;
@@ -92,5 +100,146 @@ impl Cluster {
             s.merge(&p.stats);
         }
         s
+    }
+}
+/// The next steps of a wave's prefetch, after its commands' own targets.
+/// A route that finds its first identifier owned (most do) applies the
+/// event to the owner next, at once when the profile is local, and that
+/// fold claims the event's identifiers the profile lacks, at once when
+/// they are local: each a lone read when it came. Here the owners are read
+/// in one multi-get, then the identifiers they lack in another. The
+/// identifier and profile records read are loaded into their partitions'
+/// caches (the routes use them next anyway); nothing changes.
+///
+/// `routes` gives each route's partition, the event's identifiers and the
+/// index of the one looked up first.
+pub fn prefetch_owners<'a>(parts: &mut [Partition], routes: impl Iterator<Item = (u16, &'a [IdentKey], usize)>, loader: &mut dyn Loader) {
+    let n = parts.len() as u16;
+    let mut owners: Vec<(u16, Target<'static>)> = Vec::new();
+    let mut found: Vec<(ProfileId, &'a [IdentKey], usize)> = Vec::new();
+    for (p, idents, first) in routes {
+        let Some(k) = idents.get(first) else { continue };
+        let Some(o) = parts[p as usize].owner_of(k, loader) else { continue };
+        let q = o.partition(n);
+        if !parts[q as usize].is_cached(Target::Profile(o)) {
+            owners.push((q, Target::Profile(o)));
+        }
+        if idents.len() > 1 {
+            found.push((o, idents, first));
+        }
+    }
+    if !owners.is_empty() {
+        loader.prefetch(&owners);
+    }
+    let mut lacked: Vec<(u16, Target<'a>)> = Vec::new();
+    for (o, idents, first) in found {
+        let Some(ProfileRecord::Live(lp)) = parts[o.partition(n) as usize].profile(o, loader) else { continue };
+        let start = lacked.len();
+        lacked.extend(
+            idents.iter().enumerate().filter(|&(i, x)| i != first && !lp.contains(x)).map(|(_, x)| (x.partition(n), Target::Ident(x))),
+        );
+        let mut i = start;
+        while i < lacked.len() {
+            if parts[lacked[i].0 as usize].is_cached(lacked[i].1) {
+                lacked.swap_remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    }
+    if !lacked.is_empty() {
+        loader.prefetch(&lacked);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::command::Target;
+    use crate::ident::IdentType;
+    use crate::invariants::Snapshot;
+    use rustc_hash::FxHashSet;
+
+    /// Serves a finished run's records, telling the reads a prefetch
+    /// announced from the lone ones.
+    #[derive(Default)]
+    struct Counting {
+        snap: Snapshot,
+        announced: FxHashSet<String>,
+        lone: Vec<String>,
+    }
+
+    impl Counting {
+        fn note(&mut self, key: String) {
+            if !self.announced.contains(&key) {
+                self.lone.push(key);
+            }
+        }
+    }
+
+    impl Loader for Counting {
+        fn ident(&mut self, _: u16, k: &IdentKey) -> Option<crate::record::IdentRecord> {
+            self.note(format!("{}:{}", k.ty(), k.value()));
+            self.snap.idents.get(k).cloned()
+        }
+        fn profile(&mut self, _: u16, id: &ProfileId) -> Option<ProfileRecord> {
+            self.note(id.to_string());
+            self.snap.profiles.get(id).cloned()
+        }
+        fn prefetch(&mut self, wave: &[(u16, Target<'_>)]) {
+            for (_, t) in wave {
+                self.announced.insert(match t {
+                    Target::Ident(k) => format!("{}:{}", k.ty(), k.value()),
+                    Target::Profile(id) => id.to_string(),
+                });
+            }
+        }
+    }
+
+    fn ev(i: usize, idents: &[&IdentKey]) -> Touchpoint {
+        Touchpoint {
+            event_id: format!("e{i}").into(),
+            ts: 1_000 + i as i64,
+            source: "web".into(),
+            idents: idents.iter().map(|k| (*k).clone()).collect(),
+            traits: vec![],
+            revenue: None,
+            is_order: false,
+            consent: vec![],
+        }
+    }
+
+    /// Returning persons, with nothing cached: the profiles their known
+    /// identifiers lead to, and the identifiers those profiles lack, are
+    /// all read through prefetches, none alone.
+    #[test]
+    fn a_returning_event_reads_its_profile_and_new_identifiers_by_prefetch() {
+        let cfg = Arc::new(CoreConfig::default());
+        for p in [1u16, 4] {
+            let person =
+                |i: usize| (IdentKey::new(IdentType::EMAIL, format!("p{i}@x.co")), IdentKey::new(IdentType::ANONYMOUS_ID, format!("c{i}")));
+            let mut first = Cluster::new(p, cfg.clone());
+            for i in 0..20 {
+                let (email, cookie) = person(i);
+                first.submit(ev(i, &[&email, &cookie]));
+            }
+            first.run(&mut crate::partition::EmptyLoader, &mut Effects::default());
+            let mut loader = Counting::default();
+            for part in &first.parts {
+                part.snapshot_into(&mut loader.snap);
+            }
+            // Nothing cached; each person comes back with a new phone.
+            let mut again = Cluster::new(p, cfg.clone());
+            for i in 0..20 {
+                let (email, cookie) = person(i);
+                let phone = IdentKey::new(IdentType::PHONE, format!("+1415555{i:04}"));
+                again.submit(ev(100 + i, &[&email, &cookie, &phone]));
+            }
+            again.run(&mut loader, &mut Effects::default());
+            assert!(loader.announced.len() >= 60, "P={p}: {} announced", loader.announced.len());
+            assert_eq!(loader.lone, Vec::<String>::new(), "P={p}: read without a prefetch");
+            assert_eq!(again.stats().events_applied, 20);
+        }
     }
 }

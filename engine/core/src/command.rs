@@ -138,6 +138,18 @@ impl Command {
         }
     }
 
+    /// A `Route`'s event identifiers and the index of the one it looks up
+    /// first (none for other commands).
+    pub fn route_start(&self) -> Option<(&[IdentKey], usize)> {
+        match self {
+            Command::Route { ev, probe } if !ev.idents.is_empty() => {
+                let first = if (*probe as usize) < ev.idents.len() { *probe as usize } else { 0 };
+                Some((&ev.idents, first))
+            }
+            _ => None,
+        }
+    }
+
     pub fn partition(&self, partitions: u16) -> u16 {
         match self.target() {
             Target::Ident(k) => k.partition(partitions),

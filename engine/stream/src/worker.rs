@@ -25,8 +25,10 @@ use crate::restore::Restorer;
 use crate::resume::{Resume, Verdict};
 use crate::topics::Topics;
 use crate::window::Window;
+use idgraph_core::cluster::prefetch_owners;
 use idgraph_core::command::{Command, Target};
 use idgraph_core::golden::{self, ProfileOutput};
+use idgraph_core::ident::IdentKey;
 use idgraph_core::partition::{Effects, Loader, Partition, Stats};
 use idgraph_state::{check_partitions, KnownKeys, StoreLoader};
 use idgraph_store::{Batch, Cf, RocksOptions, RocksStore, Store};
@@ -297,7 +299,7 @@ impl Worker {
             })
             .min();
         let mut loader = StoreLoader::new(&self.store, &self.known);
-        prefetch(&recs, &self.parts, &mut loader);
+        prefetch(&recs, &mut self.parts, &mut loader);
         let mut fx = Effects::default();
         let mut outgoing: FxHashMap<(u16, u16), Vec<Command>> = FxHashMap::default();
         let (mut handled, mut dups) = (0u64, 0u64);
@@ -487,7 +489,7 @@ fn keyed(dest: Dest, key: &str, value: Vec<u8>) -> OutRecord {
 }
 
 /// One multi-get per family for the records the batch's commands target.
-fn prefetch(recs: &[In], parts: &[Partition], loader: &mut StoreLoader<'_>) {
+fn prefetch(recs: &[In], parts: &mut [Partition], loader: &mut StoreLoader<'_>) {
     let mut targets: Vec<(u16, Target<'_>)> = Vec::new();
     for r in recs {
         match &r.env {
@@ -504,4 +506,14 @@ fn prefetch(recs: &[In], parts: &[Partition], loader: &mut StoreLoader<'_>) {
     if !targets.is_empty() {
         loader.prefetch(&targets);
     }
+    drop(targets);
+    let routes = recs.iter().flat_map(|r| {
+        let starts: Box<dyn Iterator<Item = (&[IdentKey], usize)>> = match &r.env {
+            None => Box::new(std::iter::empty()),
+            Some(Envelope::Input { items, .. }) => Box::new(items.iter().map(|(_, ev)| (&ev.idents[..], 0))),
+            Some(Envelope::Internal { cmds, .. }) => Box::new(cmds.iter().filter_map(Command::route_start)),
+        };
+        starts.map(move |(idents, first)| (r.p, idents, first))
+    });
+    prefetch_owners(parts, routes, loader);
 }

@@ -44,6 +44,13 @@ impl Partition {
         slot_index(&mut self.idents, key, gen, || loader.ident(p, key))
     }
 
+    /// The profile that owns an identifier (none when unowned or shared),
+    /// loading its record into the cache on a miss: a read, changing
+    /// nothing (used to prefetch the owners of what a wave will route).
+    pub fn owner_of(&mut self, key: &IdentKey, loader: &mut dyn Loader) -> Option<ProfileId> {
+        self.ident_get(key, loader).filter(|r| !r.shared).and_then(|r| r.owner)
+    }
+
     pub(super) fn ident_mut(&mut self, key: &IdentKey, loader: &mut dyn Loader) -> &mut IdentRecord {
         let i = self.ident_index(key, loader);
         let slot = &mut self.idents[i];
