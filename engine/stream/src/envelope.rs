@@ -5,8 +5,10 @@ use idgraph_core::command::Command;
 use idgraph_core::event::Touchpoint;
 use serde::{Deserialize, Serialize};
 
-/// 2: `Input` carries the oldest input timestamp.
-const FORMAT: u8 = 2;
+/// 2: `Input` carries the oldest input timestamp. 3: `Internal` carries
+/// the oldest input timestamp its commands descend from, and `Repoint` an
+/// ownership epoch (ADR 0002).
+const FORMAT: u8 = 3;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Envelope {
@@ -14,8 +16,11 @@ pub enum Envelope {
     /// `oldest_ms`: the timestamp of the oldest input record among them (ms
     /// since the epoch, 0 if unknown), for the event-to-output latency.
     Input { topic: String, partition: i32, oldest_ms: i64, items: Vec<(i64, Touchpoint)> },
-    /// Commands from partition `from`, numbered from `first_seq` on.
-    Internal { from: u16, first_seq: u64, cmds: Vec<Command> },
+    /// Commands from partition `from`, numbered from `first_seq` on;
+    /// `origin_ms`: the oldest input timestamp among what that partition
+    /// handled in the batch that sent them (0 if unknown), so the latency
+    /// counts every hop an event takes.
+    Internal { from: u16, first_seq: u64, origin_ms: i64, cmds: Vec<Command> },
 }
 
 pub fn encode(e: &Envelope) -> Vec<u8> {
@@ -45,6 +50,7 @@ mod tests {
         let e = Envelope::Internal {
             from: 3,
             first_seq: 7,
+            origin_ms: 1_700_000_000_000,
             cmds: vec![Command::RecordRefusal { ident: k.clone(), with: idgraph_core::profile_id::ProfileId([1; 16]), at: 5 }],
         };
         assert_eq!(decode(&encode(&e)).unwrap(), e);

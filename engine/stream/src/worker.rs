@@ -288,16 +288,8 @@ impl Worker {
         let mut from: Vec<Option<i64>> = vec![None; self.parts.len()];
         let t0 = Instant::now();
         let n = self.parts.len() as u16;
-        // The input record's own timestamp (its producer's create time, or
-        // the broker's append time), else the envelope's on idgraph.cmd.
-        let oldest_input = recs
-            .iter()
-            .filter_map(|r| match &r.env {
-                Some(Envelope::Input { oldest_ms, .. }) if *oldest_ms > 0 => Some(*oldest_ms),
-                Some(Envelope::Input { .. }) => r.ts,
-                _ => None,
-            })
-            .min();
+        let origin = origins(&recs, self.parts.len());
+        let oldest_input = origin.iter().flatten().copied().min();
         let mut loader = StoreLoader::new(&self.store, &self.known);
         prefetch(&recs, &mut self.parts, &mut loader);
         let mut fx = Effects::default();
@@ -334,7 +326,7 @@ impl Worker {
                         apply(Command::Route { ev: Box::new(ev), probe: 0 }, part, &mut loader);
                     }
                 }
-                Envelope::Internal { from, first_seq, cmds } => {
+                Envelope::Internal { from, first_seq, cmds, .. } => {
                     let Some(last) = m.applied.get_mut(from as usize) else { continue };
                     if first_seq > *last + 1 {
                         // Commands from `from` are missing: the topic lost
@@ -385,7 +377,8 @@ impl Worker {
             let sent = &mut self.meta[s as usize].sent[d as usize];
             let first_seq = *sent + 1;
             *sent += cmds.len() as u64;
-            out.push(OutRecord::cmd(d, &Envelope::Internal { from: s, first_seq, cmds }));
+            let origin_ms = origin.get(s as usize).copied().flatten().unwrap_or(0);
+            out.push(OutRecord::cmd(d, &Envelope::Internal { from: s, first_seq, origin_ms, cmds }));
         }
         if let Some(e) = loader.error.take() {
             return Err(e.into());
@@ -484,6 +477,27 @@ impl Worker {
     }
 }
 
+/// Per partition, the oldest input timestamp its records descend from: an
+/// input record's own (its producer's create time, or the broker's append
+/// time, else the envelope's), or the origin a command envelope carries
+/// from the batch that sent it. Commands the batch sends carry their
+/// sender's, so the event-to-output latency counts every hop.
+fn origins(recs: &[In], partitions: usize) -> Vec<Option<i64>> {
+    let mut origin: Vec<Option<i64>> = vec![None; partitions];
+    for r in recs {
+        let t = match &r.env {
+            Some(Envelope::Input { oldest_ms, .. }) if *oldest_ms > 0 => Some(*oldest_ms),
+            Some(Envelope::Input { .. }) => r.ts,
+            Some(Envelope::Internal { origin_ms, .. }) if *origin_ms > 0 => Some(*origin_ms),
+            _ => None,
+        };
+        if let (Some(t), Some(o)) = (t, origin.get_mut(r.p as usize)) {
+            *o = Some(o.map_or(t, |o| o.min(t)));
+        }
+    }
+    origin
+}
+
 fn keyed(dest: Dest, key: &str, value: Vec<u8>) -> OutRecord {
     OutRecord { dest, partition: None, key: Some(key.as_bytes().to_vec()), value: Some(value), headers: vec![] }
 }
@@ -516,4 +530,30 @@ fn prefetch(recs: &[In], parts: &mut [Partition], loader: &mut StoreLoader<'_>) 
         starts.map(move |(idents, first)| (r.p, idents, first))
     });
     prefetch_owners(parts, routes, loader);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(p: u16, oldest_ms: i64, ts: Option<i64>) -> In {
+        In { p, offset: 0, env: Some(Envelope::Input { topic: "t".into(), partition: 0, oldest_ms, items: vec![] }), ts }
+    }
+
+    fn internal(p: u16, origin_ms: i64, ts: Option<i64>) -> In {
+        In { p, offset: 0, env: Some(Envelope::Internal { from: 0, first_seq: 1, origin_ms, cmds: vec![] }), ts }
+    }
+
+    #[test]
+    fn a_commands_origin_is_the_oldest_input_it_descends_from_per_partition() {
+        let recs = vec![
+            input(0, 500, Some(900)),
+            input(0, 0, Some(400)),                          // no envelope time: the broker's
+            internal(1, 300, Some(1_000)),                   // a hop: the origin, not the broker's time
+            internal(1, 0, Some(100)),                       // unknown origin: not counted
+            In { p: 2, offset: 0, env: None, ts: Some(50) }, // a foreign record
+            input(9, 10, None),                              // a partition the worker does not know
+        ];
+        assert_eq!(origins(&recs, 3), vec![Some(400), Some(300), None]);
+    }
 }
