@@ -29,8 +29,8 @@ deps: ## Install what the build needs (libclang for RocksDB bindings)
 build: deps ## Build release binaries; leaves target/release/idgraph
 	$(CARGO) build --release --workspace --bins
 	@mkdir -p target/release
-	@cp -f $(BIN)/idgraph target/release/idgraph
-	@echo "built target/release/idgraph"
+	@for b in idgraph idgraph-loadgen idgraph-score idgraph-produce idgraph-consume idgraph-ufbase; do cp -f $(BIN)/$$b target/release/$$b; done
+	@echo "built target/release/idgraph (and the load tools: idgraph-loadgen, -score, -produce, -consume, -ufbase)"
 
 run: build ## The engine on an embedded broker, fed with generated touchpoints (no external service; Ctrl-C stops)
 	BIN=$(BIN) RUN_DIR=$(RUN_DIR) loadtest/run-embedded.sh
@@ -72,4 +72,4 @@ bench-kafka: build tools ## End-to-end events/s through tansu next to the raw co
 clean: ## Remove build outputs of this clone (keeps the shared cache)
 	rm -rf target out
 
-.PHONY: help deps build run fmt lint test bench-core clean
+.PHONY: help deps build run replay-demo tools fmt lint test bench-core bench-kafka clean

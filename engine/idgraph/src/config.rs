@@ -30,11 +30,33 @@ pub struct KafkaSection {
     pub brokers: Option<String>,
     pub group_id: String,
     pub topic_prefix: String,
+    /// Replication factor of the topics `run` creates (existing topics are
+    /// kept as they are).
+    pub replication_factor: i32,
+    /// `earliest` or `latest`: where ingest starts on an input partition
+    /// its group has never committed an offset for.
+    pub input_start: String,
 }
 
 impl Default for KafkaSection {
     fn default() -> Self {
-        Self { brokers: None, group_id: "idgraph".into(), topic_prefix: "idgraph".into() }
+        Self {
+            brokers: None,
+            group_id: "idgraph".into(),
+            topic_prefix: "idgraph".into(),
+            replication_factor: 1,
+            input_start: "earliest".into(),
+        }
+    }
+}
+
+impl KafkaSection {
+    pub fn start_at(&self) -> Result<idgraph_stream::config::StartAt, ConfigError> {
+        match self.input_start.as_str() {
+            "earliest" => Ok(idgraph_stream::config::StartAt::Earliest),
+            "latest" => Ok(idgraph_stream::config::StartAt::Latest),
+            other => Err(key_err("kafka.input-start", format!("`{other}` is neither `earliest` nor `latest`"))),
+        }
     }
 }
 
@@ -271,6 +293,9 @@ impl Config {
         let mut table: toml::Table = text
             .parse()
             .map_err(|e: toml::de::Error| ConfigError::Syntax { path: name.clone(), reason: e.to_string().trim_end().to_string() })?;
+        // The defaults tell which keys hold strings: there a value is taken
+        // as written (`IDGRAPH__KAFKA__GROUP_ID=2024` is the group "2024").
+        let defaults = toml::Value::try_from(Config::default()).ok();
         for (k, v) in env {
             let Some(rest) = k.strip_prefix("IDGRAPH__") else { continue };
             let parts: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase().replace('_', "-")).collect();
@@ -278,7 +303,8 @@ impl Config {
             if parts.len() < 2 || parts.iter().any(String::is_empty) {
                 return Err(key_err(k.clone(), "environment overrides look like IDGRAPH__SECTION__KEY"));
             }
-            let value = parse_env_value(&v);
+            let is_string = defaults.as_ref().and_then(|d| parts.iter().try_fold(d, |t, p| t.get(p))).is_some_and(toml::Value::is_str);
+            let value = if is_string { toml::Value::String(v.clone()) } else { parse_env_value(&v) };
             let mut t = &mut table;
             for p in &parts[..parts.len() - 1] {
                 let entry = t.entry(p.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
@@ -317,6 +343,10 @@ impl Config {
         if self.kafka.group_id.is_empty() {
             return Err(key_err("kafka.group-id", "must not be empty"));
         }
+        if !(1..=16).contains(&self.kafka.replication_factor) {
+            return Err(key_err("kafka.replication-factor", "must be between 1 and 16"));
+        }
+        self.kafka.start_at()?;
         if self.replay.batch_size == 0 || self.replay.batch_size > 1_000_000 {
             return Err(key_err("replay.batch-size", "must be between 1 and 1000000"));
         }
@@ -567,5 +597,41 @@ mod tests {
         assert_eq!(c.traits.source_priority, vec!["crm".to_string(), "web".to_string()]);
         let e = load("", &[("IDGRAPH__STATE__NOPE", "1")]).unwrap_err().to_string();
         assert!(e.contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn the_example_config_loads() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let text = std::fs::read_to_string(root.join("deploy/idgraph.example.toml")).unwrap();
+        // Its schema paths are relative to the repository root.
+        let text = text.replace("\"schemas/", &format!("\"{}/schemas/", root.display()));
+        let c = load(&text, &[]).unwrap();
+        assert_eq!(c.inputs.len(), 2);
+        assert_eq!(c.kafka.replication_factor, 1);
+    }
+
+    #[test]
+    fn an_environment_value_for_a_string_key_stays_a_string() {
+        let c =
+            load("", &[("IDGRAPH__KAFKA__GROUP_ID", "2024"), ("IDGRAPH__STATE__DIR", "true"), ("IDGRAPH__KAFKA__REPLICATION_FACTOR", "3")])
+                .unwrap();
+        assert_eq!(c.kafka.group_id, "2024");
+        assert_eq!(c.state.dir, PathBuf::from("true"));
+        assert_eq!(c.kafka.replication_factor, 3);
+        // A number for a number key is still checked as one.
+        let e = load("", &[("IDGRAPH__STATE__PARTITIONS", "many")]).unwrap_err().to_string();
+        assert!(e.contains("state.partitions"), "{e}");
+    }
+
+    #[test]
+    fn replication_factor_and_input_start_are_checked() {
+        let c = load("[kafka]\nreplication-factor = 3\ninput-start = \"latest\"\n", &[]).unwrap();
+        assert_eq!(c.kafka.start_at().unwrap(), idgraph_stream::config::StartAt::Latest);
+        assert_eq!(load("", &[]).unwrap().kafka.start_at().unwrap(), idgraph_stream::config::StartAt::Earliest);
+        let err = |text: &str| load(text, &[]).unwrap_err().to_string();
+        let e = err("[kafka]\nreplication-factor = 0\n");
+        assert!(e.contains("kafka.replication-factor"), "{e}");
+        let e = err("[kafka]\ninput-start = \"newest\"\n");
+        assert!(e.contains("kafka.input-start") && e.contains("newest"), "{e}");
     }
 }

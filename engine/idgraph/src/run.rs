@@ -64,6 +64,8 @@ pub fn run(cfg: &Config) -> Result<()> {
         brokers,
         group_id: cfg.kafka.group_id.clone(),
         topic_prefix: cfg.kafka.topic_prefix.clone(),
+        replication_factor: cfg.kafka.replication_factor,
+        input_start: cfg.kafka.start_at()?,
         inputs,
         partitions: p,
         state_dir,

@@ -15,11 +15,35 @@ pub struct InputSpec {
     pub avro: Option<crate::avro::AvroSpec>,
 }
 
+/// Where the ingest group starts on an input partition it has no committed
+/// offset for (its first start on a topic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartAt {
+    /// The oldest record the broker still holds: the topic's history is read.
+    #[default]
+    Earliest,
+    /// Only records produced from now on.
+    Latest,
+}
+
+impl StartAt {
+    pub fn as_reset(self) -> &'static str {
+        match self {
+            StartAt::Earliest => "earliest",
+            StartAt::Latest => "latest",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     pub brokers: String,
     pub group_id: String,
     pub topic_prefix: String,
+    /// Replication factor of the topics the engine creates.
+    pub replication_factor: i32,
+    /// Where ingest starts on input partitions its group never committed.
+    pub input_start: StartAt,
     pub inputs: Vec<InputSpec>,
     pub partitions: u16,
     pub state_dir: PathBuf,

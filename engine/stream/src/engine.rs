@@ -35,7 +35,7 @@ pub fn run(cfg: EngineConfig, stop: Arc<AtomicBool>, on_start: impl FnOnce(&Star
         tracing::info!(?ids, "output values are Avro (Confluent wire format)");
     }
     if cfg.create_topics {
-        topics::create(&cfg.brokers, &topics.specs(cfg.partitions))?;
+        topics::create(&cfg.brokers, &topics.specs(cfg.partitions), cfg.replication_factor)?;
     }
     topics::check(&cfg.brokers, &topics, cfg.partitions)?;
     let metrics = Arc::new(Metrics::default());
@@ -53,7 +53,7 @@ pub fn run(cfg: EngineConfig, stop: Arc<AtomicBool>, on_start: impl FnOnce(&Star
         });
     }
     let sender = Sender::new(&cfg.brokers, topics.clone())?;
-    let ingest = Ingest::new(&cfg.brokers, &cfg.group_id, sender, parsers, cfg.partitions, metrics, out)?;
+    let ingest = Ingest::new(&cfg, sender, parsers, metrics, out)?;
     let ingest_stop = stop.clone();
     let ingest = std::thread::Builder::new()
         .name("ingest".into())

@@ -9,6 +9,7 @@
 
 use crate::avro::AvroDecoder;
 use crate::client;
+use crate::config::EngineConfig;
 use crate::envelope::Envelope;
 use crate::error::StreamError;
 use crate::metrics::Metrics;
@@ -116,15 +117,15 @@ struct Slice {
 
 impl Ingest {
     pub fn new(
-        brokers: &str,
-        group: &str,
+        cfg: &EngineConfig,
         sender: Sender,
         parsers: Vec<InputParser>,
-        partitions: u16,
         metrics: Arc<Metrics>,
         out: Arc<OutFormat>,
     ) -> Result<Self, StreamError> {
-        let consumer: BaseConsumer<IngestContext> = client::consumer(brokers, group)
+        let partitions = cfg.partitions;
+        let consumer: BaseConsumer<IngestContext> = client::consumer(&cfg.brokers, &cfg.group_id)
+            .set("auto.offset.reset", cfg.input_start.as_reset())
             .create_with_context(IngestContext::default())
             .map_err(StreamError::kafka("ingest consumer"))?;
         let topics: Vec<&str> = parsers.iter().map(|p| p.topic.as_str()).collect();

@@ -267,7 +267,7 @@ impl Metrics {
         );
         let _ = writeln!(
             o,
-            "# HELP idgraph_ready Whether every owned partition is restored and running.\n# TYPE idgraph_ready gauge\nidgraph_ready {}",
+            "# HELP idgraph_ready 1 once the first assignment of graph partitions is handled (restored, or standing by): /readyz answers 200.\n# TYPE idgraph_ready gauge\nidgraph_ready {}",
             u8::from(self.ready.load(Ordering::Relaxed))
         );
         o

@@ -87,12 +87,12 @@ fn block_on<F: Future>(f: F) -> F::Output {
 }
 
 /// Creates the topics that do not exist yet (existing ones are kept).
-pub fn create(brokers: &str, specs: &[(&str, i32, bool)]) -> Result<(), StreamError> {
+pub fn create(brokers: &str, specs: &[(&str, i32, bool)], replication: i32) -> Result<(), StreamError> {
     let admin: AdminClient<DefaultClientContext> = client::admin(brokers).create().map_err(StreamError::kafka("admin client"))?;
     let new: Vec<NewTopic<'_>> = specs
         .iter()
         .map(|(name, parts, compact)| {
-            let t = NewTopic::new(name, *parts, TopicReplication::Fixed(1));
+            let t = NewTopic::new(name, *parts, TopicReplication::Fixed(replication));
             if *compact {
                 t.set("cleanup.policy", "compact")
             } else {
