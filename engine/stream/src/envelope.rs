@@ -17,8 +17,8 @@ pub enum Envelope {
     /// since the epoch, 0 if unknown), for the event-to-output latency.
     Input { topic: String, partition: i32, oldest_ms: i64, items: Vec<(i64, Touchpoint)> },
     /// Commands from partition `from`, numbered from `first_seq` on;
-    /// `origin_ms`: the oldest input timestamp among what that partition
-    /// handled in the batch that sent them (0 if unknown), so the latency
+    /// `origin_ms`: the oldest input timestamp the commands descend from
+    /// (each from the record that caused it; 0 if unknown), so the latency
     /// counts every hop an event takes.
     Internal { from: u16, first_seq: u64, origin_ms: i64, cmds: Vec<Command> },
 }
