@@ -45,21 +45,26 @@ start_engine() {
 }
 alive() { kill -0 "$engine" 2>/dev/null || { echo "the engine exited; log:"; tail -5 "$work"/*.log; exit 1; }; }
 # wait_done N: until N input records are read and the partitions were idle
-# for 2 s; prints the time the last command was seen. One curl and two awk
+# for 2 s (and polling, not inside a long batch); prints the time the last
+# command was seen. One curl and two awk
 # per 0.1 s poll: the poller shares the machine's two cores with the engine
 # and the broker, so it stays cheap (no interpreter start-up per poll).
 wait_done() {
-  local target=$1 last=-1 stable_since=$EPOCHREALTIME deadline=$(( ${EPOCHREALTIME%.*} + 1800 ))
+  local target=$1 last=-1 stable_since=$EPOCHREALTIME idle_at=0 deadline=$(( ${EPOCHREALTIME%.*} + 1800 ))
   while true; do
-    local read_ cmds now
-    read -r read_ cmds < <(curl -s "http://$http/metrics" | tee "$work/metrics.now" | awk '
+    local read_ cmds idle now
+    read -r read_ cmds idle < <(curl -s "http://$http/metrics" | tee "$work/metrics.now" | awk '
       index($0, "idgraph_ingest_events_total") == 1 {r += $NF}
       index($0, "idgraph_core_commands_total") == 1 {c += $NF}
-      END {printf "%d %d\n", r, c}')
+      index($0, "idgraph_phase_seconds_total{phase=\"core_poll\"}") == 1 {p = $NF}
+      END {printf "%d %d %s\n", r, c, p + 0}')
     now=$EPOCHREALTIME
     # The metrics as of the last command seen (the phases without the quiet end).
-    if [ "$cmds" != "$last" ]; then last=$cmds; stable_since=$now; cp "$work/metrics.now" "$work/metrics.last"; fi
-    if [ "$read_" -ge "$target" ] && awk -v a="$now" -v b="$stable_since" 'BEGIN {exit !(a - b > 2)}'; then break; fi
+    if [ "$cmds" != "$last" ]; then last=$cmds; stable_since=$now; idle_at=$idle; cp "$work/metrics.now" "$work/metrics.last"; fi
+    # Done: everything read, no command for 2 s, and the core spent most of
+    # them polling for records (the commands counter moves at the end of a
+    # batch: a batch longer than 2 s is not an idle core).
+    if [ "$read_" -ge "$target" ] && awk -v a="$now" -v b="$stable_since" -v i="$idle" -v j="$idle_at" 'BEGIN {exit !(a - b > 2 && i - j > 1.5)}'; then break; fi
     alive; [ "${now%.*}" -lt "$deadline" ] || { echo "timed out" >&2; exit 1; }
     sleep 0.1
   done

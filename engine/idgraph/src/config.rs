@@ -165,14 +165,11 @@ pub struct RunSection {
     pub batch_records: usize,
     /// How long a batch waits for more records once it has one, ms.
     pub batch_linger_ms: u64,
-    /// Waves of in-batch delivery per batch (0: commands between this
-    /// instance's partitions always wait for the next batch).
-    pub in_batch_waves: u32,
 }
 
 impl Default for RunSection {
     fn default() -> Self {
-        Self { batch_records: 2_000, batch_linger_ms: 5, in_batch_waves: 8 }
+        Self { batch_records: 2_000, batch_linger_ms: 5 }
     }
 }
 
@@ -358,9 +355,6 @@ impl Config {
         }
         if self.run.batch_linger_ms > 10_000 {
             return Err(key_err("run.batch-linger-ms", "must be at most 10000"));
-        }
-        if self.run.in_batch_waves > 64 {
-            return Err(key_err("run.in-batch-waves", "must be at most 64"));
         }
         self.outputs.validate()?;
         for (i, input) in self.inputs.iter().enumerate() {

@@ -75,7 +75,6 @@ pub fn run(cfg: &Config) -> Result<()> {
         http_listen: cfg.http.listen.clone(),
         max_batch_records: cfg.run.batch_records,
         batch_linger_ms: cfg.run.batch_linger_ms,
-        in_batch_waves: cfg.run.in_batch_waves,
         create_topics: embedded.is_none(),
         outputs: cfg.outputs.spec(),
         core,

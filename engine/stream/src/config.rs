@@ -55,8 +55,6 @@ pub struct EngineConfig {
     pub max_batch_records: usize,
     /// How long a batch waits for more records once it has one, ms.
     pub batch_linger_ms: u64,
-    /// Waves of in-batch delivery per batch, at most (ADR 0003).
-    pub in_batch_waves: u32,
     /// Create missing topics at start (not on the embedded broker, where
     /// the caller creates them).
     pub create_topics: bool,

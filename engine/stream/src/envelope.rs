@@ -6,7 +6,7 @@ use idgraph_core::event::Touchpoint;
 use serde::{Deserialize, Serialize};
 
 /// 2: `Input` carries the oldest input timestamp. 3: `Internal` carries
-/// the oldest input timestamp its commands descend from, and `Repoint` an
+/// the input timestamp each command descends from, and `Repoint` an
 /// ownership epoch (ADR 0002).
 const FORMAT: u8 = 3;
 
@@ -17,10 +17,10 @@ pub enum Envelope {
     /// since the epoch, 0 if unknown), for the event-to-output latency.
     Input { topic: String, partition: i32, oldest_ms: i64, items: Vec<(i64, Touchpoint)> },
     /// Commands from partition `from`, numbered from `first_seq` on;
-    /// `origin_ms`: the oldest input timestamp the commands descend from
-    /// (each from the record that caused it; 0 if unknown), so the latency
-    /// counts every hop an event takes.
-    Internal { from: u16, first_seq: u64, origin_ms: i64, cmds: Vec<Command> },
+    /// `origins[i]`: the timestamp of the input record `cmds[i]` descends
+    /// from (ms since the epoch, 0 if unknown), so the latency counts every
+    /// hop an event takes.
+    Internal { from: u16, first_seq: u64, origins: Vec<i64>, cmds: Vec<Command> },
 }
 
 pub fn encode(e: &Envelope) -> Vec<u8> {
@@ -50,7 +50,7 @@ mod tests {
         let e = Envelope::Internal {
             from: 3,
             first_seq: 7,
-            origin_ms: 1_700_000_000_000,
+            origins: vec![1_700_000_000_000],
             cmds: vec![Command::RecordRefusal { ident: k.clone(), with: idgraph_core::profile_id::ProfileId([1; 16]), at: 5 }],
         };
         assert_eq!(decode(&encode(&e)).unwrap(), e);

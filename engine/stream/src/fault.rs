@@ -2,9 +2,7 @@
 //! process (as `kill -9` would: no unwinding, no flushing) the n-th time
 //! execution reaches `<point>`. Unset in production; costs one atomic load.
 //! Points: `replay.before-outputs`, `replay.before-commit`, `replay.after-commit`,
-//! `run.after-commit` (state written, outputs not yet produced),
-//! `run.after-wave` (a wave of in-batch commands produced and acknowledged,
-//! the batch's state not yet written).
+//! `run.after-commit` (state and outbox written, outbox not yet produced).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;

@@ -141,7 +141,6 @@ pub struct Metrics {
     pub restore_seconds: Histogram,
     pub rebalances: Labeled,
     pub fenced: AtomicU64,
-    pub in_batch: AtomicU64,
     pub outbox_pending: AtomicU64,
     /// Where the ingest and core loops spend their time, by phase.
     pub phase_seconds: Seconds,
@@ -244,13 +243,6 @@ impl Metrics {
             "idgraph_core_fenced_total",
             "Times a partition stood by because another instance wrote its changelog.",
             &self.fenced,
-            "counter",
-        );
-        c(
-            &mut o,
-            "idgraph_core_in_batch_envelopes_total",
-            "Command envelopes applied in the batch that produced them (their receiver had read everything before them).",
-            &self.in_batch,
             "counter",
         );
         self.rebalances.render(

@@ -289,113 +289,73 @@ impl Worker {
         let t0 = Instant::now();
         let n = self.parts.len() as u16;
         // The oldest input the batch applied (for the event-to-output
-        // latency); each command sent carries the origin of the record it
-        // came from, an envelope the oldest of its commands'.
+        // latency); each command sent carries the origin of the command or
+        // input record it came from.
         let mut oldest_input: Option<i64> = None;
-        // Caught up (the poll did not fill the batch): commands between
-        // partitions of this instance may be applied within the batch.
-        let mut waves_left = if recs.len() < self.cfg.max_batch_records { self.cfg.in_batch_waves } else { 0 };
-        let mut wave_time = Duration::ZERO;
-        let mut out: Vec<OutRecord> = Vec::new();
         let mut loader = StoreLoader::new(&self.store, &self.known);
+        prefetch(&recs, &mut self.parts, &mut loader);
         let mut fx = Effects::default();
-        let mut outgoing: FxHashMap<(u16, u16), (Vec<Command>, Option<i64>)> = FxHashMap::default();
+        let mut outgoing: FxHashMap<(u16, u16), (Vec<Command>, Vec<i64>)> = FxHashMap::default();
         let (mut handled, mut dups) = (0u64, 0u64);
-        loop {
-            prefetch(&recs, &mut self.parts, &mut loader);
-            for r in recs.drain(..) {
-                let pi = r.p as usize;
-                let (m, part) = (&mut self.meta[pi], &mut self.parts[pi]);
-                if r.offset < m.cmd_offset {
-                    continue;
+        for r in recs {
+            let pi = r.p as usize;
+            let (m, part) = (&mut self.meta[pi], &mut self.parts[pi]);
+            if r.offset < m.cmd_offset {
+                continue;
+            }
+            from[pi].get_or_insert(m.cmd_offset);
+            m.cmd_offset = r.offset + 1;
+            let input_ts = input_origin(&r);
+            let Some(env) = r.env else { continue };
+            let mut apply = |c: Command, origin: i64, part: &mut Partition, loader: &mut StoreLoader<'_>| {
+                if origin > 0 {
+                    oldest_input = Some(oldest_input.map_or(origin, |o| o.min(origin)));
                 }
-                from[pi].get_or_insert(m.cmd_offset);
-                m.cmd_offset = r.offset + 1;
-                let origin = origin_of(&r);
-                let Some(env) = r.env else { continue };
-                let mut applied = false;
-                let mut apply = |c: Command, part: &mut Partition, loader: &mut StoreLoader<'_>| {
-                    applied = true;
-                    part.handle(c, loader, &mut fx);
-                    for c in fx.cmds.drain(..) {
-                        let (cmds, o) = outgoing.entry((r.p, c.partition(n))).or_default();
-                        cmds.push(c);
-                        *o = min_opt(*o, origin);
-                    }
-                };
-                match env {
-                    Envelope::Input { topic, partition, items, .. } => {
-                        for (o, ev) in items {
-                            let mark = m.input_mark(&topic, partition);
-                            if o <= *mark {
-                                dups += 1;
-                                continue;
-                            }
-                            *mark = o;
-                            if ev.idents.is_empty() {
-                                continue;
-                            }
-                            handled += 1;
-                            apply(Command::Route { ev: Box::new(ev), probe: 0 }, part, &mut loader);
+                part.handle(c, loader, &mut fx);
+                for c in fx.cmds.drain(..) {
+                    let (cmds, origins) = outgoing.entry((r.p, c.partition(n))).or_default();
+                    cmds.push(c);
+                    origins.push(origin);
+                }
+            };
+            match env {
+                Envelope::Input { topic, partition, items, .. } => {
+                    for (o, ev) in items {
+                        let mark = m.input_mark(&topic, partition);
+                        if o <= *mark {
+                            dups += 1;
+                            continue;
                         }
-                    }
-                    Envelope::Internal { from, first_seq, cmds, .. } => {
-                        let Some(last) = m.applied.get_mut(from as usize) else { continue };
-                        if first_seq > *last + 1 {
-                            // Commands from `from` are missing: the topic lost
-                            // records, or was recreated under a kept state.
-                            tracing::error!(partition = r.p, from, expected = *last + 1, got = first_seq, "gap in the command sequence");
-                            self.metrics.sequence_gaps.fetch_add(1, Ordering::Relaxed);
+                        *mark = o;
+                        if ev.idents.is_empty() {
+                            continue;
                         }
-                        for (i, c) in cmds.into_iter().enumerate() {
-                            let seq = first_seq + i as u64;
-                            if seq <= *last {
-                                dups += 1;
-                                continue;
-                            }
-                            *last = seq;
-                            handled += 1;
-                            apply(c, part, &mut loader);
-                        }
+                        handled += 1;
+                        apply(Command::Route { ev: Box::new(ev), probe: 0 }, input_ts, part, &mut loader);
                     }
                 }
-                if applied {
-                    oldest_input = min_opt(oldest_input, origin);
+                Envelope::Internal { from, first_seq, cmds, origins } => {
+                    let Some(last) = m.applied.get_mut(from as usize) else { continue };
+                    if first_seq > *last + 1 {
+                        // Commands from `from` are missing: the topic lost
+                        // records, or was recreated under a kept state.
+                        tracing::error!(partition = r.p, from, expected = *last + 1, got = first_seq, "gap in the command sequence");
+                        self.metrics.sequence_gaps.fetch_add(1, Ordering::Relaxed);
+                    }
+                    for (i, c) in cmds.into_iter().enumerate() {
+                        let seq = first_seq + i as u64;
+                        if seq <= *last {
+                            dups += 1;
+                            continue;
+                        }
+                        *last = seq;
+                        handled += 1;
+                        apply(c, origins.get(i).copied().unwrap_or(0), part, &mut loader);
+                    }
                 }
-            }
-            let mut pairs: Vec<_> = outgoing.drain().collect();
-            pairs.sort_unstable_by_key(|(k, _)| *k);
-            let mut envs: Vec<(u16, Envelope)> = Vec::with_capacity(pairs.len());
-            for ((s, d), (cmds, origin)) in pairs {
-                let sent = &mut self.meta[s as usize].sent[d as usize];
-                let first_seq = *sent + 1;
-                *sent += cmds.len() as u64;
-                let origin_ms = origin.unwrap_or(0);
-                envs.push((d, Envelope::Internal { from: s, first_seq, origin_ms, cmds }));
-            }
-            let local = envs.iter().any(|(d, _)| self.own.get(*d as usize) == Some(&Own::Active));
-            if waves_left == 0 || !local {
-                out.extend(envs.iter().map(|(d, e)| OutRecord::cmd(*d, e)));
-                break;
-            }
-            // In-batch delivery (ADR 0003): the envelopes go to the topic
-            // now; each one that landed exactly where its receiver (ours)
-            // reads next is applied in this batch, in topic order, as the
-            // receiver would apply it after reading it back. A redo from
-            // the topic applies the same records in the same order.
-            waves_left -= 1;
-            let tw = Instant::now();
-            let wave: Vec<OutRecord> = envs.iter().map(|(d, e)| OutRecord::cmd(*d, e)).collect();
-            let landed = self.sender.deliver_tracked(&wave, |_| true)?;
-            crate::fault::point("run.after-wave");
-            self.metrics.count_out(&wave);
-            wave_time += tw.elapsed();
-            recs = in_batch(envs, &landed, &self.meta, &self.own);
-            self.metrics.in_batch.fetch_add(recs.len() as u64, Ordering::Relaxed);
-            if recs.is_empty() {
-                break;
             }
         }
+        let mut out: Vec<OutRecord> = Vec::new();
         for le in &fx.lifecycle {
             out.push(keyed(Dest::Lifecycle, &le.profile_id.to_string(), self.out.event(Dest::Lifecycle, le)?));
         }
@@ -418,6 +378,14 @@ impl Worker {
                     headers: vec![],
                 });
             }
+        }
+        let mut pairs: Vec<_> = outgoing.into_iter().collect();
+        pairs.sort_unstable_by_key(|(k, _)| *k);
+        for ((s, d), (cmds, origins)) in pairs {
+            let sent = &mut self.meta[s as usize].sent[d as usize];
+            let first_seq = *sent + 1;
+            *sent += cmds.len() as u64;
+            out.push(OutRecord::cmd(d, &Envelope::Internal { from: s, first_seq, origins, cmds }));
         }
         if let Some(e) = loader.error.take() {
             return Err(e.into());
@@ -442,8 +410,7 @@ impl Worker {
         let (markers_at, marker_recs): (Vec<u16>, Vec<OutRecord>) = markers.into_iter().unzip();
         self.metrics.outbox_pending.store((out.len() + marker_recs.len()) as u64, Ordering::Relaxed);
         let tw = Instant::now();
-        self.metrics.phase_seconds.add("core_apply", (tw - t0).saturating_sub(wave_time));
-        self.metrics.phase_seconds.add("core_deliver", wave_time);
+        self.metrics.phase_seconds.add("core_apply", tw - t0);
         self.store.write(wb)?;
         crate::fault::point("run.after-commit");
         let td = Instant::now();
@@ -517,56 +484,13 @@ impl Worker {
     }
 }
 
-/// The envelopes of a wave that can be applied in this batch, as records
-/// of their receivers: those to partitions this instance runs whose offset
-/// is exactly the next one the receiver reads (nothing else came in
-/// between), each receiver's in offset order up to its first gap.
-fn in_batch(envs: Vec<(u16, Envelope)>, landed: &[(usize, i64)], meta: &[PartMeta], own: &[Own]) -> Vec<In> {
-    let mut at: Vec<(u16, i64, usize)> = landed
-        .iter()
-        .filter_map(|&(i, offset)| Some((envs.get(i)?.0, offset, i)))
-        .filter(|(d, ..)| own.get(*d as usize) == Some(&Own::Active))
-        .collect();
-    at.sort_unstable();
-    let mut envs: Vec<Option<(u16, Envelope)>> = envs.into_iter().map(Some).collect();
-    let mut recs = Vec::new();
-    let mut next: Option<(u16, i64)> = None;
-    for (d, offset, i) in at {
-        let expected = match next {
-            Some((nd, o)) if nd == d => o,
-            _ => meta.get(d as usize).map_or(-1, |m| m.cmd_offset),
-        };
-        if offset != expected {
-            // A record of someone else (or a retried copy of ours) is
-            // before it: the receiver reads it from the topic, in order.
-            next = Some((d, i64::MIN));
-            continue;
-        }
-        next = Some((d, offset + 1));
-        if let Some((_, env)) = envs.get_mut(i).and_then(Option::take) {
-            recs.push(In { p: d, offset, env: Some(env), ts: None });
-        }
-    }
-    recs
-}
-
-/// The input time a record descends from: an input record's own (the
-/// envelope's oldest, else the broker's timestamp), or the origin a command
-/// envelope carries (the oldest input its commands came from). `None`:
-/// unknown, or not idgraph's record.
-fn origin_of(r: &In) -> Option<i64> {
+/// The input time of an input record (the envelope's oldest, else the
+/// broker's timestamp; 0 if unknown): the origin its events' commands carry.
+fn input_origin(r: &In) -> i64 {
     match &r.env {
-        Some(Envelope::Input { oldest_ms, .. }) if *oldest_ms > 0 => Some(*oldest_ms),
-        Some(Envelope::Input { .. }) => r.ts,
-        Some(Envelope::Internal { origin_ms, .. }) if *origin_ms > 0 => Some(*origin_ms),
-        _ => None,
-    }
-}
-
-fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
+        Some(Envelope::Input { oldest_ms, .. }) if *oldest_ms > 0 => *oldest_ms,
+        Some(Envelope::Input { .. }) => r.ts.unwrap_or(0),
+        _ => 0,
     }
 }
 
@@ -608,54 +532,20 @@ fn prefetch(recs: &[In], parts: &mut [Partition], loader: &mut StoreLoader<'_>) 
 mod tests {
     use super::*;
 
-    fn input(p: u16, oldest_ms: i64, ts: Option<i64>) -> In {
-        In { p, offset: 0, env: Some(Envelope::Input { topic: "t".into(), partition: 0, oldest_ms, items: vec![] }), ts }
-    }
-
-    fn internal(p: u16, origin_ms: i64, ts: Option<i64>) -> In {
-        In { p, offset: 0, env: Some(Envelope::Internal { from: 0, first_seq: 1, origin_ms, cmds: vec![] }), ts }
-    }
-
     #[test]
-    fn a_records_origin_is_its_input_time_or_the_one_its_commands_carry() {
-        assert_eq!(origin_of(&input(0, 500, Some(900))), Some(500));
-        assert_eq!(origin_of(&input(0, 0, Some(400))), Some(400)); // no envelope time: the broker's
-        assert_eq!(origin_of(&internal(1, 300, Some(1_000))), Some(300)); // a hop: the origin, not the broker's time
-        assert_eq!(origin_of(&internal(1, 0, Some(100))), None); // unknown origin
-        assert_eq!(origin_of(&In { p: 2, offset: 0, env: None, ts: Some(50) }), None); // a foreign record
-        assert_eq!(min_opt(Some(3), None), Some(3));
-        assert_eq!(min_opt(Some(3), Some(2)), Some(2));
-        assert_eq!(min_opt(None, None), None);
-    }
-
-    fn env(from: u16) -> Envelope {
-        Envelope::Internal { from, first_seq: 1, origin_ms: 0, cmds: vec![] }
-    }
-
-    #[test]
-    fn only_envelopes_that_land_where_their_receiver_reads_next_are_applied_in_batch() {
-        let mut meta = vec![PartMeta::new(4), PartMeta::new(4), PartMeta::new(4), PartMeta::new(4)];
-        meta[0].cmd_offset = 10;
-        meta[1].cmd_offset = 20;
-        meta[3].cmd_offset = 7;
-        let own = [Own::Active, Own::Active, Own::No, Own::Active];
-        let envs = vec![(0, env(1)), (0, env(2)), (0, env(3)), (1, env(0)), (2, env(0)), (3, env(0)), (3, env(1))];
-        // Partition 0 reads on from 10: its envelopes landed at 10, 11 and
-        // 13 (something else is at 12). Partition 1's landed past a record
-        // of someone else. Partition 2 is not ours. Partition 3's second
-        // envelope reached the broker, its first did not report (never
-        // the case after a successful delivery, but not to be guessed).
-        let landed = [(0, 10), (1, 11), (2, 13), (3, 21), (4, 0), (6, 8)];
-        let got: Vec<(u16, i64, Option<u16>)> = in_batch(envs, &landed, &meta, &own)
-            .into_iter()
-            .map(|r| {
-                let from = match r.env {
-                    Some(Envelope::Internal { from, .. }) => Some(from),
-                    _ => None,
-                };
-                (r.p, r.offset, from)
-            })
-            .collect();
-        assert_eq!(got, vec![(0, 10, Some(1)), (0, 11, Some(2))]);
+    fn an_input_records_origin_is_its_envelopes_time_else_the_brokers() {
+        let input = |oldest_ms: i64, ts: Option<i64>| In {
+            p: 0,
+            offset: 0,
+            env: Some(Envelope::Input { topic: "t".into(), partition: 0, oldest_ms, items: vec![] }),
+            ts,
+        };
+        assert_eq!(input_origin(&input(500, Some(900))), 500);
+        assert_eq!(input_origin(&input(0, Some(400))), 400);
+        assert_eq!(input_origin(&input(0, None)), 0);
+        assert_eq!(input_origin(&In { p: 2, offset: 0, env: None, ts: Some(50) }), 0); // not idgraph's
+        let cmds =
+            In { p: 2, offset: 0, env: Some(Envelope::Internal { from: 1, first_seq: 1, origins: vec![7], cmds: vec![] }), ts: Some(50) };
+        assert_eq!(input_origin(&cmds), 0); // commands carry their own
     }
 }
