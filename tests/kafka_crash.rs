@@ -39,6 +39,7 @@ fn kill_minus_nine_loses_nothing_and_applies_nothing_twice() {
         seed ^= seed << 17;
         lo + seed % (hi - lo)
     };
+    let mut fault_crashes = 0u32;
     for i in 0..kills {
         // Each run joins a consumer group of its own, so it re-reads the
         // input from the start and the partitions must drop every event
@@ -56,6 +57,9 @@ fn kill_minus_nine_loses_nothing_and_applies_nothing_twice() {
             let t = Instant::now();
             while e.child.try_wait().unwrap().is_none() && t.elapsed() < Duration::from_secs(20) {
                 std::thread::sleep(Duration::from_millis(20));
+            }
+            if e.child.try_wait().unwrap().is_some() {
+                fault_crashes += 1;
             }
             e.child.kill().ok();
         } else {
@@ -91,5 +95,7 @@ fn kill_minus_nine_loses_nothing_and_applies_nothing_twice() {
 
     // Re-published records repeat, never change: one content per (id, version).
     let (versions, repeats) = assert_versions_consistent(&broker);
-    eprintln!("{kills} crashes; {versions} profile versions, {repeats} re-published");
+    eprintln!("{kills} crashes ({fault_crashes} at the fault point); {versions} profile versions, {repeats} re-published");
+    // The crash between a state write and its outputs did happen.
+    assert!(kills < 4 || fault_crashes > 0, "no run reached the fault point after a commit");
 }
