@@ -386,3 +386,16 @@ fn a_command_topic_with_another_partition_count_stops_start_up() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("idgraph.cmd") && err.contains("state.partitions"), "{err}");
 }
+
+#[test]
+fn a_changelog_with_another_partition_count_stops_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Tansu::start();
+    broker.create_topic("idgraph.changelog", 2);
+    broker.create_topic("touchpoints", 1);
+    let cfg = engine_config(dir.path(), "e", &broker.brokers(), &dir.path().join("state"), "");
+    let o = idgraph(&["run", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("idgraph.changelog") && err.contains("state.partitions"), "{err}");
+}

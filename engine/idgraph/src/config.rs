@@ -34,7 +34,7 @@ pub struct KafkaSection {
     /// kept as they are).
     pub replication_factor: i32,
     /// `earliest` or `latest`: where ingest starts on an input partition
-    /// its group has never committed an offset for.
+    /// without a usable committed offset (its `auto.offset.reset`).
     pub input_start: String,
 }
 

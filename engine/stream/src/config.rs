@@ -15,8 +15,9 @@ pub struct InputSpec {
     pub avro: Option<crate::avro::AvroSpec>,
 }
 
-/// Where the ingest group starts on an input partition it has no committed
-/// offset for (its first start on a topic).
+/// Where the ingest group starts on an input partition without a usable
+/// committed offset (its first start on a topic, or an offset out of range
+/// or expired): the consumer's `auto.offset.reset`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StartAt {
     /// The oldest record the broker still holds: the topic's history is read.

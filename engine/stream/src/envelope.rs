@@ -6,8 +6,9 @@ use idgraph_core::event::Touchpoint;
 use serde::{Deserialize, Serialize};
 
 /// 2: `Input` carries the oldest input timestamp. 3: `Internal` carries
-/// the input timestamp each command descends from, and `Repoint` an
-/// ownership epoch (ADR 0002).
+/// the input timestamp each command descends from (and the first format
+/// byte whose `Repoint` carries an ownership epoch, ADR 0002: that came
+/// with the epochs, before the byte was raised).
 const FORMAT: u8 = 3;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -17,9 +18,9 @@ pub enum Envelope {
     /// since the epoch, 0 if unknown), for the event-to-output latency.
     Input { topic: String, partition: i32, oldest_ms: i64, items: Vec<(i64, Touchpoint)> },
     /// Commands from partition `from`, numbered from `first_seq` on;
-    /// `origins[i]`: the timestamp of the input record `cmds[i]` descends
-    /// from (ms since the epoch, 0 if unknown), so the latency counts every
-    /// hop an event takes.
+    /// `origins[i]`: the input time `cmds[i]` descends from (the `oldest_ms`
+    /// of the envelope that brought its event; ms since the epoch, 0 if
+    /// unknown), so the latency counts every hop an event takes.
     Internal { from: u16, first_seq: u64, origins: Vec<i64>, cmds: Vec<Command> },
 }
 

@@ -126,15 +126,25 @@ pub fn partition_count(brokers: &str, topic: &str, wait: Duration) -> Result<Opt
     }
 }
 
-/// Checks that `idgraph.cmd` has exactly `partitions` partitions and
-/// `idgraph.profiles` at least as many (profiles go to the partition of
-/// their owner).
+/// Checks that `idgraph.cmd` and `idgraph.changelog` have exactly
+/// `partitions` partitions and `idgraph.profiles` at least as many
+/// (profiles go to the partition of their owner).
 pub fn check(brokers: &str, topics: &Topics, partitions: u16) -> Result<(), StreamError> {
     if let Some(n) = partition_count(brokers, &topics.profiles, Duration::from_secs(10))? {
         if n < partitions as usize {
             return Err(StreamError::Topic {
                 topic: topics.profiles.clone(),
                 problem: format!("has {n} partitions; it needs at least `state.partitions` ({partitions})"),
+            });
+        }
+    }
+    // A partition's state changes go to the changelog partition of the
+    // same number.
+    if let Some(n) = partition_count(brokers, &topics.changelog, Duration::from_secs(10))? {
+        if n != partitions as usize {
+            return Err(StreamError::Topic {
+                topic: topics.changelog.clone(),
+                problem: format!("has {n} partitions; it needs exactly `state.partitions` ({partitions})"),
             });
         }
     }
