@@ -374,28 +374,26 @@ fn with_shared_devices_the_engine_meets_the_accuracy_bar() {
     assert!(check.contains("all invariants hold"), "{check}");
 }
 
-#[test]
-fn a_command_topic_with_another_partition_count_stops_start_up() {
+/// Start-up stops, naming the topic and `state.partitions`, when `topic`
+/// exists with another partition count than the state's.
+fn start_up_refuses_partition_count_of(topic: &str) {
     let dir = tempfile::tempdir().unwrap();
     let broker = Tansu::start();
-    broker.create_topic("idgraph.cmd", 2);
+    broker.create_topic(topic, 2);
     broker.create_topic("touchpoints", 1);
     let cfg = engine_config(dir.path(), "e", &broker.brokers(), &dir.path().join("state"), "");
     let o = idgraph(&["run", "--config", cfg.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("idgraph.cmd") && err.contains("state.partitions"), "{err}");
+    assert!(err.contains(topic) && err.contains("state.partitions"), "{err}");
+}
+
+#[test]
+fn a_command_topic_with_another_partition_count_stops_start_up() {
+    start_up_refuses_partition_count_of("idgraph.cmd");
 }
 
 #[test]
 fn a_changelog_with_another_partition_count_stops_start_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Tansu::start();
-    broker.create_topic("idgraph.changelog", 2);
-    broker.create_topic("touchpoints", 1);
-    let cfg = engine_config(dir.path(), "e", &broker.brokers(), &dir.path().join("state"), "");
-    let o = idgraph(&["run", "--config", cfg.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("idgraph.changelog") && err.contains("state.partitions"), "{err}");
+    start_up_refuses_partition_count_of("idgraph.changelog");
 }
