@@ -43,7 +43,8 @@ pub struct EngineConfig {
     pub topic_prefix: String,
     /// Replication factor of the topics the engine creates.
     pub replication_factor: i32,
-    /// Where ingest starts on input partitions its group never committed.
+    /// Where ingest starts on input partitions without a usable committed
+    /// offset.
     pub input_start: StartAt,
     pub inputs: Vec<InputSpec>,
     pub partitions: u16,
