@@ -296,6 +296,10 @@ impl Config {
         // The defaults tell which keys hold strings: there a value is taken
         // as written (`IDGRAPH__KAFKA__GROUP_ID=2024` is the group "2024").
         let defaults = toml::Value::try_from(Config::default()).ok();
+        // Values read as numbers, booleans or arrays where no default says
+        // what the key holds: taken as written if the key turns out to
+        // want a string.
+        let mut guessed: Vec<(Vec<String>, String)> = Vec::new();
         for (k, v) in env {
             let Some(rest) = k.strip_prefix("IDGRAPH__") else { continue };
             let parts: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase().replace('_', "-")).collect();
@@ -305,6 +309,9 @@ impl Config {
             }
             let is_string = defaults.as_ref().and_then(|d| parts.iter().try_fold(d, |t, p| t.get(p))).is_some_and(toml::Value::is_str);
             let value = if is_string { toml::Value::String(v.clone()) } else { parse_env_value(&v) };
+            if !value.is_str() {
+                guessed.push((parts.clone(), v.clone()));
+            }
             let mut t = &mut table;
             for p in &parts[..parts.len() - 1] {
                 let entry = t.entry(p.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
@@ -312,11 +319,21 @@ impl Config {
             }
             t.insert(parts[parts.len() - 1].clone(), value);
         }
-        let de = toml::Value::Table(table);
-        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+        let cfg: Config = loop {
+            let e = match serde_path_to_error::deserialize(toml::Value::Table(table.clone())) {
+                Ok(cfg) => break cfg,
+                Err(e) => e,
+            };
             let key = e.path().to_string();
-            key_err(if key == "." { "<root>".into() } else { key }, e.into_inner().to_string())
-        })?;
+            let wants_string = e.inner().to_string().contains("expected a string");
+            match guessed.iter().position(|(parts, _)| parts.join(".") == key) {
+                Some(i) if wants_string => {
+                    let (parts, raw) = guessed.swap_remove(i);
+                    set_at(&mut table, &parts, toml::Value::String(raw));
+                }
+                _ => return Err(key_err(if key == "." { "<root>".into() } else { key }, e.into_inner().to_string())),
+            }
+        };
         cfg.validate()?;
         Ok(cfg)
     }
@@ -449,6 +466,21 @@ impl InputSection {
             traits: input.traits.iter().filter_map(|f| Some((FieldPath::parse(&f.path)?, f.name.clone()))).collect(),
             default_source: input.source.clone(),
         }
+    }
+}
+
+/// Sets the value at a dotted path whose tables exist.
+fn set_at(t: &mut toml::Table, parts: &[String], v: toml::Value) {
+    match parts {
+        [last] => {
+            t.insert(last.clone(), v);
+        }
+        [first, rest @ ..] => {
+            if let Some(next) = t.get_mut(first).and_then(toml::Value::as_table_mut) {
+                set_at(next, rest, v);
+            }
+        }
+        [] => {}
     }
 }
 
@@ -618,6 +650,9 @@ mod tests {
         assert_eq!(c.kafka.group_id, "2024");
         assert_eq!(c.state.dir, PathBuf::from("true"));
         assert_eq!(c.kafka.replication_factor, 3);
+        // Without a default to tell: taken as written when the key wants a string.
+        let c = load("[identity.types.sku]\npattern = \"x\"\n", &[("IDGRAPH__IDENTITY__TYPES__SKU__PATTERN", "1234")]).unwrap();
+        assert_eq!(c.identity.types.get("sku").and_then(|t| t.pattern.as_deref()), Some("1234"));
         // A number for a number key is still checked as one.
         let e = load("", &[("IDGRAPH__STATE__PARTITIONS", "many")]).unwrap_err().to_string();
         assert!(e.contains("state.partitions"), "{e}");
