@@ -65,7 +65,7 @@ pub fn run(cfg: &Config) -> Result<()> {
         group_id: cfg.kafka.group_id.clone(),
         topic_prefix: cfg.kafka.topic_prefix.clone(),
         replication_factor: cfg.kafka.replication_factor,
-        input_start: cfg.kafka.start_at()?,
+        input_start: cfg.kafka.input_start,
         inputs,
         partitions: p,
         state_dir,

@@ -18,7 +18,8 @@ pub struct InputSpec {
 /// Where the ingest group starts on an input partition without a usable
 /// committed offset (its first start on a topic, or an offset out of range
 /// or expired): the consumer's `auto.offset.reset`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum StartAt {
     /// The oldest record the broker still holds: the topic's history is read.
     #[default]

@@ -138,24 +138,22 @@ pub fn check(brokers: &str, topics: &Topics, partitions: u16) -> Result<(), Stre
             });
         }
     }
-    // A partition's state changes go to the changelog partition of the
-    // same number.
-    if let Some(n) = partition_count(brokers, &topics.changelog, Duration::from_secs(10))? {
-        if n != partitions as usize {
-            return Err(StreamError::Topic {
-                topic: topics.changelog.clone(),
-                problem: format!("has {n} partitions; it needs exactly `state.partitions` ({partitions})"),
-            });
+    // `idgraph.cmd` numbers the graph's partitions, and a partition's state
+    // changes go to the changelog partition of the same number.
+    for (topic, required) in [(&topics.changelog, false), (&topics.cmd, true)] {
+        match partition_count(brokers, topic, Duration::from_secs(10))? {
+            Some(n) if n == partitions as usize => {}
+            Some(n) => return Err(StreamError::Topic {
+                topic: topic.clone(),
+                problem: format!(
+                    "has {n} partitions but `state.partitions` is {partitions}; the partition count is fixed when the topics are created"
+                ),
+            }),
+            None if required => {
+                return Err(StreamError::Topic { topic: topic.clone(), problem: "does not exist and could not be created".into() })
+            }
+            None => {}
         }
     }
-    match partition_count(brokers, &topics.cmd, Duration::from_secs(10))? {
-        Some(n) if n == partitions as usize => Ok(()),
-        Some(n) => Err(StreamError::Topic {
-            topic: topics.cmd.clone(),
-            problem: format!(
-                "has {n} partitions but `state.partitions` is {partitions}; the partition count is fixed when the topics are created"
-            ),
-        }),
-        None => Err(StreamError::Topic { topic: topics.cmd.clone(), problem: "does not exist and could not be created".into() }),
-    }
+    Ok(())
 }

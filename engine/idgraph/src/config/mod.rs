@@ -6,8 +6,11 @@
 
 use idgraph_core::config::{CoreConfig, IdentitySection, TraitsSection};
 use idgraph_core::input::{FieldPath, Format, InputMapping};
+use idgraph_stream::config::StartAt;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+
+mod env;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
@@ -35,7 +38,7 @@ pub struct KafkaSection {
     pub replication_factor: i32,
     /// `earliest` or `latest`: where ingest starts on an input partition
     /// without a usable committed offset (its `auto.offset.reset`).
-    pub input_start: String,
+    pub input_start: StartAt,
 }
 
 impl Default for KafkaSection {
@@ -45,17 +48,7 @@ impl Default for KafkaSection {
             group_id: "idgraph".into(),
             topic_prefix: "idgraph".into(),
             replication_factor: 1,
-            input_start: "earliest".into(),
-        }
-    }
-}
-
-impl KafkaSection {
-    pub fn start_at(&self) -> Result<idgraph_stream::config::StartAt, ConfigError> {
-        match self.input_start.as_str() {
-            "earliest" => Ok(idgraph_stream::config::StartAt::Earliest),
-            "latest" => Ok(idgraph_stream::config::StartAt::Latest),
-            other => Err(key_err("kafka.input-start", format!("`{other}` is neither `earliest` nor `latest`"))),
+            input_start: StartAt::Earliest,
         }
     }
 }
@@ -280,9 +273,9 @@ fn key_err(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
 }
 
 impl Config {
-    /// Loads the file (if any), applies `IDGRAPH__…` overrides from `env`,
+    /// Loads the file (if any), applies `IDGRAPH__…` overrides from `vars`,
     /// and validates.
-    pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+    pub fn load(path: Option<&Path>, vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
         let (name, text) = match path {
             Some(p) => (
                 p.display().to_string(),
@@ -293,47 +286,8 @@ impl Config {
         let mut table: toml::Table = text
             .parse()
             .map_err(|e: toml::de::Error| ConfigError::Syntax { path: name.clone(), reason: e.to_string().trim_end().to_string() })?;
-        // The defaults tell which keys hold strings: there a value is taken
-        // as written (`IDGRAPH__KAFKA__GROUP_ID=2024` is the group "2024").
-        let defaults = toml::Value::try_from(Config::default()).ok();
-        // Values read as numbers, booleans or arrays where no default says
-        // what the key holds: taken as written if the key turns out to
-        // want a string.
-        let mut guessed: Vec<(Vec<String>, String)> = Vec::new();
-        for (k, v) in env {
-            let Some(rest) = k.strip_prefix("IDGRAPH__") else { continue };
-            let parts: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase().replace('_', "-")).collect();
-            let dotted = parts.join(".");
-            if parts.len() < 2 || parts.iter().any(String::is_empty) {
-                return Err(key_err(k.clone(), "environment overrides look like IDGRAPH__SECTION__KEY"));
-            }
-            let is_string = defaults.as_ref().and_then(|d| parts.iter().try_fold(d, |t, p| t.get(p))).is_some_and(toml::Value::is_str);
-            let value = if is_string { toml::Value::String(v.clone()) } else { parse_env_value(&v) };
-            if !value.is_str() {
-                guessed.push((parts.clone(), v.clone()));
-            }
-            let mut t = &mut table;
-            for p in &parts[..parts.len() - 1] {
-                let entry = t.entry(p.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-                t = entry.as_table_mut().ok_or_else(|| key_err(dotted.clone(), "cannot be set from the environment (not a table)"))?;
-            }
-            t.insert(parts[parts.len() - 1].clone(), value);
-        }
-        let cfg: Config = loop {
-            let e = match serde_path_to_error::deserialize(toml::Value::Table(table.clone())) {
-                Ok(cfg) => break cfg,
-                Err(e) => e,
-            };
-            let key = e.path().to_string();
-            let wants_string = e.inner().to_string().contains("expected a string");
-            match guessed.iter().position(|(parts, _)| parts.join(".") == key) {
-                Some(i) if wants_string => {
-                    let (parts, raw) = guessed.swap_remove(i);
-                    set_at(&mut table, &parts, toml::Value::String(raw));
-                }
-                _ => return Err(key_err(if key == "." { "<root>".into() } else { key }, e.into_inner().to_string())),
-            }
-        };
+        let guessed = env::apply(&mut table, vars)?;
+        let cfg = env::deserialize(table, guessed)?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -363,7 +317,6 @@ impl Config {
         if !(1..=16).contains(&self.kafka.replication_factor) {
             return Err(key_err("kafka.replication-factor", "must be between 1 and 16"));
         }
-        self.kafka.start_at()?;
         if self.replay.batch_size == 0 || self.replay.batch_size > 1_000_000 {
             return Err(key_err("replay.batch-size", "must be between 1 and 1000000"));
         }
@@ -469,50 +422,11 @@ impl InputSection {
     }
 }
 
-/// Sets the value at a dotted path whose tables exist.
-fn set_at(t: &mut toml::Table, parts: &[String], v: toml::Value) {
-    match parts {
-        [last] => {
-            t.insert(last.clone(), v);
-        }
-        [first, rest @ ..] => {
-            if let Some(next) = t.get_mut(first).and_then(toml::Value::as_table_mut) {
-                set_at(next, rest, v);
-            }
-        }
-        [] => {}
-    }
-}
-
-/// Environment values are TOML values when they parse as one (numbers,
-/// booleans, arrays like `["crm","web"]`), else strings.
-fn parse_env_value(v: &str) -> toml::Value {
-    if v.trim_start().starts_with('[') {
-        if let Ok(mut t) = format!("v = {v}").parse::<toml::Table>() {
-            if let Some(arr) = t.remove("v") {
-                return arr;
-            }
-        }
-    }
-    if let Ok(i) = v.parse::<i64>() {
-        return toml::Value::Integer(i);
-    }
-    if let Ok(b) = v.parse::<bool>() {
-        return toml::Value::Boolean(b);
-    }
-    if let Ok(f) = v.parse::<f64>() {
-        if v.contains('.') {
-            return toml::Value::Float(f);
-        }
-    }
-    toml::Value::String(v.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    pub(super) fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
         std::fs::write(&p, text).unwrap();
@@ -609,29 +523,6 @@ mod tests {
     }
 
     #[test]
-    fn environment_overrides_any_key() {
-        let c = load(
-            "[state]\ndir = \"a\"\n",
-            &[
-                ("IDGRAPH__STATE__DIR", "b"),
-                ("IDGRAPH__KAFKA__BROKERS", "k:9092"),
-                ("IDGRAPH__STATE__PARTITIONS", "4"),
-                ("IDGRAPH__KAFKA__GROUP_ID", "g2"),
-                ("IDGRAPH__TRAITS__SOURCE_PRIORITY", "[\"crm\", \"web\"]"),
-                ("OTHER", "x"),
-            ],
-        )
-        .unwrap();
-        assert_eq!(c.state.dir, PathBuf::from("b"));
-        assert_eq!(c.kafka.brokers.as_deref(), Some("k:9092"));
-        assert_eq!(c.state.partitions, 4);
-        assert_eq!(c.kafka.group_id, "g2");
-        assert_eq!(c.traits.source_priority, vec!["crm".to_string(), "web".to_string()]);
-        let e = load("", &[("IDGRAPH__STATE__NOPE", "1")]).unwrap_err().to_string();
-        assert!(e.contains("nope"), "{e}");
-    }
-
-    #[test]
     fn the_example_config_loads() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let text = std::fs::read_to_string(root.join("deploy/idgraph.example.toml")).unwrap();
@@ -643,26 +534,10 @@ mod tests {
     }
 
     #[test]
-    fn an_environment_value_for_a_string_key_stays_a_string() {
-        let c =
-            load("", &[("IDGRAPH__KAFKA__GROUP_ID", "2024"), ("IDGRAPH__STATE__DIR", "true"), ("IDGRAPH__KAFKA__REPLICATION_FACTOR", "3")])
-                .unwrap();
-        assert_eq!(c.kafka.group_id, "2024");
-        assert_eq!(c.state.dir, PathBuf::from("true"));
-        assert_eq!(c.kafka.replication_factor, 3);
-        // Without a default to tell: taken as written when the key wants a string.
-        let c = load("[identity.types.sku]\npattern = \"x\"\n", &[("IDGRAPH__IDENTITY__TYPES__SKU__PATTERN", "1234")]).unwrap();
-        assert_eq!(c.identity.types.get("sku").and_then(|t| t.pattern.as_deref()), Some("1234"));
-        // A number for a number key is still checked as one.
-        let e = load("", &[("IDGRAPH__STATE__PARTITIONS", "many")]).unwrap_err().to_string();
-        assert!(e.contains("state.partitions"), "{e}");
-    }
-
-    #[test]
     fn replication_factor_and_input_start_are_checked() {
         let c = load("[kafka]\nreplication-factor = 3\ninput-start = \"latest\"\n", &[]).unwrap();
-        assert_eq!(c.kafka.start_at().unwrap(), idgraph_stream::config::StartAt::Latest);
-        assert_eq!(load("", &[]).unwrap().kafka.start_at().unwrap(), idgraph_stream::config::StartAt::Earliest);
+        assert_eq!(c.kafka.input_start, StartAt::Latest);
+        assert_eq!(load("", &[]).unwrap().kafka.input_start, StartAt::Earliest);
         let err = |text: &str| load(text, &[]).unwrap_err().to_string();
         let e = err("[kafka]\nreplication-factor = 0\n");
         assert!(e.contains("kafka.replication-factor"), "{e}");
