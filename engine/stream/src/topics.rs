@@ -143,12 +143,12 @@ pub fn check(brokers: &str, topics: &Topics, partitions: u16) -> Result<(), Stre
     for (topic, required) in [(&topics.changelog, false), (&topics.cmd, true)] {
         match partition_count(brokers, topic, Duration::from_secs(10))? {
             Some(n) if n == partitions as usize => {}
-            Some(n) => return Err(StreamError::Topic {
-                topic: topic.clone(),
-                problem: format!(
+            Some(n) => {
+                let problem = format!(
                     "has {n} partitions but `state.partitions` is {partitions}; the partition count is fixed when the topics are created"
-                ),
-            }),
+                );
+                return Err(StreamError::Topic { topic: topic.clone(), problem });
+            }
             None if required => {
                 return Err(StreamError::Topic { topic: topic.clone(), problem: "does not exist and could not be created".into() })
             }
