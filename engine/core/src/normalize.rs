@@ -192,10 +192,8 @@ fn is_blocked_word(v: &str) -> bool {
 pub fn is_uuid(v: &str) -> bool {
     let b = v.as_bytes();
     b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => *c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        })
+        && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-')
+        && [&b[..8], &b[9..13], &b[14..18], &b[19..23], &b[24..]].iter().all(|g| g.iter().all(u8::is_ascii_hexdigit))
 }
 
 /// A pragmatic syntactic check: one `@`, a non-empty local part without

@@ -1,6 +1,6 @@
 //! Extra field mappings from config: identifier and trait paths.
 
-use serde_json::Value;
+use super::json::{Object, Raw};
 
 /// A dotted path into the event JSON, e.g. `context.traits.member_no`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,10 +15,11 @@ impl FieldPath {
         Some(Self(parts))
     }
 
-    pub fn get<'a>(&self, root: &'a Value) -> Option<&'a Value> {
-        let mut v = root;
-        for p in &self.0 {
-            v = v.as_object()?.get(p)?;
+    pub(crate) fn get<'d, 'a>(&self, root: &Object<'d, 'a>) -> Option<Raw<'d, 'a>> {
+        let (first, rest) = self.0.split_first()?;
+        let mut v = root.get(first)?;
+        for p in rest {
+            v = v.object()?.get(p)?;
         }
         Some(v)
     }

@@ -4,6 +4,7 @@
 //! [`Touchpoint`], or a [`RejectReason`] that never contains input values.
 
 mod canonical;
+mod json;
 mod mapping;
 mod segment;
 
@@ -106,20 +107,11 @@ impl Parser {
         if bytes.len() > MAX_EVENT_BYTES {
             return Err(RejectReason::TooLarge { bytes: bytes.len() });
         }
-        let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| RejectReason::InvalidJson {
-            line: e.line(),
-            column: e.column(),
-            what: match e.classify() {
-                serde_json::error::Category::Eof => "unexpected end",
-                serde_json::error::Category::Syntax => "syntax error",
-                serde_json::error::Category::Data => "bad data",
-                serde_json::error::Category::Io => "read error",
-            },
-        })?;
-        let obj = v.as_object().ok_or(RejectReason::NotAnObject)?;
+        let doc = json::document(bytes).map_err(|e| RejectReason::InvalidJson { line: e.line, column: e.column, what: e.what })?;
+        let obj = doc.object().ok_or(RejectReason::NotAnObject)?;
         let ev = match self.format {
-            Format::Canonical => canonical::parse(&v, obj, &self.mapping, &mut self.norm, &mut self.drops)?,
-            Format::Segment => segment::parse(&v, obj, &self.mapping, &mut self.norm, &mut self.drops)?,
+            Format::Canonical => canonical::parse(&obj, &self.mapping, &mut self.norm, &mut self.drops)?,
+            Format::Segment => segment::parse(&obj, &self.mapping, &mut self.norm, &mut self.drops)?,
         };
         if ev.idents.is_empty() {
             return Err(RejectReason::NoIdentifiers);
@@ -128,48 +120,60 @@ impl Parser {
     }
 }
 
-/// Shared helpers of the format parsers.
+/// Shared helpers of the format parsers: what the format's fields mean,
+/// read from the event's raw values.
 pub(crate) mod common {
+    use super::json::{Kind, Object, Raw};
     use super::RejectReason;
-    use serde_json::{Map, Value};
+    use std::borrow::Cow;
 
-    pub fn str_field<'a>(obj: &'a Map<String, Value>, name: &'static str) -> Result<Option<&'a str>, RejectReason> {
+    /// A string field: absent or null is `None`, another type an error.
+    pub fn str_field<'a>(obj: &Object<'_, 'a>, name: &'static str) -> Result<Option<Cow<'a, str>>, RejectReason> {
         match obj.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.as_str())),
-            Some(_) => Err(RejectReason::InvalidField(name)),
+            None => Ok(None),
+            Some(v) if v.is_null() => Ok(None),
+            Some(v) => v.str().map(Some).ok_or(RejectReason::InvalidField(name)),
+        }
+    }
+
+    /// An object field: absent or null is `None`, another type an error.
+    pub fn object_field<'d, 'a>(v: Option<Raw<'d, 'a>>, name: &'static str) -> Result<Option<Object<'d, 'a>>, RejectReason> {
+        match v {
+            None => Ok(None),
+            Some(v) if v.is_null() => Ok(None),
+            Some(v) => v.object().map(Some).ok_or(RejectReason::InvalidField(name)),
         }
     }
 
     /// A scalar as identifier text: strings as they are, integers printed.
-    pub fn scalar_text(v: &Value) -> Option<String> {
-        match v {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+    pub fn scalar_text<'a>(v: Raw<'_, 'a>) -> Option<Cow<'a, str>> {
+        match v.kind() {
+            Kind::String => v.str(),
+            Kind::Number => v.number().filter(|n| n.is_i64() || n.is_u64()).map(|n| Cow::Owned(n.to_string())),
             _ => None,
         }
     }
 
-    pub fn number(v: &Value) -> Option<f64> {
-        match v {
-            Value::Number(n) => n.as_f64(),
-            Value::String(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
+    pub fn number(v: Raw<'_, '_>) -> Option<f64> {
+        match v.kind() {
+            Kind::Number => v.number()?.as_f64(),
+            Kind::String => v.str()?.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
             _ => None,
         }
     }
 
-    /// Traits as (name, JSON text), skipping nulls and the given names.
-    pub fn traits_of(obj: Option<&Value>, skip: &[&str], out: &mut Vec<(crate::short::ShortStr, String)>) {
-        if let Some(Value::Object(m)) = obj {
-            for (k, v) in m {
-                if v.is_null() || skip.contains(&k.as_str()) {
-                    continue;
-                }
-                if let Some(slot) = out.iter_mut().find(|(n, _)| n.as_str() == k.as_str()) {
-                    slot.1 = v.to_string();
-                } else {
-                    out.push((k.as_str().into(), v.to_string()));
-                }
+    /// Traits as (name, JSON text), skipping nulls and the given names, in
+    /// key order; a name already present takes the new value.
+    pub fn traits_of(obj: Option<&Object<'_, '_>>, skip: &[&str], out: &mut Vec<(crate::short::ShortStr, String)>) {
+        let Some(m) = obj else { return };
+        for (k, v) in m.sorted() {
+            if v.is_null() || skip.contains(&k.as_ref()) {
+                continue;
+            }
+            if let Some(slot) = out.iter_mut().find(|(n, _)| n.as_str() == k) {
+                slot.1 = v.to_json();
+            } else {
+                out.push((k.as_ref().into(), v.to_json()));
             }
         }
     }

@@ -12,32 +12,24 @@
 //! `context.traits`, less the fields mapped to identifiers (built in or by
 //! config).
 
-use super::common::{number, scalar_text, str_field, traits_of};
+use super::common::{number, object_field, scalar_text, str_field, traits_of};
+use super::json::{Object, Raw};
 use super::{InputMapping, RejectReason};
 use crate::event::{ConsentInput, DropCounts, IdentCollector, Touchpoint};
 use crate::ident::IdentType;
 use crate::normalize::Normalizer;
 use crate::time::parse_rfc3339;
-use serde_json::{Map, Value};
-
-fn object<'a>(v: Option<&'a Value>, name: &'static str) -> Result<Option<&'a Map<String, Value>>, RejectReason> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(m)) => Ok(Some(m)),
-        Some(_) => Err(RejectReason::InvalidField(name)),
-    }
-}
 
 const IDENTIFIER_TRAITS: [&str; 3] = ["email", "phone", "loyalty_id"];
 
 pub(super) fn parse(
-    root: &Value,
-    obj: &Map<String, Value>,
+    obj: &Object<'_, '_>,
     mapping: &InputMapping,
     norm: &mut Normalizer,
     drops: &mut DropCounts,
 ) -> Result<Touchpoint, RejectReason> {
     let kind = str_field(obj, "type")?.ok_or(RejectReason::MissingField("type"))?;
+    let kind = kind.as_ref();
     if !matches!(kind, "identify" | "track" | "page" | "screen" | "alias" | "group") {
         return Err(RejectReason::UnsupportedType);
     }
@@ -46,18 +38,21 @@ pub(super) fn parse(
         Some(t) => ("timestamp", t),
         None => ("originalTimestamp", str_field(obj, "originalTimestamp")?.ok_or(RejectReason::MissingField("timestamp"))?),
     };
-    let ts = parse_rfc3339(ts_text).ok_or(RejectReason::InvalidTimestamp(ts_field))?;
-    let source: crate::short::ShortStr = str_field(obj, "channel")?.or(mapping.default_source.as_deref()).unwrap_or("segment").into();
+    let ts = parse_rfc3339(&ts_text).ok_or(RejectReason::InvalidTimestamp(ts_field))?;
+    let source: crate::short::ShortStr = match str_field(obj, "channel")? {
+        Some(c) => c.as_ref().into(),
+        None => mapping.default_source.as_deref().unwrap_or("segment").into(),
+    };
 
     // A `group` call's traits describe the group (a company), not the person.
-    let traits_obj = if kind == "group" { None } else { object(obj.get("traits"), "traits")? };
-    let context = object(obj.get("context"), "context")?;
-    let ctx_traits = object(context.and_then(|c| c.get("traits")), "context.traits")?;
-    let device = object(context.and_then(|c| c.get("device")), "context.device")?;
-    let props = object(obj.get("properties"), "properties")?;
+    let traits_obj = if kind == "group" { None } else { object_field(obj.get("traits"), "traits")? };
+    let context = object_field(obj.get("context"), "context")?;
+    let ctx_traits = object_field(context.as_ref().and_then(|c| c.get("traits")), "context.traits")?;
+    let device = object_field(context.as_ref().and_then(|c| c.get("device")), "context.device")?;
+    let props = object_field(obj.get("properties"), "properties")?;
 
     let mut ids = IdentCollector::default();
-    let mut push = |ty: IdentType, v: Option<&Value>, ids: &mut IdentCollector| {
+    let mut push = |ty: IdentType, v: Option<Raw<'_, '_>>, ids: &mut IdentCollector| {
         if let Some(v) = v {
             match scalar_text(v) {
                 Some(s) => ids.push(norm, drops, ty, &s),
@@ -71,20 +66,20 @@ pub(super) fn parse(
     if kind == "alias" {
         push(IdentType::ANONYMOUS_ID, obj.get("previousId"), &mut ids);
     }
-    for t in [traits_obj, ctx_traits].into_iter().flatten() {
+    for t in [&traits_obj, &ctx_traits].into_iter().flatten() {
         push(IdentType::EMAIL, t.get("email"), &mut ids);
         push(IdentType::PHONE, t.get("phone"), &mut ids);
         push(IdentType::LOYALTY_ID, t.get("loyalty_id"), &mut ids);
     }
-    if let Some(p) = props {
+    if let Some(p) = &props {
         push(IdentType::LOYALTY_ID, p.get("loyalty_id"), &mut ids);
     }
-    if let Some(d) = device {
+    if let Some(d) = &device {
         push(IdentType::ADVERTISING_ID, d.get("advertisingId"), &mut ids);
         push(IdentType::DEVICE_ID, d.get("id"), &mut ids);
     }
     for (path, ty) in &mapping.identifiers {
-        if let Some(v) = path.get(root).and_then(scalar_text) {
+        if let Some(v) = path.get(obj).and_then(scalar_text) {
             ids.push_named(norm, drops, ty, &v);
         }
     }
@@ -94,31 +89,26 @@ pub(super) fn parse(
     let mut skip: Vec<&str> = IDENTIFIER_TRAITS.to_vec();
     skip.extend(mapping.identifiers.iter().map(|(p, _)| p.last()));
     let mut traits = Vec::new();
-    traits_of(context.and_then(|c| c.get("traits")), &skip, &mut traits);
-    if kind != "group" {
-        traits_of(obj.get("traits"), &skip, &mut traits);
-    }
+    traits_of(ctx_traits.as_ref(), &skip, &mut traits);
+    traits_of(traits_obj.as_ref(), &skip, &mut traits);
     for (path, name) in &mapping.traits {
-        if let Some(v) = path.get(root).filter(|v| !v.is_null()) {
-            traits.push((name.as_str().into(), v.to_string()));
+        if let Some(v) = path.get(obj).filter(|v| !v.is_null()) {
+            traits.push((name.as_str().into(), v.to_json()));
         }
     }
-    let revenue = props.and_then(|p| p.get("revenue")).and_then(number);
-    let is_order = revenue.is_some() || (kind == "track" && str_field(obj, "event").ok().flatten() == Some("Order Completed"));
+    let revenue = props.as_ref().and_then(|p| p.get("revenue")).and_then(number);
+    let is_order = revenue.is_some() || (kind == "track" && str_field(obj, "event").ok().flatten().as_deref() == Some("Order Completed"));
 
     let mut consent = Vec::new();
-    let prefs = context.and_then(|c| c.get("consent")).and_then(Value::as_object).and_then(|c| c.get("categoryPreferences"));
-    match prefs {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(m)) => {
-            for (purpose, g) in m {
-                let granted = g.as_bool().ok_or(RejectReason::InvalidField("context.consent.categoryPreferences"))?;
-                consent.push(ConsentInput { purpose: purpose.clone(), granted, policy_version: None, jurisdiction: None });
-            }
+    let prefs = context.as_ref().and_then(|c| c.get("consent")).and_then(|c| c.object()).and_then(|c| c.get("categoryPreferences"));
+    if let Some(p) = prefs.filter(|p| !p.is_null()) {
+        let m = p.object().ok_or(RejectReason::InvalidField("context.consent.categoryPreferences"))?;
+        for (purpose, g) in m.sorted() {
+            let granted = g.bool().ok_or(RejectReason::InvalidField("context.consent.categoryPreferences"))?;
+            consent.push(ConsentInput { purpose: purpose.to_string(), granted, policy_version: None, jurisdiction: None });
         }
-        Some(_) => return Err(RejectReason::InvalidField("context.consent.categoryPreferences")),
     }
-    Ok(Touchpoint { event_id: event_id.into(), ts, source, idents, traits, revenue, is_order, consent })
+    Ok(Touchpoint { event_id: event_id.as_ref().into(), ts, source, idents, traits, revenue, is_order, consent })
 }
 
 #[cfg(test)]
