@@ -4,12 +4,8 @@
 //! JSON line: the best and median microseconds per event over the rounds.
 
 use clap::Parser as _;
-use idgraph_core::config::CoreConfig;
-use idgraph_core::input::{Format, InputMapping, Parser};
-use idgraph_core::normalize::Normalizer;
 use std::io::BufRead;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 #[global_allocator]
@@ -29,15 +25,10 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
-    let format = match a.format.as_str() {
-        "segment" => Format::Segment,
-        "canonical" => Format::Canonical,
-        other => anyhow::bail!("--format: `{other}` is not one of segment, canonical"),
-    };
+    let mut parser = idgraph_loadtest::default_parser(&a.format)?;
     let r = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&a.file)?);
     let lines: Vec<Vec<u8>> = r.split(b'\n').take(a.events).collect::<Result<_, _>>()?;
     anyhow::ensure!(!lines.is_empty() && a.rounds > 0, "no events to parse");
-    let mut parser = Parser::new(format, InputMapping::default(), Normalizer::new(Arc::new(CoreConfig::default())));
     let (mut rejects, mut idents) = (0u64, 0u64);
     let mut us: Vec<f64> = Vec::with_capacity(a.rounds);
     for _ in 0..a.rounds {

@@ -4,14 +4,10 @@
 //! no storage). Prints one JSON line of figures.
 
 use clap::Parser as _;
-use idgraph_core::config::CoreConfig;
 use idgraph_core::ident::IdentKey;
-use idgraph_core::input::{Format, InputMapping, Parser};
-use idgraph_core::normalize::Normalizer;
 use rustc_hash::FxHashMap;
 use std::io::BufRead;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 #[global_allocator]
@@ -35,8 +31,7 @@ fn find(p: &mut [u32], mut i: u32) -> u32 {
 
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
-    let format = if a.format == "segment" { Format::Segment } else { Format::Canonical };
-    let mut parser = Parser::new(format, InputMapping::default(), Normalizer::new(Arc::new(CoreConfig::default())));
+    let mut parser = idgraph_loadtest::default_parser(&a.format)?;
     let t0 = Instant::now();
     let mut ids: FxHashMap<IdentKey, u32> = FxHashMap::default();
     let mut parent: Vec<u32> = Vec::new();
