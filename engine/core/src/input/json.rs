@@ -506,6 +506,29 @@ impl<'d, 'a> Object<'d, 'a> {
         found
     }
 
+    /// The values of several members in one pass over the object: each
+    /// as [`Object::get`] would give it (the last of a repeated key).
+    pub fn get_all<const N: usize>(&self, names: [&str; N]) -> [Option<Raw<'d, 'a>>; N] {
+        let (doc, tape) = (self.0.doc, &self.0.doc.tape);
+        let text = doc.text.as_bytes();
+        let end = tape[self.0.at].next as usize;
+        let mut found = [None; N];
+        let mut j = self.0.at + 1;
+        while j + 1 < end {
+            let k = &tape[j];
+            let escaped = if k.escaped { (Raw { doc, at: j }).str() } else { None };
+            let key = match &escaped {
+                Some(s) => s.as_bytes(),
+                None => &text[k.start as usize + 1..k.end as usize - 1],
+            };
+            if let Some(n) = names.iter().position(|name| name.as_bytes() == key) {
+                found[n] = Some(Raw { doc, at: j + 1 });
+            }
+            j = tape[j + 1].next as usize;
+        }
+        found
+    }
+
     /// Members sorted by key, one per key (its last value).
     pub fn sorted(&self) -> Vec<(Cow<'a, str>, Raw<'d, 'a>)> {
         let mut all: Vec<(Cow<'a, str>, Raw<'d, 'a>)> = self.members().filter_map(|(k, v)| Some((k.str()?, v))).collect();
@@ -582,7 +605,12 @@ mod tests {
         assert_eq!(obj.get("s").unwrap().str().unwrap(), "café");
         assert!(obj.get("missing").is_none());
         assert!(obj.get("s").unwrap().object().is_none());
+        let all = obj.get_all(["b", "missing", "s", "a"]);
+        for (v, name) in all.iter().zip(["b", "missing", "s", "a"]) {
+            assert_eq!(v.map(|r| r.to_json()), obj.get(name).map(|r| r.to_json()), "{name}");
+        }
         let d = document(r#"{"e\u006dail":"a@b.co"}"#.as_bytes()).unwrap();
+        assert!(d.object().unwrap().get_all(["email"])[0].is_some(), "escaped keys too");
         assert_eq!(d.object().unwrap().get("email").unwrap().str().unwrap(), "a@b.co", "keys match unescaped");
         // Many keys, repeated, in falling order.
         let big = format!("{{{}}}", (0..3000).rev().map(|i| format!("\"k{}\":{i}", i % 1000)).collect::<Vec<_>>().join(","));

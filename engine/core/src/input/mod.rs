@@ -129,7 +129,12 @@ pub(crate) mod common {
 
     /// A string field: absent or null is `None`, another type an error.
     pub fn str_field<'a>(obj: &Object<'_, 'a>, name: &'static str) -> Result<Option<Cow<'a, str>>, RejectReason> {
-        match obj.get(name) {
+        str_value(obj.get(name), name)
+    }
+
+    /// [`str_field`] of a value already looked up.
+    pub fn str_value<'a>(v: Option<Raw<'_, 'a>>, name: &'static str) -> Result<Option<Cow<'a, str>>, RejectReason> {
+        match v {
             None => Ok(None),
             Some(v) if v.is_null() => Ok(None),
             Some(v) => v.str().map(Some).ok_or(RejectReason::InvalidField(name)),

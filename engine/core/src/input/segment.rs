@@ -12,7 +12,7 @@
 //! `context.traits`, less the fields mapped to identifiers (built in or by
 //! config).
 
-use super::common::{number, object_field, scalar_text, str_field, traits_of};
+use super::common::{number, object_field, scalar_text, str_value, traits_of};
 use super::json::{Object, Raw};
 use super::{InputMapping, RejectReason};
 use crate::event::{ConsentInput, DropCounts, IdentCollector, Touchpoint};
@@ -28,28 +28,44 @@ pub(super) fn parse(
     norm: &mut Normalizer,
     drops: &mut DropCounts,
 ) -> Result<Touchpoint, RejectReason> {
-    let kind = str_field(obj, "type")?.ok_or(RejectReason::MissingField("type"))?;
+    // The top-level fields in one pass.
+    let [kind, message_id, timestamp, original_ts, channel, traits, context, properties, user_id, anonymous_id, previous_id, event] = obj
+        .get_all([
+            "type",
+            "messageId",
+            "timestamp",
+            "originalTimestamp",
+            "channel",
+            "traits",
+            "context",
+            "properties",
+            "userId",
+            "anonymousId",
+            "previousId",
+            "event",
+        ]);
+    let kind = str_value(kind, "type")?.ok_or(RejectReason::MissingField("type"))?;
     let kind = kind.as_ref();
     if !matches!(kind, "identify" | "track" | "page" | "screen" | "alias" | "group") {
         return Err(RejectReason::UnsupportedType);
     }
-    let event_id = str_field(obj, "messageId")?.filter(|s| !s.is_empty()).ok_or(RejectReason::MissingField("messageId"))?;
-    let (ts_field, ts_text) = match str_field(obj, "timestamp")? {
+    let event_id = str_value(message_id, "messageId")?.filter(|s| !s.is_empty()).ok_or(RejectReason::MissingField("messageId"))?;
+    let (ts_field, ts_text) = match str_value(timestamp, "timestamp")? {
         Some(t) => ("timestamp", t),
-        None => ("originalTimestamp", str_field(obj, "originalTimestamp")?.ok_or(RejectReason::MissingField("timestamp"))?),
+        None => ("originalTimestamp", str_value(original_ts, "originalTimestamp")?.ok_or(RejectReason::MissingField("timestamp"))?),
     };
     let ts = parse_rfc3339(&ts_text).ok_or(RejectReason::InvalidTimestamp(ts_field))?;
-    let source: crate::short::ShortStr = match str_field(obj, "channel")? {
+    let source: crate::short::ShortStr = match str_value(channel, "channel")? {
         Some(c) => c.as_ref().into(),
         None => mapping.default_source.as_deref().unwrap_or("segment").into(),
     };
 
     // A `group` call's traits describe the group (a company), not the person.
-    let traits_obj = if kind == "group" { None } else { object_field(obj.get("traits"), "traits")? };
-    let context = object_field(obj.get("context"), "context")?;
+    let traits_obj = if kind == "group" { None } else { object_field(traits, "traits")? };
+    let context = object_field(context, "context")?;
     let ctx_traits = object_field(context.as_ref().and_then(|c| c.get("traits")), "context.traits")?;
     let device = object_field(context.as_ref().and_then(|c| c.get("device")), "context.device")?;
-    let props = object_field(obj.get("properties"), "properties")?;
+    let props = object_field(properties, "properties")?;
 
     let mut ids = IdentCollector::default();
     let mut push = |ty: IdentType, v: Option<Raw<'_, '_>>, ids: &mut IdentCollector| {
@@ -61,10 +77,10 @@ pub(super) fn parse(
             }
         }
     };
-    push(IdentType::USER_ID, obj.get("userId"), &mut ids);
-    push(IdentType::ANONYMOUS_ID, obj.get("anonymousId"), &mut ids);
+    push(IdentType::USER_ID, user_id, &mut ids);
+    push(IdentType::ANONYMOUS_ID, anonymous_id, &mut ids);
     if kind == "alias" {
-        push(IdentType::ANONYMOUS_ID, obj.get("previousId"), &mut ids);
+        push(IdentType::ANONYMOUS_ID, previous_id, &mut ids);
     }
     for t in [&traits_obj, &ctx_traits].into_iter().flatten() {
         push(IdentType::EMAIL, t.get("email"), &mut ids);
@@ -97,7 +113,7 @@ pub(super) fn parse(
         }
     }
     let revenue = props.as_ref().and_then(|p| p.get("revenue")).and_then(number);
-    let is_order = revenue.is_some() || (kind == "track" && str_field(obj, "event").ok().flatten().as_deref() == Some("Order Completed"));
+    let is_order = revenue.is_some() || (kind == "track" && str_value(event, "event").ok().flatten().as_deref() == Some("Order Completed"));
 
     let mut consent = Vec::new();
     let prefs = context.as_ref().and_then(|c| c.get("consent")).and_then(|c| c.object()).and_then(|c| c.get("categoryPreferences"));
