@@ -63,8 +63,9 @@ pub(super) fn parse(
     // A `group` call's traits describe the group (a company), not the person.
     let traits_obj = if kind == "group" { None } else { object_field(traits, "traits")? };
     let context = object_field(context, "context")?;
-    let ctx_traits = object_field(context.as_ref().and_then(|c| c.get("traits")), "context.traits")?;
-    let device = object_field(context.as_ref().and_then(|c| c.get("device")), "context.device")?;
+    let [ctx_traits, device, ctx_consent] = context.as_ref().map_or([None; 3], |c| c.get_all(["traits", "device", "consent"]));
+    let ctx_traits = object_field(ctx_traits, "context.traits")?;
+    let device = object_field(device, "context.device")?;
     let props = object_field(properties, "properties")?;
 
     let mut ids = IdentCollector::default();
@@ -83,16 +84,18 @@ pub(super) fn parse(
         push(IdentType::ANONYMOUS_ID, previous_id, &mut ids);
     }
     for t in [&traits_obj, &ctx_traits].into_iter().flatten() {
-        push(IdentType::EMAIL, t.get("email"), &mut ids);
-        push(IdentType::PHONE, t.get("phone"), &mut ids);
-        push(IdentType::LOYALTY_ID, t.get("loyalty_id"), &mut ids);
+        let [email, phone, loyalty_id] = t.get_all(IDENTIFIER_TRAITS);
+        push(IdentType::EMAIL, email, &mut ids);
+        push(IdentType::PHONE, phone, &mut ids);
+        push(IdentType::LOYALTY_ID, loyalty_id, &mut ids);
     }
     if let Some(p) = &props {
         push(IdentType::LOYALTY_ID, p.get("loyalty_id"), &mut ids);
     }
     if let Some(d) = &device {
-        push(IdentType::ADVERTISING_ID, d.get("advertisingId"), &mut ids);
-        push(IdentType::DEVICE_ID, d.get("id"), &mut ids);
+        let [advertising_id, id] = d.get_all(["advertisingId", "id"]);
+        push(IdentType::ADVERTISING_ID, advertising_id, &mut ids);
+        push(IdentType::DEVICE_ID, id, &mut ids);
     }
     for (path, ty) in &mapping.identifiers {
         if let Some(v) = path.get(obj).and_then(scalar_text) {
@@ -116,7 +119,7 @@ pub(super) fn parse(
     let is_order = revenue.is_some() || (kind == "track" && str_value(event, "event").ok().flatten().as_deref() == Some("Order Completed"));
 
     let mut consent = Vec::new();
-    let prefs = context.as_ref().and_then(|c| c.get("consent")).and_then(|c| c.object()).and_then(|c| c.get("categoryPreferences"));
+    let prefs = ctx_consent.and_then(|c| c.object()).and_then(|c| c.get("categoryPreferences"));
     if let Some(p) = prefs.filter(|p| !p.is_null()) {
         let m = p.object().ok_or(RejectReason::InvalidField("context.consent.categoryPreferences"))?;
         for (purpose, g) in m.sorted() {
