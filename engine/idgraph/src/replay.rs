@@ -21,8 +21,7 @@ use idgraph_core::normalize::Normalizer;
 use idgraph_core::output::{ConsentEvent, LifecycleEvent};
 use idgraph_core::partition::Effects;
 use idgraph_core::profile_id::ProfileId;
-use idgraph_core::record::{decode, ProfileRecord};
-use idgraph_state::{self as state, bump, Counters, KnownKeys, StoreLoader};
+use idgraph_state::{self as state, bump, Counters, DirtyWrite, KnownKeys, StoreLoader};
 use idgraph_store::{Batch, RocksOptions, RocksStore, Store};
 use idgraph_stream::fault;
 use rustc_hash::FxHashMap;
@@ -117,27 +116,37 @@ pub struct Phases {
 }
 
 /// A touched profile's output line: rendered on the writer thread from
-/// the record encoded into the batch (by its index), or already rendered.
+/// the batch's dirty record (by its index), or already rendered.
 enum ProfileLine {
-    Encoded(ProfileId, usize),
+    Dirty(usize),
     Rendered(String),
 }
 
 /// One batch for the writer thread: its outputs, then its state.
 struct WriteJob {
-    /// Dirty records, progress and counters; the output lengths are added.
+    /// Progress and counters; the dirty records and the output lengths
+    /// are added.
     wb: Batch,
+    /// The dirty records, encoded on the writer thread.
+    writes: Vec<DirtyWrite>,
     rejects: Vec<String>,
     lifecycle: Vec<LifecycleEvent>,
     consent: Vec<ConsentEvent>,
     profiles: Vec<ProfileLine>,
 }
 
+/// State records a batch wrote: how many, and their key and value bytes.
+#[derive(Debug, Default, Clone, Copy)]
+struct Written {
+    records: u64,
+    bytes: u64,
+}
+
 impl WriteJob {
     /// Appends the batch's lines to the output files and flushes them, then
     /// commits state, progress and the new file lengths in one write: a
     /// crash before the commit cuts the files back and replays the batch.
-    fn run(mut self, sinks: &mut Sinks, store: &RocksStore, core: &CoreConfig, out_dir: &Path) -> Result<()> {
+    fn run(mut self, sinks: &mut Sinks, store: &RocksStore, core: &CoreConfig, out_dir: &Path) -> Result<Written> {
         fault::point("replay.before-outputs");
         for line in &self.rejects {
             sinks.line(Stream::Rejects, line)?;
@@ -151,17 +160,13 @@ impl WriteJob {
         for p in &self.profiles {
             let line = match p {
                 ProfileLine::Rendered(line) => std::borrow::Cow::Borrowed(line.as_str()),
-                ProfileLine::Encoded(id, i) => {
-                    let rec = match self.wb.ops.get(*i).and_then(|(_, _, v)| v.as_deref()) {
-                        Some(bytes) => Some(
-                            decode::<ProfileRecord>(bytes)
-                                .map_err(|e| anyhow::anyhow!("profile record just encoded is unreadable: {e}"))?,
-                        ),
-                        None => None,
+                ProfileLine::Dirty(i) => {
+                    let Some((id, rec)) = self.writes.get(*i).and_then(DirtyWrite::profile) else {
+                        bail!("a touched profile's record is missing from its batch");
                     };
-                    match golden::output(*id, rec.as_ref(), core) {
+                    match golden::output(id, rec, core) {
                         Some(ProfileOutput::Profile(line)) => line.into(),
-                        Some(ProfileOutput::Gone(reason)) => golden::tombstone(*id, reason).into(),
+                        Some(ProfileOutput::Gone(reason)) => golden::tombstone(id, reason).into(),
                         None => continue,
                     }
                 }
@@ -169,11 +174,20 @@ impl WriteJob {
             sinks.line(Stream::Profiles, &line)?;
         }
         let lens = sinks.flush()?;
+        let first = self.wb.ops.len();
+        for w in self.writes {
+            w.encode_into(&mut self.wb);
+        }
+        let state_ops = &self.wb.ops[first..];
+        let written = Written {
+            records: state_ops.len() as u64,
+            bytes: state_ops.iter().map(|(_, k, v)| (k.len() + v.as_ref().map_or(0, Vec::len)) as u64).sum(),
+        };
         state::put_meta(&mut self.wb, &out_key(out_dir), &lens);
         fault::point("replay.before-commit");
         store.write(self.wb)?;
         fault::point("replay.after-commit");
-        Ok(())
+        Ok(written)
     }
 }
 
@@ -323,7 +337,7 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
     // store; the batch just handed over keeps its records cached until then.
     std::thread::scope(|scope| -> Result<()> {
         let (wtx, wrx) = crossbeam_channel::bounded::<WriteJob>(1);
-        let (dtx, drx) = crossbeam_channel::bounded::<Result<()>>(1);
+        let (dtx, drx) = crossbeam_channel::bounded::<Result<Written>>(1);
         let store = &store;
         let (core_w, out_dir_w) = (core.clone(), out_dir.clone());
         scope.spawn(move || {
@@ -380,19 +394,23 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
             let t1 = Instant::now();
             ph.core += (t1 - t0).as_secs_f64();
             drop(loader);
-            // The dirty records, encoded; touched profiles are rendered
-            // from their encoded record on the writer thread.
-            let mut wb = Batch::default();
+            // The dirty records, shared with the writer thread, which
+            // encodes them and renders the touched profiles from them.
+            let mut writes: Vec<DirtyWrite> = Vec::new();
             let mut profiles = Vec::new();
             let mut at: FxHashMap<ProfileId, usize> = FxHashMap::default();
             for part in &mut cluster.parts {
                 at.clear();
-                state::write_dirty_noting(&mut wb, part, &mut known, &mut |id, i| {
-                    at.insert(id, i);
-                });
+                let first = writes.len();
+                writes.extend(state::take_dirty(part, &mut known));
+                for (i, w) in writes.iter().enumerate().skip(first) {
+                    if let Some((id, _)) = w.profile() {
+                        at.insert(id, i);
+                    }
+                }
                 for id in part.take_touched() {
                     if let Some(&i) = at.get(&id) {
-                        profiles.push(ProfileLine::Encoded(id, i));
+                        profiles.push(ProfileLine::Dirty(i));
                         continue;
                     }
                     // A touched record is dirty (it was taken and put back).
@@ -406,8 +424,6 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
                     }
                 }
             }
-            records_written += wb.ops.len() as u64;
-            bytes_written += wb.ops.iter().map(|(_, k, v)| (k.len() + v.as_ref().map_or(0, Vec::len)) as u64).sum::<u64>();
             let t2 = Instant::now();
             ph.encode += (t2 - t1).as_secs_f64();
             let stats = cluster.stats();
@@ -416,11 +432,13 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
             counters.conflicts = base.conflicts + stats.conflicts;
             counters.shared = base.shared + stats.identifiers_shared;
             counters.created = base.created + stats.profiles_created;
+            let mut wb = Batch::default();
             state::put_meta(&mut wb, &progress_key(file_path), &Progress { offset: batch.end_offset, line: batch.end_line });
             state::put_meta(&mut wb, "counters", &counters);
-            let job = WriteJob { wb, rejects, lifecycle: fx.lifecycle, consent: fx.consent, profiles };
+            let job = WriteJob { wb, writes, rejects, lifecycle: fx.lifecycle, consent: fx.consent, profiles };
             if std::mem::replace(&mut in_flight, true) {
-                drx.recv().map_err(|_| anyhow::anyhow!("the state writer stopped"))??;
+                let w = drx.recv().map_err(|_| anyhow::anyhow!("the state writer stopped"))??;
+                (records_written, bytes_written) = (records_written + w.records, bytes_written + w.bytes);
             }
             wtx.send(job).map_err(|_| anyhow::anyhow!("the state writer stopped"))?;
             let t3 = Instant::now();
@@ -435,7 +453,8 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
         drop(wtx);
         if in_flight {
             let t = Instant::now();
-            drx.recv().map_err(|_| anyhow::anyhow!("the state writer stopped"))??;
+            let w = drx.recv().map_err(|_| anyhow::anyhow!("the state writer stopped"))??;
+            (records_written, bytes_written) = (records_written + w.records, bytes_written + w.bytes);
             ph.write += t.elapsed().as_secs_f64();
         }
         Ok(())

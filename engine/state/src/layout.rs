@@ -12,6 +12,7 @@ use idgraph_core::record::{decode, encode, encode_sized, IdentRecord, ProfileRec
 use idgraph_store::{Batch, Cf, Store, StoreError};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Meta records that belong to no partition use this prefix.
 const GLOBAL: [u8; 2] = [0xFF, 0xFF];
@@ -181,13 +182,48 @@ impl Loader for StoreLoader<'_> {
 /// Adds the records a partition dirtied to a batch (encoded in place), and
 /// their keys to the known-keys filter.
 pub fn write_dirty(batch: &mut Batch, part: &mut Partition, known: &mut KnownKeys) {
-    write_dirty_noting(batch, part, known, &mut |_, _| {});
+    for w in take_dirty(part, known) {
+        w.encode_into(batch);
+    }
 }
 
-/// [`write_dirty`], telling `profile_at` the index in `batch.ops` of each
-/// profile record it adds (put or delete).
-pub fn write_dirty_noting(batch: &mut Batch, part: &mut Partition, known: &mut KnownKeys, profile_at: &mut dyn FnMut(ProfileId, usize)) {
+/// A dirty record taken from a partition, keyed but not yet encoded: the
+/// encoding (and a profile's rendering) can run on another thread. A
+/// profile record is the partition's shared copy, which never changes.
+#[derive(Debug)]
+pub enum DirtyWrite {
+    Ident(Vec<u8>, IdentRecord),
+    Profile(ProfileId, Vec<u8>, Arc<ProfileRecord>),
+    /// A record gone; `Some` names a profile.
+    Delete(Cf, Vec<u8>, Option<ProfileId>),
+}
+
+impl DirtyWrite {
+    /// The profile this write is about and its record (`None`: deleted).
+    pub fn profile(&self) -> Option<(ProfileId, Option<&ProfileRecord>)> {
+        match self {
+            DirtyWrite::Profile(id, _, r) => Some((*id, Some(r))),
+            DirtyWrite::Delete(_, _, Some(id)) => Some((*id, None)),
+            _ => None,
+        }
+    }
+
+    /// Encodes the record into `batch`.
+    pub fn encode_into(self, batch: &mut Batch) {
+        match self {
+            DirtyWrite::Ident(k, r) => batch.put(Cf::Idents, k, encode(&r)),
+            DirtyWrite::Profile(_, k, r) => batch.put(Cf::Profiles, k, encode_sized(&*r, 1024)),
+            DirtyWrite::Delete(cf, k, _) => batch.delete(cf, k),
+        }
+    }
+}
+
+/// The records a partition dirtied, in the order they were first dirtied
+/// (identifiers, then profiles); their keys are added to the known-keys
+/// filter now, so lookups from here on see them.
+pub fn take_dirty(part: &mut Partition, known: &mut KnownKeys) -> Vec<DirtyWrite> {
     let p = part.id;
+    let mut out = Vec::new();
     // A key the filter holds already (loaded from the store, or written
     // before) is not inserted again: one random memory write saved.
     part.drain_dirty(&mut |d| match d {
@@ -195,30 +231,26 @@ pub fn write_dirty_noting(batch: &mut Batch, part: &mut Partition, known: &mut K
             if !known_before {
                 known.insert_ident(p, k);
             }
-            batch.put(Cf::Idents, ident_key(p, k), encode(r));
+            out.push(DirtyWrite::Ident(ident_key(p, k), r.clone()));
             true
         }
         DirtyRef::Ident(k, _, known_before) => {
-            batch.delete(Cf::Idents, ident_key(p, k));
+            out.push(DirtyWrite::Delete(Cf::Idents, ident_key(p, k), None));
             known_before
         }
-        DirtyRef::Profile(id, r, known_before) => {
-            profile_at(id, batch.ops.len());
-            match r {
-                Some(r) => {
-                    if !known_before {
-                        known.insert_profile(p, &id);
-                    }
-                    batch.put(Cf::Profiles, profile_key(p, &id), encode_sized(r, 1024));
-                    true
-                }
-                None => {
-                    batch.delete(Cf::Profiles, profile_key(p, &id));
-                    known_before
-                }
+        DirtyRef::Profile(id, Some(r), known_before) => {
+            if !known_before {
+                known.insert_profile(p, &id);
             }
+            out.push(DirtyWrite::Profile(id, profile_key(p, &id), Arc::clone(r)));
+            true
+        }
+        DirtyRef::Profile(id, None, known_before) => {
+            out.push(DirtyWrite::Delete(Cf::Profiles, profile_key(p, &id), Some(id)));
+            known_before
         }
     });
+    out
 }
 
 pub fn put_meta<T: Serialize>(batch: &mut Batch, name: &str, v: &T) {

@@ -10,15 +10,18 @@ use crate::ident::IdentKey;
 use crate::profile_id::ProfileId;
 use crate::record::{IdentRecord, ProfileRecord};
 use std::hash::Hash;
+use std::sync::Arc;
 
 /// A dirty record lent to [`Partition::drain_dirty`]; `None` deletes. The
 /// flag is what the driver answered the last time it drained the key, or
 /// whether it was loaded from the store: whether a key-set filter the
-/// driver feeds holds it already.
+/// driver feeds holds it already. A profile is lent as its shared record:
+/// the driver may keep a clone of the `Arc` (it never changes; the
+/// partition's next change copies it, see [`Partition::take_profile`]).
 #[derive(Debug)]
 pub enum DirtyRef<'a> {
     Ident(&'a IdentKey, Option<&'a IdentRecord>, bool),
-    Profile(ProfileId, Option<&'a ProfileRecord>, bool),
+    Profile(ProfileId, Option<&'a Arc<ProfileRecord>>, bool),
 }
 
 /// The position of `key`'s slot in a cache map, inserting one with
@@ -68,14 +71,17 @@ impl Partition {
 
     fn profile_index(&mut self, id: ProfileId, loader: &mut dyn Loader) -> usize {
         let (p, gen) = (self.id, self.gen);
-        let i = slot_index(&mut self.profiles, &id, gen, || loader.profile(p, &id));
+        let i = slot_index(&mut self.profiles, &id, gen, || loader.profile(p, &id).map(Arc::new));
         self.profile_hint = i;
         i
     }
 
+    /// Takes a record out to change it (put it back with
+    /// [`Self::put_profile`]). A record the driver still holds from the
+    /// last drain is copied, so what the driver holds never changes.
     pub(super) fn take_profile(&mut self, id: ProfileId, loader: &mut dyn Loader) -> Option<ProfileRecord> {
         let i = self.profile_index(id, loader);
-        self.profiles[i].val.take()
+        self.profiles[i].val.take().map(|rec| Arc::try_unwrap(rec).unwrap_or_else(|shared| ProfileRecord::clone(&shared)))
     }
 
     /// Puts a record back (after [`Self::take_profile`]) and marks it dirty.
@@ -90,7 +96,7 @@ impl Partition {
             _ => slot_index(&mut self.profiles, &id, self.gen, || None),
         };
         let slot = &mut self.profiles[i];
-        slot.val = rec;
+        slot.val = rec.map(Arc::new);
         if !slot.dirty {
             slot.dirty = true;
             self.dirty_profiles.push(i);
@@ -100,12 +106,12 @@ impl Partition {
     /// Reads a profile record (for outputs and queries).
     pub fn profile(&mut self, id: ProfileId, loader: &mut dyn Loader) -> Option<&ProfileRecord> {
         let i = self.profile_index(id, loader);
-        self.profiles[i].val.as_ref()
+        self.profiles[i].val.as_deref()
     }
 
     /// A profile record if it is in the cache (never loads).
     pub fn cached_profile(&self, id: ProfileId) -> Option<&ProfileRecord> {
-        self.profiles.get(&id).and_then(|s| s.val.as_ref())
+        self.profiles.get(&id).and_then(|s| s.val.as_deref())
     }
 
     pub(super) fn touch(&mut self, id: ProfileId) {
@@ -228,6 +234,29 @@ mod tests {
         // Clean now: evicted by the next call over the limit.
         p.end_batch(0, false);
         assert!(!p.is_cached(Target::Ident(&key(10))) && !p.is_cached(Target::Profile(ids[2])));
+    }
+
+    #[test]
+    fn a_drained_profile_the_driver_keeps_never_changes() {
+        let mut p = Partition::new(0, 1, Arc::new(CoreConfig::default()));
+        let l = &mut EmptyLoader;
+        let ids: Vec<ProfileId> = (0..3).map(|i| ProfileId::for_new(i, &key(i as u32))).collect();
+        p.put_profile(ids[0], Some(ProfileRecord::Alias(ids[1])));
+        let mut kept = Vec::new();
+        p.drain_dirty(&mut |d| {
+            if let DirtyRef::Profile(_, Some(r), _) = d {
+                kept.push(Arc::clone(r));
+            }
+            false
+        });
+        // The next batch changes the record while the driver still holds it.
+        assert_eq!(p.take_profile(ids[0], l), Some(ProfileRecord::Alias(ids[1])));
+        p.put_profile(ids[0], Some(ProfileRecord::Alias(ids[2])));
+        assert_eq!(*kept[0], ProfileRecord::Alias(ids[1]));
+        assert_eq!(p.cached_profile(ids[0]), Some(&ProfileRecord::Alias(ids[2])));
+        // Once the driver lets go, a take moves the record out (no copy).
+        drop(kept);
+        assert_eq!(p.take_profile(ids[0], l), Some(ProfileRecord::Alias(ids[2])));
     }
 
     /// A loader with every identifier whose value starts `dev-1` stored.

@@ -107,7 +107,10 @@ pub struct Partition {
     pub partitions: u16,
     cfg: Arc<CoreConfig>,
     idents: Map<IdentKey, Slot<IdentRecord>>,
-    profiles: Map<ProfileId, Slot<ProfileRecord>>,
+    /// Profile records are shared: a driver that drains a dirty one may
+    /// keep it (to encode and render on another thread) while the next
+    /// batch runs; a take that finds it still shared copies it.
+    profiles: Map<ProfileId, Slot<Arc<ProfileRecord>>>,
     /// Positions in `idents` / `profiles` of the records dirtied since the
     /// last drain (records move only when `end_batch` evicts, which finds
     /// the dirty ones again by key).
@@ -249,7 +252,7 @@ impl Partition {
         }
         for (k, s) in &self.profiles {
             if let Some(v) = &s.val {
-                snap.profiles.insert(*k, v.clone());
+                snap.profiles.insert(*k, ProfileRecord::clone(v));
             }
         }
     }
