@@ -8,11 +8,16 @@ use crate::config::CoreConfig;
 use crate::fragment::rollup;
 use crate::profile_id::ProfileId;
 use crate::record::{LiveProfile, ProfileRecord};
-use crate::time::push_rfc3339;
+use crate::time::{push_rfc3339, rfc3339_ascii, Millis};
 use std::fmt::Write;
 
 fn push_str(out: &mut String, s: &str) {
     out.push('"');
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -29,6 +34,31 @@ fn push_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// Renders timestamps, reusing the last one's text: most of a profile's
+/// timestamps are the same instant (a profile seen once has six).
+#[derive(Default)]
+struct Stamps {
+    last: Option<(Millis, [u8; 24])>,
+}
+
+impl Stamps {
+    fn push(&mut self, out: &mut String, ms: Millis) {
+        let text = match self.last {
+            Some((at, text)) if at == ms => Some(text),
+            _ => {
+                let text = rfc3339_ascii(ms);
+                self.last = text.map(|t| (ms, t));
+                text
+            }
+        };
+        match text {
+            // Digits and separators only.
+            Some(t) => out.push_str(std::str::from_utf8(&t).unwrap_or_default()),
+            None => push_rfc3339(out, ms),
+        }
+    }
+}
+
 fn push_f64(out: &mut String, f: f64) {
     if f.is_finite() {
         // Round to a cent-safe precision so sums print the same everywhere.
@@ -42,6 +72,7 @@ fn push_f64(out: &mut String, f: f64) {
 /// The golden profile as one JSON line (no trailing newline).
 pub fn render(id: ProfileId, lp: &LiveProfile, cfg: &CoreConfig) -> String {
     let mut out = String::with_capacity(512);
+    let mut stamps = Stamps::default();
     let r = rollup(&lp.fragments, cfg);
     out.push_str("{\"profile_id\":\"");
     let _ = write!(out, "{id}\",\"version\":{},\"identifiers\":[", lp.version);
@@ -56,9 +87,9 @@ pub fn render(id: ProfileId, lp: &LiveProfile, cfg: &CoreConfig) -> String {
         out.push_str(",\"value\":");
         push_str(&mut out, e.key.value());
         out.push_str(",\"first_seen\":\"");
-        push_rfc3339(&mut out, e.first_seen);
+        stamps.push(&mut out, e.first_seen);
         out.push_str("\",\"last_seen\":\"");
-        push_rfc3339(&mut out, e.last_seen);
+        stamps.push(&mut out, e.last_seen);
         out.push_str("\"}");
     }
     out.push_str("],\"traits\":{");
@@ -71,19 +102,19 @@ pub fn render(id: ProfileId, lp: &LiveProfile, cfg: &CoreConfig) -> String {
         out.push_str(&t.value);
     }
     let m = &r.metrics;
-    let seen = |ms: i64, out: &mut String| {
+    let seen = |ms: i64, out: &mut String, stamps: &mut Stamps| {
         if ms == i64::MAX || ms == i64::MIN {
             out.push_str("null");
         } else {
             out.push('"');
-            push_rfc3339(out, ms);
+            stamps.push(out, ms);
             out.push('"');
         }
     };
     let _ = write!(out, "}},\"metrics\":{{\"event_count\":{},\"first_seen\":", m.event_count);
-    seen(m.first_seen, &mut out);
+    seen(m.first_seen, &mut out, &mut stamps);
     out.push_str(",\"last_seen\":");
-    seen(m.last_seen, &mut out);
+    seen(m.last_seen, &mut out, &mut stamps);
     let _ = write!(out, ",\"order_count\":{},\"revenue_total\":", m.order_count);
     push_f64(&mut out, m.revenue_total);
     out.push_str(",\"sources\":{");
@@ -101,7 +132,7 @@ pub fn render(id: ProfileId, lp: &LiveProfile, cfg: &CoreConfig) -> String {
         }
         push_str(&mut out, &c.purpose);
         let _ = write!(out, ":{{\"granted\":{},\"at\":\"", c.granted);
-        push_rfc3339(&mut out, c.at);
+        stamps.push(&mut out, c.at);
         out.push_str("\",\"policy_version\":");
         match &c.policy_version {
             Some(v) => push_str(&mut out, v),
@@ -124,7 +155,7 @@ pub fn render(id: ProfileId, lp: &LiveProfile, cfg: &CoreConfig) -> String {
         let _ = write!(out, "\"{m}\"");
     }
     out.push_str("],\"updated_at\":\"");
-    push_rfc3339(&mut out, lp.updated);
+    stamps.push(&mut out, lp.updated);
     out.push_str("\"}");
     out
 }
@@ -188,6 +219,37 @@ mod tests {
         assert_eq!(v["profile_id"], id.to_string());
         let t: serde_json::Value = serde_json::from_str(&tombstone(id, "merged")).unwrap();
         assert_eq!(t["tombstone"], true);
+    }
+
+    #[test]
+    fn escapes_and_timestamps_render_exactly() {
+        let cfg = CoreConfig::default();
+        let odd = "tab\there \\ \"q\" \u{1} caf\u{e9} \u{1F600}";
+        let k = IdentKey::new(IdentType::USER_ID, odd);
+        let mut lp = LiveProfile::new(k.clone(), 1_000);
+        let ev = |ts| Touchpoint {
+            event_id: "e".into(),
+            ts,
+            source: "web".into(),
+            idents: vec![k.clone()],
+            traits: vec![],
+            revenue: None,
+            is_order: false,
+            consent: vec![],
+        };
+        lp.fragment_mut(&k).add_event(&ev(1_000), &cfg);
+        lp.fragment_mut(&k).add_event(&ev(86_400_000), &cfg);
+        lp.idents[0].last_seen = 86_400_000;
+        lp.updated = 253_402_300_800_000; // year 10000: no four-digit form
+        let s = render(ProfileId([7; 16]), &lp, &cfg);
+        assert!(s.contains(r#""value":"tab\there \\ \"q\" \u0001 café 😀""#), "{s}");
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["identifiers"][0]["value"], odd);
+        assert_eq!(v["identifiers"][0]["first_seen"], "1970-01-01T00:00:01.000Z");
+        assert_eq!(v["identifiers"][0]["last_seen"], "1970-01-02T00:00:00.000Z");
+        assert_eq!(v["metrics"]["first_seen"], "1970-01-01T00:00:01.000Z");
+        assert_eq!(v["metrics"]["last_seen"], "1970-01-02T00:00:00.000Z");
+        assert_eq!(v["updated_at"], "10000-01-01T00:00:00.000Z");
     }
 
     #[test]

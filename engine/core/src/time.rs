@@ -80,15 +80,29 @@ pub fn format_rfc3339(ms: Millis) -> String {
 
 /// Appends [`format_rfc3339`] to `out` without allocating (hot in outputs).
 pub fn push_rfc3339(out: &mut String, ms: Millis) {
+    match rfc3339_ascii(ms) {
+        Some(b) => out.push_str(std::str::from_utf8(&b).unwrap_or_default()),
+        None => {
+            let secs = ms.div_euclid(1000);
+            let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+            let rem = secs.rem_euclid(86_400);
+            use std::fmt::Write;
+            let _ =
+                write!(out, "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, (rem % 3600) / 60, rem % 60, ms.rem_euclid(1000));
+        }
+    }
+}
+
+/// [`format_rfc3339`] as 24 ASCII bytes, for years 0 to 9999 (`None`
+/// outside them: the year takes more than four characters).
+pub fn rfc3339_ascii(ms: Millis) -> Option<[u8; 24]> {
     let secs = ms.div_euclid(1000);
     let millis = ms.rem_euclid(1000);
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
     if !(0..=9999).contains(&y) {
-        use std::fmt::Write;
-        let _ = write!(out, "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z", rem / 3600, (rem % 3600) / 60, rem % 60);
-        return;
+        return None;
     }
     let mut b = *b"0000-00-00T00:00:00.000Z";
     let mut put = |at: usize, width: usize, mut v: i64| {
@@ -104,8 +118,7 @@ pub fn push_rfc3339(out: &mut String, ms: Millis) {
     put(14, 2, (rem % 3600) / 60);
     put(17, 2, rem % 60);
     put(20, 3, millis);
-    // Only ASCII digits and separators were written.
-    out.push_str(std::str::from_utf8(&b).unwrap_or_default());
+    Some(b)
 }
 
 fn is_leap(y: i64) -> bool {
