@@ -4,9 +4,18 @@
 //! before the state commit, and the commit records every file's length. On
 //! start each file is cut back to its committed length, so a batch that
 //! crashed before its commit is written again, identically, by its replay.
+//!
+//! Whole blocks go to the file with `O_DIRECT`, from a block-aligned buffer:
+//! a 10M-event replay writes ~7 GB of output, and copying it into the page
+//! cache cost its writer thread ~16 CPU-seconds (plus the kernel's
+//! write-back), with both cores busy. A flush writes the whole blocks
+//! directly and the unaligned tail through an ordinary handle, so the file
+//! always ends exactly at the flushed length; the tail stays in the buffer
+//! and its block is written again, directly, when it fills. Where the file
+//! system refuses `O_DIRECT` (tmpfs), the ordinary handle takes everything.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
 /// The output streams, named after their topics (without the prefix).
@@ -20,32 +29,119 @@ pub enum Stream {
     Rejects = 3,
 }
 
+/// Alignment of direct writes: offset, length and buffer address.
+const BLOCK: usize = 4096;
+/// Bytes buffered per stream before a write.
+const WINDOW: usize = 2 << 20;
+
+/// One output file and its buffer.
+#[derive(Debug)]
+struct Out {
+    /// The `O_DIRECT` handle, when the file system allows one.
+    direct: Option<File>,
+    file: File,
+    /// `WINDOW + BLOCK` bytes; the window is `buf[off..off + WINDOW]`, which
+    /// starts on a block boundary.
+    buf: Vec<u8>,
+    off: usize,
+    /// Bytes in the window.
+    len: usize,
+    /// The file offset of the window's first byte (a block boundary when
+    /// writing directly).
+    pos: u64,
+}
+
+impl Out {
+    fn open(path: &Path, committed: u64, allow_direct: bool) -> std::io::Result<Self> {
+        let file = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path)?;
+        file.set_len(committed)?;
+        let direct = allow_direct.then(|| OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path).ok()).flatten();
+        let buf = vec![0u8; WINDOW + BLOCK];
+        let off = buf.as_ptr().align_offset(BLOCK);
+        let mut out = Self { direct, file, buf, off, len: 0, pos: committed };
+        if out.direct.is_some() {
+            // Resume inside the last block: its committed bytes are read
+            // back, so the next direct write of that block keeps them.
+            out.pos = committed / BLOCK as u64 * BLOCK as u64;
+            out.len = (committed - out.pos) as usize;
+            let (off, len) = (out.off, out.len);
+            out.file.read_exact_at(&mut out.buf[off..off + len], out.pos)?;
+        }
+        Ok(out)
+    }
+
+    fn append(&mut self, mut bytes: &[u8]) -> std::io::Result<()> {
+        while !bytes.is_empty() {
+            let n = bytes.len().min(WINDOW - self.len);
+            let at = self.off + self.len;
+            self.buf[at..at + n].copy_from_slice(&bytes[..n]);
+            self.len += n;
+            bytes = &bytes[n..];
+            if self.len == WINDOW {
+                self.write_out()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the window's whole blocks directly (everything, without a
+    /// direct handle) and keeps the rest at the window's start.
+    fn write_out(&mut self) -> std::io::Result<()> {
+        let whole = match &self.direct {
+            Some(d) => {
+                let whole = self.len / BLOCK * BLOCK;
+                if whole > 0 {
+                    d.write_all_at(&self.buf[self.off..self.off + whole], self.pos)?;
+                }
+                whole
+            }
+            None => {
+                self.file.write_all_at(&self.buf[self.off..self.off + self.len], self.pos)?;
+                self.len
+            }
+        };
+        self.buf.copy_within(self.off + whole..self.off + self.len, self.off);
+        self.pos += whole as u64;
+        self.len -= whole;
+        Ok(())
+    }
+
+    /// Everything appended reaches the OS: whole blocks directly, the tail
+    /// through the ordinary handle (it stays buffered for its block).
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.write_out()?;
+        if self.len > 0 {
+            self.file.write_all_at(&self.buf[self.off..self.off + self.len], self.pos)?;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug)]
 pub struct Sinks {
-    files: Vec<BufWriter<File>>,
+    files: Vec<Out>,
     lens: Vec<u64>,
 }
 
 impl Sinks {
     /// Opens `dir/<stream>.ndjson`, cut to the committed lengths.
     pub fn open(dir: &Path, committed: &[u64; 4]) -> std::io::Result<Self> {
+        Self::open_with(dir, committed, true)
+    }
+
+    fn open_with(dir: &Path, committed: &[u64; 4], allow_direct: bool) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let mut files = Vec::new();
         for (i, s) in STREAMS.iter().enumerate() {
-            let p = dir.join(format!("{s}.ndjson"));
-            let f = OpenOptions::new().create(true).truncate(false).write(true).open(&p)?;
-            f.set_len(committed[i])?;
-            let mut w = BufWriter::with_capacity(1 << 20, f);
-            std::io::Seek::seek(w.get_mut(), std::io::SeekFrom::End(0))?;
-            files.push(w);
+            files.push(Out::open(&dir.join(format!("{s}.ndjson")), committed[i], allow_direct)?);
         }
         Ok(Self { files, lens: committed.to_vec() })
     }
 
     pub fn line(&mut self, s: Stream, line: &str) -> std::io::Result<()> {
         let w = &mut self.files[s as usize];
-        w.write_all(line.as_bytes())?;
-        w.write_all(b"\n")?;
+        w.append(line.as_bytes())?;
+        w.append(b"\n")?;
         self.lens[s as usize] += line.len() as u64 + 1;
         Ok(())
     }
@@ -58,5 +154,66 @@ impl Sinks {
         let mut out = [0u64; 4];
         out.copy_from_slice(&self.lens);
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(dir: &Path, s: &str) -> Vec<u8> {
+        std::fs::read(dir.join(format!("{s}.ndjson"))).unwrap_or_default()
+    }
+
+    /// Lines across window and block boundaries, flushes at odd lengths, a
+    /// cut back to a committed length inside a block and appends after it:
+    /// the file always holds exactly the flushed lines, written directly
+    /// where the file system allows it and through the page cache where not.
+    #[test]
+    fn files_hold_exactly_the_flushed_bytes_across_blocks_and_resumes() -> std::io::Result<()> {
+        for direct in [true, false] {
+            flushed_bytes(direct)?;
+        }
+        Ok(())
+    }
+
+    fn flushed_bytes(direct: bool) -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let mut want = Vec::new();
+        let mut sinks = Sinks::open_with(dir.path(), &[0; 4], direct)?;
+        if !direct {
+            assert!(sinks.files.iter().all(|f| f.direct.is_none()));
+        }
+        let mut committed = [0u64; 4];
+        for i in 0..40_000usize {
+            let line = format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(i % 301));
+            sinks.line(Stream::Profiles, &line)?;
+            want.extend_from_slice(line.as_bytes());
+            want.push(b'\n');
+            if i % 997 == 0 {
+                committed = sinks.flush()?;
+                assert_eq!(committed[0], want.len() as u64);
+                assert_eq!(read(dir.path(), "profiles"), want);
+            }
+        }
+        // Lines after the last flush are lost with the process; a restart
+        // cuts back to the committed length and appends from there.
+        drop(sinks);
+        want.truncate(committed[0] as usize);
+        assert_ne!(committed[0] % BLOCK as u64, 0, "the test cuts inside a block");
+        let mut sinks = Sinks::open_with(dir.path(), &committed, direct)?;
+        assert_eq!(read(dir.path(), "profiles"), want);
+        for i in 0..5_000usize {
+            let line = format!("after {i} {}", "y".repeat(i % 1000));
+            sinks.line(Stream::Profiles, &line)?;
+            sinks.line(Stream::Lifecycle, "{}")?;
+            want.extend_from_slice(line.as_bytes());
+            want.push(b'\n');
+        }
+        let lens = sinks.flush()?;
+        assert_eq!(read(dir.path(), "profiles"), want);
+        assert_eq!(read(dir.path(), "lifecycle"), b"{}\n".repeat(5_000));
+        assert_eq!(lens, [want.len() as u64, 15_000, 0, 0]);
+        Ok(())
     }
 }
