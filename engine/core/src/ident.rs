@@ -86,7 +86,16 @@ enum Val {
 #[serde(rename = "IdentKey")]
 struct KeyRepr<'a> {
     ty: IdentType,
-    value: &'a str,
+    value: Utf8<'a>,
+}
+
+/// A key's value bytes, serialized as a string ([`crate::short::serialize_utf8`]).
+struct Utf8<'a>(&'a [u8]);
+
+impl Serialize for Utf8<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        crate::short::serialize_utf8(self.0, s)
+    }
 }
 
 /// [`KeyRepr`] on the way in: borrows the value where the input allows
@@ -102,7 +111,7 @@ struct KeyReprIn<'a> {
 
 impl Serialize for IdentKey {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        KeyRepr { ty: self.ty(), value: self.value() }.serialize(s)
+        KeyRepr { ty: self.ty(), value: Utf8(self.bytes()) }.serialize(s)
     }
 }
 
@@ -286,6 +295,9 @@ mod tests {
             assert_eq!(serde_json::from_str::<IdentKey>(&j).unwrap(), k);
             let b = postcard::to_allocvec(&k).unwrap();
             assert_eq!(postcard::from_bytes::<IdentKey>(&b).unwrap(), k);
+            // The value goes out as bytes to postcard: the same encoding as
+            // the string (records written before read alike).
+            assert_eq!(b, postcard::to_allocvec(&(IdentType::EMAIL, v.as_str())).unwrap(), "length {n}");
             let mut enc = Vec::new();
             k.encode_into(&mut enc);
             assert_eq!(IdentKey::decode(&enc), Some(k.clone()));
