@@ -3,8 +3,9 @@
 //! Event IDs, source names, trait names and consent purposes are copied
 //! from every event into records and commands, and decoded with every
 //! record. Most are short: held inline, a copy allocates nothing and
-//! freeing a record frees fewer blocks. Encoded exactly like a `String`,
-//! so records and outputs do not change.
+//! freeing a record frees fewer blocks. Encoded exactly like a `String`
+//! in JSON and postcard (to a binary format it goes as a byte string,
+//! which postcard writes alike), so records and outputs do not change.
 
 use serde::{Deserialize, Serialize};
 use std::borrow::Borrow;

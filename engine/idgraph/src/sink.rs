@@ -12,10 +12,17 @@
 //! directly and the unaligned tail through an ordinary handle, so the file
 //! always ends exactly at the flushed length; the tail stays in the buffer
 //! and its block is written again, directly, when it fills. Where the file
-//! system refuses `O_DIRECT` (tmpfs), the ordinary handle takes everything.
+//! system refuses `O_DIRECT` (at open, or with `EINVAL` on a write: some
+//! network and FUSE file systems, devices with larger blocks), and off
+//! Linux, the ordinary handle takes everything.
+//!
+//! Durability is the OS's: nothing is synced per batch, so this survives a
+//! process crash (kill -9), not the loss of the machine.
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
+#[cfg(target_os = "linux")]
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// The output streams, named after their topics (without the prefix).
@@ -55,7 +62,7 @@ impl Out {
     fn open(path: &Path, committed: u64, allow_direct: bool) -> std::io::Result<Self> {
         let file = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path)?;
         file.set_len(committed)?;
-        let direct = allow_direct.then(|| OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path).ok()).flatten();
+        let direct = if allow_direct { open_direct(path) } else { None };
         let buf = vec![0u8; WINDOW + BLOCK];
         let off = buf.as_ptr().align_offset(BLOCK);
         let mut out = Self { direct, file, buf, off, len: 0, pos: committed };
@@ -85,13 +92,22 @@ impl Out {
     }
 
     /// Writes the window's whole blocks directly (everything, without a
-    /// direct handle) and keeps the rest at the window's start.
+    /// direct handle) and keeps the rest at the window's start. A direct
+    /// write the file system refuses (`EINVAL`: alignment, or no direct
+    /// I/O) switches the file to the ordinary handle for good.
     fn write_out(&mut self) -> std::io::Result<()> {
         let whole = match &self.direct {
             Some(d) => {
                 let whole = self.len / BLOCK * BLOCK;
                 if whole > 0 {
-                    d.write_all_at(&self.buf[self.off..self.off + whole], self.pos)?;
+                    if let Err(e) = d.write_all_at(&self.buf[self.off..self.off + whole], self.pos) {
+                        if e.raw_os_error() != Some(libc::EINVAL) {
+                            return Err(e);
+                        }
+                        tracing::warn!(error = %e, "direct writes refused for an output file; writing through the page cache");
+                        self.direct = None;
+                        return self.write_out();
+                    }
                 }
                 whole
             }
@@ -115,6 +131,17 @@ impl Out {
         }
         Ok(())
     }
+}
+
+/// An `O_DIRECT` handle on `path`, if the platform and file system allow.
+#[cfg(target_os = "linux")]
+fn open_direct(path: &Path) -> Option<File> {
+    OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path).ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn open_direct(_: &Path) -> Option<File> {
+    None
 }
 
 #[derive(Debug)]
