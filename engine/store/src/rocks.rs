@@ -111,14 +111,6 @@ impl RocksStore {
             c.set_level_zero_slowdown_writes_trigger(40);
             c.set_level_zero_stop_writes_trigger(56);
             c.set_level_compaction_dynamic_level_bytes(true);
-            // No bloom filters on the last level: a key is looked up there
-            // after every upper level missed, so the filter only answers
-            // for keys stored nowhere, and those the in-memory known-keys
-            // filter (`idgraph-state`) turns away before RocksDB. Saves
-            // building them in compaction and holding them: 10M replay,
-            // P=1, peak RSS 720-730 MiB against 748-780, events/s
-            // 99,356 / 99,217 / 99,416 against 93,600 / 98,842 / 98,165.
-            c.set_optimize_filters_for_hits(true);
             // Most lookups are for identifiers never seen before: a memtable
             // bloom filter answers those without walking the skip list.
             c.set_memtable_whole_key_filtering(true);
