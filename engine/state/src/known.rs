@@ -4,9 +4,12 @@
 //!
 //! No false negatives by construction: built from a full scan at start-up
 //! and fed every key the driver writes. False positives only cost the read
-//! the filter would have saved. Past its capacity the filter stops
-//! answering "absent" rather than degrade. The filter is blocked: a key's
-//! bits all lie in one cache line, so a lookup costs one memory miss.
+//! the filter would have saved. When a filter reaches its capacity, a new
+//! one of twice the size takes the inserts and lookups ask both (a
+//! scalable Bloom filter): a long-running `run`, whose state grows well
+//! past what it started with, keeps skipping reads of new keys. Each
+//! filter is blocked: a key's bits all lie in one cache line, so a lookup
+//! costs one memory miss per filter.
 
 use idgraph_core::ident::IdentKey;
 use idgraph_core::profile_id::ProfileId;
@@ -19,9 +22,55 @@ const WORDS_PER_BLOCK: u64 = 8;
 
 #[derive(Debug)]
 pub struct KnownKeys {
+    /// Oldest first; inserts go to the last. Never empty.
+    layers: Vec<Layer>,
+}
+
+/// One blocked Bloom filter sized for `capacity` keys.
+#[derive(Debug)]
+struct Layer {
     bits: Vec<u64>,
     capacity: u64,
     inserted: u64,
+}
+
+impl Layer {
+    fn new(capacity: u64) -> Self {
+        let nbits = (capacity * BITS_PER_KEY).div_ceil(512) * 512;
+        Self { bits: vec![0; (nbits / 64) as usize], capacity, inserted: 0 }
+    }
+
+    /// The word holding a key's bits: one 512-bit block (a cache line)
+    /// per key, picked by `h1` without a modulo, so a lookup costs one
+    /// cache miss instead of one per probe (the filter is tens of MB).
+    fn block(&self, h1: u64) -> usize {
+        let blocks = self.bits.len() as u64 / WORDS_PER_BLOCK;
+        (((u128::from(h1) * u128::from(blocks)) >> 64) as u64 * WORDS_PER_BLOCK) as usize
+    }
+
+    /// The i-th probe inside the block: word offset and mask, from nine
+    /// bits of `h2` each.
+    fn probe_bit(h2: u64, i: u64) -> (usize, u64) {
+        let pos = (h2 >> (9 * i)) & 511;
+        ((pos / 64) as usize, 1 << (pos % 64))
+    }
+
+    fn set(&mut self, h1: u64, h2: u64) {
+        let block = self.block(h1);
+        for i in 0..HASHES {
+            let (w, m) = Self::probe_bit(h2, i);
+            self.bits[block + w] |= m;
+        }
+        self.inserted += 1;
+    }
+
+    fn probe(&self, h1: u64, h2: u64) -> bool {
+        let block = self.block(h1);
+        (0..HASHES).all(|i| {
+            let (w, m) = Self::probe_bit(h2, i);
+            self.bits[block + w] & m != 0
+        })
+    }
 }
 
 /// The splitmix64 finalizer.
@@ -73,8 +122,7 @@ impl KnownKeys {
             })?;
         }
         let capacity = min_capacity.max(2 * stored).max(1024);
-        let nbits = (capacity * BITS_PER_KEY).div_ceil(512) * 512;
-        let mut f = Self { bits: vec![0; (nbits / 64) as usize], capacity, inserted: 0 };
+        let mut f = Self { layers: vec![Layer::new(capacity)] };
         for cf in [Cf::Idents, Cf::Profiles] {
             store.scan(cf, &[], &mut |k, _| {
                 f.insert(cf, k);
@@ -82,21 +130,6 @@ impl KnownKeys {
             })?;
         }
         Ok(f)
-    }
-
-    /// The word holding a key's bits: one 512-bit block (a cache line)
-    /// per key, picked by `h1` without a modulo, so a lookup costs one
-    /// cache miss instead of one per probe (the filter is tens of MB).
-    fn block(&self, h1: u64) -> usize {
-        let blocks = self.bits.len() as u64 / WORDS_PER_BLOCK;
-        (((u128::from(h1) * u128::from(blocks)) >> 64) as u64 * WORDS_PER_BLOCK) as usize
-    }
-
-    /// The i-th probe inside the block: word offset and mask, from nine
-    /// bits of `h2` each.
-    fn probe_bit(h2: u64, i: u64) -> (usize, u64) {
-        let pos = (h2 >> (9 * i)) & 511;
-        ((pos / 64) as usize, 1 << (pos % 64))
     }
 
     pub fn insert(&mut self, cf: Cf, key: &[u8]) {
@@ -117,12 +150,19 @@ impl KnownKeys {
     }
 
     fn set(&mut self, h1: u64, h2: u64) {
-        let block = self.block(h1);
-        for i in 0..HASHES {
-            let (w, m) = Self::probe_bit(h2, i);
-            self.bits[block + w] |= m;
+        let last = self.layers.len() - 1;
+        if self.layers[last].inserted >= self.layers[last].capacity {
+            let capacity = 2 * self.layers[last].capacity;
+            self.layers.push(Layer::new(capacity));
         }
-        self.inserted += 1;
+        if let Some(l) = self.layers.last_mut() {
+            l.set(h1, h2);
+        }
+    }
+
+    /// Keys the filters were sized for, in all (grows as they fill).
+    pub fn capacity(&self) -> u64 {
+        self.layers.iter().map(|l| l.capacity).sum()
     }
 
     /// False means the key was never written (certain); true means maybe.
@@ -145,14 +185,7 @@ impl KnownKeys {
     }
 
     fn probe(&self, h1: u64, h2: u64) -> bool {
-        if self.inserted > self.capacity {
-            return true;
-        }
-        let block = self.block(h1);
-        (0..HASHES).all(|i| {
-            let (w, m) = Self::probe_bit(h2, i);
-            self.bits[block + w] & m != 0
-        })
+        self.layers.iter().any(|l| l.probe(h1, h2))
     }
 }
 
@@ -228,12 +261,21 @@ mod tests {
         assert!(fp < 2_000, "{fp} false positives in 100k at capacity");
     }
 
+    /// Eight times its first capacity: every key still found, absent keys
+    /// still mostly answered "absent" (the false-positive rates of the
+    /// filters add up: four of them here).
     #[test]
-    fn past_capacity_it_stops_answering_absent() {
+    fn past_capacity_it_grows_and_keeps_answering_absent() {
         let mut f = KnownKeys::build(&MemStore::new(), 0).unwrap();
-        for i in 0..2000u32 {
+        assert_eq!(f.capacity(), 1024);
+        for i in 0..8_000u32 {
             f.insert(Cf::Idents, &i.to_be_bytes());
         }
-        assert!(f.may_contain(Cf::Idents, b"never written"));
+        assert_eq!(f.capacity(), 1024 + 2048 + 4096 + 8192);
+        for i in 0..8_000u32 {
+            assert!(f.may_contain(Cf::Idents, &i.to_be_bytes()), "key {i} lost");
+        }
+        let fp = (8_000..108_000u32).filter(|i| f.may_contain(Cf::Idents, &i.to_be_bytes())).count();
+        assert!(fp < 4_000, "{fp} false positives in 100k past capacity");
     }
 }
