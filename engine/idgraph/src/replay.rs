@@ -30,8 +30,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Keys the known-keys filter holds before it stops answering "absent"
-/// (at least; it is sized for twice the keys already stored). 30 MB.
+/// Keys the known-keys filter is first sized for (at least; twice the
+/// keys already stored), before it grows. 30 MB.
 const KNOWN_KEYS_MIN_CAPACITY: u64 = 24_000_000;
 
 /// Options of one replay run.

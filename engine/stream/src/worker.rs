@@ -42,7 +42,8 @@ use std::time::{Duration, Instant};
 
 pub use crate::meta::part_meta_key;
 
-/// Keys the known-keys filter holds before it stops answering "absent".
+/// Keys the known-keys filter is first sized for (at least; twice the keys
+/// already stored), before it grows.
 const KNOWN_KEYS_MIN_CAPACITY: u64 = 4_000_000;
 
 /// The core consumer's fetch wait on the broker (ms).
