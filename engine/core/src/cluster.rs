@@ -61,9 +61,10 @@ impl Cluster {
             // identifier owned (most do) reads no other, and prefetching the
             // event's other identifiers read a quarter of all records for
             // nothing (a later probe reads its record when it gets there).
+            // Routes' own targets are [`prefetch_owners`]' first step.
             let mut targets: Vec<(u16, Target<'_>)> = Vec::with_capacity(wave.iter().map(VecDeque::len).sum());
             for (p, cmds) in wave.iter().enumerate() {
-                for c in cmds {
+                for c in cmds.iter().filter(|c| c.route_start().is_none()) {
                     let t = c.target();
                     if !self.parts[p].is_cached(t) {
                         targets.push((p as u16, t));
@@ -102,24 +103,46 @@ impl Cluster {
         s
     }
 }
-/// The next steps of a wave's prefetch, after its commands' own targets.
-/// A route that finds its first identifier owned (most do) applies the
-/// event to the owner next, at once when the profile is local, and that
-/// fold claims the event's identifiers the profile lacks, at once when
-/// they are local: each a lone read when it came. Here the owners are read
-/// in one multi-get, then the identifiers they lack in another. The
-/// identifier and profile records read are loaded into their partitions'
+/// A wave's prefetch for its routes (the caller prefetches the other
+/// commands' targets). A route looks up its first identifier; when that
+/// is owned (most are), it applies the event to the owner next, at once
+/// when the profile is local, and that fold claims the event's
+/// identifiers the profile lacks, at once when they are local: each a
+/// lone read when it came. Here the first identifiers not cached are read
+/// in one multi-get, their owners in a second, then the identifiers those
+/// lack in a third. The records read are loaded into their partitions'
 /// caches (the routes use them next anyway); nothing changes.
 ///
 /// `routes` gives each route's partition, the event's identifiers and the
 /// index of the one looked up first.
 pub fn prefetch_owners<'a>(parts: &mut [Partition], routes: impl Iterator<Item = (u16, &'a [IdentKey], usize)>, loader: &mut dyn Loader) {
     let n = parts.len() as u16;
-    let mut owners: Vec<(u16, Target<'static>)> = Vec::new();
-    let mut found: Vec<(ProfileId, &'a [IdentKey], usize)> = Vec::new();
+    // Each first identifier's cache position, looked up once: a position
+    // stays valid while records are only added (eviction runs between
+    // batches).
+    let mut starts: Vec<(u16, &'a [IdentKey], usize, Option<usize>)> = Vec::new();
+    let mut firsts: Vec<(u16, Target<'a>)> = Vec::new();
     for (p, idents, first) in routes {
         let Some(k) = idents.get(first) else { continue };
-        let Some(o) = parts[p as usize].owner_of(k, loader) else { continue };
+        let at = parts[p as usize].ident_position(k);
+        if at.is_none() {
+            firsts.push((p, Target::Ident(k)));
+        }
+        starts.push((p, idents, first, at));
+    }
+    if !firsts.is_empty() {
+        loader.prefetch(&firsts);
+    }
+    drop(firsts);
+    let mut owners: Vec<(u16, Target<'static>)> = Vec::new();
+    let mut found: Vec<(ProfileId, &'a [IdentKey], usize)> = Vec::new();
+    for (p, idents, first, at) in starts {
+        let part = &mut parts[p as usize];
+        let owner = match at {
+            Some(i) => part.owner_at(i),
+            None => part.owner_of(&idents[first], loader),
+        };
+        let Some(o) = owner else { continue };
         let q = o.partition(n);
         if !parts[q as usize].is_cached(Target::Profile(o)) {
             owners.push((q, Target::Profile(o)));

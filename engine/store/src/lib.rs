@@ -84,6 +84,29 @@ pub trait Store: Send + Sync {
     fn disk_bytes(&self) -> Option<u64>;
 }
 
+/// The positions of `ops` in the order of `(family, key)`, writes of one
+/// key in the order given (a stable sort). Most comparisons are settled
+/// by the first 15 key bytes, held as one integer beside the position, so
+/// the sort touches the keys themselves only on ties: comparing them
+/// through their pointers was a tenth of the writer thread's time.
+pub fn sorted_order(ops: &[Op]) -> Vec<usize> {
+    fn prefix(cf: Cf, key: &[u8]) -> u128 {
+        let mut b = [0u8; 16];
+        b[0] = cf.index() as u8;
+        let n = key.len().min(15);
+        b[1..=n].copy_from_slice(&key[..n]);
+        u128::from_be_bytes(b)
+    }
+    let mut order: Vec<(u128, usize)> = ops.iter().enumerate().map(|(i, (cf, k, _))| (prefix(*cf, k), i)).collect();
+    order.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0).then_with(|| {
+            let (x, y) = (&ops[a.1], &ops[b.1]);
+            (x.0, &x.1).cmp(&(y.0, &y.1)).then(a.1.cmp(&b.1))
+        })
+    });
+    order.into_iter().map(|(_, i)| i).collect()
+}
+
 /// The first key after every key starting with `prefix` (`None`: no such
 /// key, the prefix is all `0xFF`).
 pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
@@ -95,4 +118,32 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn op() -> impl Strategy<Value = Op> {
+        // Short keys over few byte values: ties in the first 15 bytes,
+        // keys that prefix others, zero bytes against padding.
+        // A shared run of up to 17 bytes first, so that many keys agree
+        // on all 15 bytes the sort compares as an integer.
+        let tail = prop::collection::vec(prop::sample::select(vec![0u8, 1, 0xFF]), 0..4);
+        (prop::sample::select(Cf::ALL.to_vec()), 0usize..=17, tail, any::<Option<u8>>()).prop_map(|(cf, n, tail, v)| {
+            let mut k = vec![7u8; n];
+            k.extend(tail);
+            (cf, k, v.map(|b| vec![b]))
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn sorted_order_is_the_stable_sort_by_family_and_key(ops in prop::collection::vec(op(), 0..200)) {
+            let mut expected: Vec<usize> = (0..ops.len()).collect();
+            expected.sort_by(|&a, &b| (ops[a].0, &ops[a].1).cmp(&(ops[b].0, &ops[b].1)));
+            prop_assert_eq!(sorted_order(&ops), expected);
+        }
+    }
 }

@@ -179,21 +179,24 @@ impl Store for RocksStore {
             .collect()
     }
 
-    fn write(&self, mut batch: Batch) -> Result<(), StoreError> {
-        // Sorted inserts let the memtable skip list reuse its last position
-        // (splice) instead of searching from the top for every key. The
-        // stable sort keeps the last write of a key last.
-        batch.ops.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        let mut wb = WriteBatch::default();
+    fn write(&self, batch: Batch) -> Result<(), StoreError> {
+        let handles = [self.cf(Cf::Idents)?, self.cf(Cf::Profiles)?, self.cf(Cf::Meta)?];
+        // Sized up front: grown by doubling, the batch's buffer (megabytes
+        // per replay batch) was copied over and over as it filled.
+        let bytes: usize = batch.ops.iter().map(|(_, k, v)| k.len() + v.as_ref().map_or(0, Vec::len) + 16).sum();
+        let mut wb = WriteBatch::with_capacity_bytes(bytes + 64);
         for (cf, prefix) in &batch.prefix_deletes {
-            let h = self.cf(*cf)?;
+            let h = handles[cf.index()];
             match crate::prefix_end(prefix) {
                 Some(end) => wb.delete_range_cf(h, prefix.as_slice(), end.as_slice()),
                 None => return Err(StoreError::Engine { op: "delete prefix", reason: "the prefix has no upper bound (all 0xFF)".into() }),
             }
         }
-        for (cf, k, v) in &batch.ops {
-            let h = self.cf(*cf)?;
+        // Sorted inserts let the memtable skip list reuse its last position
+        // (splice) instead of searching from the top for every key.
+        for i in crate::sorted_order(&batch.ops) {
+            let (cf, k, v) = &batch.ops[i];
+            let h = handles[cf.index()];
             match v {
                 Some(v) => wb.put_cf(h, k, v),
                 None => wb.delete_cf(h, k),

@@ -499,18 +499,13 @@ fn keyed(dest: Dest, key: &str, value: Vec<u8>) -> OutRecord {
     OutRecord { dest, partition: None, key: Some(key.as_bytes().to_vec()), value: Some(value), headers: vec![] }
 }
 
-/// One multi-get per family for the records the batch's commands target.
+/// One multi-get per family for the records the batch's commands target
+/// (the routes' first identifiers are [`prefetch_owners`]' first step).
 fn prefetch(recs: &[In], parts: &mut [Partition], loader: &mut StoreLoader<'_>) {
     let mut targets: Vec<(u16, Target<'_>)> = Vec::new();
     for r in recs {
-        match &r.env {
-            None => {}
-            Some(Envelope::Input { items, .. }) => {
-                targets.extend(items.iter().filter_map(|(_, ev)| Some((r.p, Target::Ident(ev.idents.first()?)))))
-            }
-            Some(Envelope::Internal { cmds, .. }) => {
-                targets.extend(cmds.iter().map(|c| (r.p, c.target())));
-            }
+        if let Some(Envelope::Internal { cmds, .. }) = &r.env {
+            targets.extend(cmds.iter().filter(|c| c.route_start().is_none()).map(|c| (r.p, c.target())));
         }
     }
     targets.retain(|(p, t)| !parts[*p as usize].is_cached(*t));

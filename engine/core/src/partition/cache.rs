@@ -42,7 +42,7 @@ fn slot_index<K: Hash + Eq + Clone, V>(map: &mut Map<K, Slot<V>>, key: &K, gen: 
 impl Partition {
     /// The position of an identifier's cached slot, loading it on a miss.
     /// A hit costs one hash lookup and no key clone.
-    fn ident_index(&mut self, key: &IdentKey, loader: &mut dyn Loader) -> usize {
+    pub(super) fn ident_index(&mut self, key: &IdentKey, loader: &mut dyn Loader) -> usize {
         let (p, gen) = (self.id, self.gen);
         slot_index(&mut self.idents, key, gen, || loader.ident(p, key))
     }
@@ -51,22 +51,46 @@ impl Partition {
     /// loading its record into the cache on a miss: a read, changing
     /// nothing (used to prefetch the owners of what a wave will route).
     pub fn owner_of(&mut self, key: &IdentKey, loader: &mut dyn Loader) -> Option<ProfileId> {
-        self.ident_get(key, loader).filter(|r| !r.shared).and_then(|r| r.owner)
+        let i = self.ident_index(key, loader);
+        self.owner_at(i)
+    }
+
+    /// Where an identifier's record is cached (loads nothing): a position
+    /// for [`Self::owner_at`], valid until the next eviction
+    /// ([`Partition::end_batch`]).
+    pub fn ident_position(&self, key: &IdentKey) -> Option<usize> {
+        self.idents.get_index_of(key)
+    }
+
+    /// [`Self::owner_of`] the identifier cached at a position
+    /// [`Self::ident_position`] gave, stamped as used.
+    pub fn owner_at(&mut self, i: usize) -> Option<ProfileId> {
+        let slot = &mut self.idents[i];
+        slot.gen = self.gen;
+        slot.val.as_ref().filter(|r| !r.shared).and_then(|r| r.owner)
     }
 
     pub(super) fn ident_mut(&mut self, key: &IdentKey, loader: &mut dyn Loader) -> &mut IdentRecord {
         let i = self.ident_index(key, loader);
+        self.ident_mut_at(i)
+    }
+
+    /// The record at a position [`Self::ident_index`] gave (positions hold
+    /// until the next eviction: records are only added in between), to read.
+    pub(super) fn ident_at(&self, i: usize) -> Option<&IdentRecord> {
+        self.idents[i].val.as_ref()
+    }
+
+    /// The record at a position [`Self::ident_index`] gave, to change:
+    /// marked dirty, created empty when there was none. A read followed
+    /// by a change costs one hash lookup this way, not two.
+    pub(super) fn ident_mut_at(&mut self, i: usize) -> &mut IdentRecord {
         let slot = &mut self.idents[i];
         if !slot.dirty {
             slot.dirty = true;
             self.dirty_idents.push(i);
         }
         slot.val.get_or_insert_with(IdentRecord::default)
-    }
-
-    pub(super) fn ident_get(&mut self, key: &IdentKey, loader: &mut dyn Loader) -> Option<&IdentRecord> {
-        let i = self.ident_index(key, loader);
-        self.idents[i].val.as_ref()
     }
 
     fn profile_index(&mut self, id: ProfileId, loader: &mut dyn Loader) -> usize {
@@ -215,7 +239,7 @@ mod tests {
         let ids: Vec<ProfileId> = (0..3).map(|i| ProfileId::for_new(i, &key(i as u32))).collect();
         // Clean records first, so eviction moves the dirty ones.
         for i in 0..50 {
-            let _ = p.ident_get(&key(i), l);
+            let _ = p.owner_of(&key(i), l);
         }
         p.end_batch(usize::MAX, false);
         p.ident_mut(&key(60), l).owner = Some(ids[0]);

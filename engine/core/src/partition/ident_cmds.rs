@@ -28,7 +28,8 @@ impl Partition {
                 fx.cmds.push(Command::Route { probe: probe.min(u8::MAX as usize) as u8, ev });
                 return;
             }
-            let (shared, owner) = self.ident_get(key, loader).map_or((false, None), |r| (r.shared, r.owner));
+            let slot = self.ident_index(key, loader);
+            let (shared, owner) = self.ident_at(slot).map_or((false, None), |r| (r.shared, r.owner));
             if shared {
                 self.stats.shared_dropped += 1;
                 ev.idents.remove(i);
@@ -42,7 +43,7 @@ impl Partition {
                 }
                 None if claim => {
                     let id = ProfileId::for_new(ev.ts, key);
-                    self.ident_mut(key, loader).owner = Some(id);
+                    self.ident_mut_at(slot).owner = Some(id);
                     self.handle_or_send(Command::Create { id, ev }, loader, fx);
                 }
                 None => {
@@ -71,10 +72,11 @@ impl Partition {
         loader: &mut dyn Loader,
         fx: &mut Effects,
     ) -> AttachOutcome {
-        match self.ident_get(x, loader).map_or((false, None), |r| (r.shared, r.owner)) {
+        let slot = self.ident_index(x, loader);
+        match self.ident_at(slot).map_or((false, None), |r| (r.shared, r.owner)) {
             (true, _) => AttachOutcome::Shared,
             (false, None) => {
-                self.ident_mut(x, loader).owner = Some(to);
+                self.ident_mut_at(slot).owner = Some(to);
                 AttachOutcome::Claimed
             }
             (false, Some(o)) if o == to => AttachOutcome::Member,
