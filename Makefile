@@ -23,7 +23,14 @@ deps: ## Install what the build needs (libclang for RocksDB bindings)
 	@# libclang itself, not libclang-cpp (which some images ship alone)
 	@if ! ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_64-linux-gnu/libclang-[0-9]*.so* >/dev/null 2>&1; then \
 		echo "installing libclang-dev (bindgen for RocksDB)"; \
-		(apt-get update -qq && apt-get install -y -qq libclang-dev) >/dev/null; \
+		sudo=; if [ "$$(id -u)" != 0 ]; then \
+			if command -v sudo >/dev/null; then sudo=sudo; else \
+				echo "libclang-dev is missing and this user cannot install it: run 'apt-get install libclang-dev' as root" >&2; exit 1; fi; \
+		fi; \
+		mkdir -p $(CACHE); log=$(CACHE)/apt-install.log; \
+		if ! ($$sudo apt-get update -qq && $$sudo apt-get install -y -qq libclang-dev) >$$log 2>&1; then \
+			echo "installing libclang-dev failed; the end of $$log:" >&2; tail -n 20 $$log >&2; exit 1; \
+		fi; \
 	fi
 
 build: deps ## Build release binaries; leaves target/release/idgraph
