@@ -16,8 +16,12 @@
 //! network and FUSE file systems, devices with larger blocks), and off
 //! Linux, the ordinary handle takes everything.
 //!
-//! Durability is the OS's: nothing is synced per batch, so this survives a
-//! process crash (kill -9), not the loss of the machine.
+//! Each flush ends with `fdatasync` of the files it wrote to, before the
+//! batch's state commit: whatever state survives (a process crash, or the
+//! loss of the machine, which takes the state back to its last memtable
+//! flush), the files hold at least its committed lengths. A file found
+//! shorter than that at start (cut or replaced by hand) is refused with an
+//! error, not padded.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -56,16 +60,29 @@ struct Out {
     /// The file offset of the window's first byte (a block boundary when
     /// writing directly).
     pos: u64,
+    /// Bytes appended since the last sync.
+    unsynced: bool,
 }
 
 impl Out {
     fn open(path: &Path, committed: u64, allow_direct: bool) -> std::io::Result<Self> {
         let file = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path)?;
+        let found = file.metadata()?.len();
+        if found < committed {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "{} holds {found} bytes but the state committed {committed}: the file was cut, replaced or lost; \
+                     replay into a new state directory and output directory",
+                    path.display()
+                ),
+            ));
+        }
         file.set_len(committed)?;
         let direct = if allow_direct { open_direct(path) } else { None };
         let buf = vec![0u8; WINDOW + BLOCK];
         let off = buf.as_ptr().align_offset(BLOCK);
-        let mut out = Self { direct, file, buf, off, len: 0, pos: committed };
+        let mut out = Self { direct, file, buf, off, len: 0, pos: committed, unsynced: false };
         if out.direct.is_some() {
             // Resume inside the last block: its committed bytes are read
             // back, so the next direct write of that block keeps them.
@@ -78,6 +95,7 @@ impl Out {
     }
 
     fn append(&mut self, mut bytes: &[u8]) -> std::io::Result<()> {
+        self.unsynced |= !bytes.is_empty();
         while !bytes.is_empty() {
             let n = bytes.len().min(WINDOW - self.len);
             let at = self.off + self.len;
@@ -122,13 +140,20 @@ impl Out {
         Ok(())
     }
 
-    /// Everything appended reaches the OS: whole blocks directly, the tail
-    /// through the ordinary handle (it stays buffered for its block).
+    /// Everything appended reaches the device: whole blocks directly, the
+    /// tail through the ordinary handle (it stays buffered for its block),
+    /// then `fdatasync` (per file, so it covers both handles' writes).
+    /// Nothing to do when nothing was appended since the last flush.
     fn flush(&mut self) -> std::io::Result<()> {
+        if !self.unsynced {
+            return Ok(());
+        }
         self.write_out()?;
         if self.len > 0 {
             self.file.write_all_at(&self.buf[self.off..self.off + self.len], self.pos)?;
         }
+        self.file.sync_data()?;
+        self.unsynced = false;
         Ok(())
     }
 }
@@ -173,7 +198,7 @@ impl Sinks {
         Ok(())
     }
 
-    /// Flushes to the OS and returns the lengths to commit.
+    /// Flushes to the device and returns the lengths to commit.
     pub fn flush(&mut self) -> std::io::Result<[u64; 4]> {
         for w in &mut self.files {
             w.flush()?;
@@ -241,6 +266,27 @@ mod tests {
         assert_eq!(read(dir.path(), "profiles"), want);
         assert_eq!(read(dir.path(), "lifecycle"), b"{}\n".repeat(5_000));
         assert_eq!(lens, [want.len() as u64, 15_000, 0, 0]);
+        Ok(())
+    }
+
+    /// A file shorter than the state committed (cut by hand, or deleted
+    /// with the state kept) is refused, not padded with zeros.
+    #[test]
+    fn a_file_shorter_than_committed_is_refused() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let mut sinks = Sinks::open(dir.path(), &[0; 4])?;
+        sinks.line(Stream::Lifecycle, "{\"kind\":\"merge\"}")?;
+        let committed = sinks.flush()?;
+        drop(sinks);
+        let path = dir.path().join("lifecycle.ndjson");
+        std::fs::OpenOptions::new().write(true).open(&path)?.set_len(committed[1] - 1)?;
+        let e = Sinks::open(dir.path(), &committed).map(drop).map_err(|e| e.to_string());
+        let msg = e.expect_err("a short file must be refused");
+        let want = format!("lifecycle.ndjson holds {} bytes but the state committed {}", committed[1] - 1, committed[1]);
+        assert!(msg.contains(&want), "{msg}");
+        assert_eq!(std::fs::metadata(&path)?.len(), committed[1] - 1, "left as found");
+        std::fs::remove_file(&path)?;
+        assert!(Sinks::open(dir.path(), &committed).is_err(), "a missing file is as short as an empty one");
         Ok(())
     }
 }
