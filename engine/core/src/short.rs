@@ -185,6 +185,11 @@ impl<'de> Deserialize<'de> for ShortStr {
             fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<ShortStr, E> {
                 Ok(ShortStr::new(s))
             }
+            // What `Serialize` gives a binary format that tells byte
+            // strings from strings (postcard does not).
+            fn visit_bytes<E: serde::de::Error>(self, b: &[u8]) -> Result<ShortStr, E> {
+                std::str::from_utf8(b).map(ShortStr::new).map_err(|_| E::invalid_value(serde::de::Unexpected::Bytes(b), &self))
+            }
         }
         d.deserialize_str(V)
     }
@@ -209,6 +214,15 @@ mod tests {
             let back: ShortStr = serde_json::from_str(&serde_json::to_string(&a).unwrap()).unwrap();
             prop_assert_eq!(back, x);
         }
+    }
+
+    #[test]
+    fn reads_back_from_a_byte_string_and_refuses_one_that_is_not_utf8() {
+        use serde::de::value::{BytesDeserializer, Error};
+        let back = ShortStr::deserialize(BytesDeserializer::<Error>::new("café".as_bytes()));
+        assert_eq!(back.ok(), Some(ShortStr::new("café")));
+        let bad = ShortStr::deserialize(BytesDeserializer::<Error>::new(&[0x66, 0xFF]));
+        assert!(bad.is_err_and(|e| e.to_string().contains("a string")));
     }
 
     #[test]
