@@ -3,7 +3,7 @@
 //! # Layout
 //! - `main.rs`: the command line.
 //! - `alloc.rs`: the allocator and its tuning.
-//! - `config.rs`: TOML config, `IDGRAPH__…` overrides, validation.
+//! - `config/`: TOML config, `IDGRAPH__…` overrides (`env.rs`), validation.
 //! - `run.rs`: the `run` driver (streaming engine, embedded broker).
 //! - `replay.rs`: the `replay` driver.
 //! - `sink.rs`: NDJSON output streams with crash-safe positions.
