@@ -115,6 +115,36 @@ impl Serialize for IdentKey {
     }
 }
 
+/// The type tag of a key written as a position (record format 3): no
+/// identifier type has it (custom types stop below it).
+pub const POSITION_TAG: IdentType = IdentType(u8::MAX);
+
+/// Writes, in the shape of a key, the position of a key in a list the
+/// reader has at hand: the tag [`POSITION_TAG`] and the position in
+/// decimal as the value (two or three bytes instead of the key's ~30).
+pub fn serialize_position<S: serde::Serializer>(i: usize, s: S) -> Result<S::Ok, S::Error> {
+    let mut digits = [0u8; 20];
+    let mut n = digits.len();
+    let mut v = i;
+    loop {
+        n -= 1;
+        digits[n] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    KeyRepr { ty: POSITION_TAG, value: Utf8(&digits[n..]) }.serialize(s)
+}
+
+impl IdentKey {
+    /// The position a key written by [`serialize_position`] stands for
+    /// (`None` for a key that is not a position).
+    pub fn as_position(&self) -> Option<usize> {
+        (self.ty() == POSITION_TAG).then(|| self.value().parse().ok()).flatten()
+    }
+}
+
 impl<'de> Deserialize<'de> for IdentKey {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let r = KeyReprIn::deserialize(d)?;

@@ -8,8 +8,10 @@ use serde::{Deserialize, Serialize};
 /// 2: `Input` carries the oldest input timestamp. 3: `Internal` carries
 /// the input timestamp each command descends from (and the first format
 /// byte whose `Repoint` carries an ownership epoch, ADR 0002: that came
-/// with the epochs, before the byte was raised).
-const FORMAT: u8 = 3;
+/// with the epochs, before the byte was raised). 4: profiles inside
+/// commands are in record format 3 (anchors as positions); format 3
+/// envelopes, whose profiles hold the keys, decode alike.
+const FORMAT: u8 = 4;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Envelope {
@@ -33,7 +35,7 @@ pub fn encode(e: &Envelope) -> Vec<u8> {
 
 pub fn decode(b: &[u8]) -> Result<Envelope, String> {
     match b.split_first() {
-        Some((&FORMAT, rest)) => postcard::from_bytes(rest).map_err(|e| e.to_string()),
+        Some((&(3 | FORMAT), rest)) => postcard::from_bytes(rest).map_err(|e| e.to_string()),
         Some((f, _)) => Err(format!("unknown envelope format {f}")),
         None => Err("empty envelope".into()),
     }
@@ -55,6 +57,10 @@ mod tests {
             cmds: vec![Command::RecordRefusal { ident: k.clone(), with: idgraph_core::profile_id::ProfileId([1; 16]), at: 5 }],
         };
         assert_eq!(decode(&encode(&e)).unwrap(), e);
+        // Format 3 (before record format 3) reads alike.
+        let mut old = encode(&e);
+        old[0] = 3;
+        assert_eq!(decode(&old).unwrap(), e);
         assert!(decode(&[]).is_err());
         assert!(decode(&[9, 1, 2]).unwrap_err().contains("format 9"));
         assert!(decode(&[FORMAT, 0xFF, 0xFF]).is_err());
