@@ -138,6 +138,13 @@ mod tests {
         })
     }
 
+    #[test]
+    fn families_are_listed_in_index_order() {
+        for (i, cf) in Cf::ALL.iter().enumerate() {
+            assert_eq!(cf.index(), i, "{}", cf.name());
+        }
+    }
+
     proptest! {
         #[test]
         fn sorted_order_is_the_stable_sort_by_family_and_key(ops in prop::collection::vec(op(), 0..200)) {

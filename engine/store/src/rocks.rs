@@ -180,7 +180,8 @@ impl Store for RocksStore {
     }
 
     fn write(&self, batch: Batch) -> Result<(), StoreError> {
-        let handles = [self.cf(Cf::Idents)?, self.cf(Cf::Profiles)?, self.cf(Cf::Meta)?];
+        // Indexed by `Cf::index` (`Cf::ALL` is in that order).
+        let handles = Cf::ALL.iter().map(|cf| self.cf(*cf)).collect::<Result<Vec<_>, _>>()?;
         // Sized up front: grown by doubling, the batch's buffer (megabytes
         // per replay batch) was copied over and over as it filled.
         let bytes: usize = batch.ops.iter().map(|(_, k, v)| k.len() + v.as_ref().map_or(0, Vec::len) + 16).sum();

@@ -18,49 +18,45 @@ use crate::time::Millis;
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
 
-/// A key, as its position in `idents` where it is one of them.
-struct Anchor<'a> {
-    key: &'a IdentKey,
+/// A value to write beside the profile's identifiers, which the keys in it
+/// are written as positions in (when `compact`).
+struct Within<'a, T> {
+    v: &'a T,
     idents: &'a [IdentEntry],
     compact: bool,
 }
 
-impl Serialize for Anchor<'_> {
+impl<'a, T> Within<'a, T> {
+    fn with<U>(&self, v: &'a U) -> Within<'a, U> {
+        Within { v, idents: self.idents, compact: self.compact }
+    }
+}
+
+/// A key: its position in `idents` where it is one of them.
+impl Serialize for Within<'_, IdentKey> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.idents.iter().position(|e| e.key == *self.key) {
-            Some(i) if self.compact => serialize_position(i, s),
-            _ => self.key.serialize(s),
+        match self.compact.then(|| self.idents.iter().position(|e| e.key == *self.v)).flatten() {
+            Some(i) => serialize_position(i, s),
+            None => self.v.serialize(s),
         }
     }
 }
 
-struct FragmentOut<'a> {
-    f: &'a Fragment,
-    idents: &'a [IdentEntry],
-    compact: bool,
-}
-
-impl Serialize for FragmentOut<'_> {
+impl Serialize for Within<'_, Fragment> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let (f, idents, compact) = (self.f, self.idents, self.compact);
+        let f = self.v;
         let mut st = s.serialize_struct("Fragment", 4)?;
-        st.serialize_field("anchor", &Anchor { key: &f.anchor, idents, compact })?;
+        st.serialize_field("anchor", &self.with(&f.anchor))?;
         st.serialize_field("metrics", &f.metrics)?;
         st.serialize_field("traits", &f.traits)?;
-        st.serialize_field("consent", &Seq(f.consent.iter().map(|c| ConsentOut { c, idents, compact })))?;
+        st.serialize_field("consent", &Seq(f.consent.iter().map(|c| self.with(c))))?;
         st.end()
     }
 }
 
-struct ConsentOut<'a> {
-    c: &'a ConsentRecord,
-    idents: &'a [IdentEntry],
-    compact: bool,
-}
-
-impl Serialize for ConsentOut<'_> {
+impl Serialize for Within<'_, ConsentRecord> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let c = self.c;
+        let c = self.v;
         let mut st = s.serialize_struct("ConsentRecord", 8)?;
         st.serialize_field("purpose", &c.purpose)?;
         st.serialize_field("granted", &c.granted)?;
@@ -69,7 +65,7 @@ impl Serialize for ConsentOut<'_> {
         st.serialize_field("jurisdiction", &c.jurisdiction)?;
         st.serialize_field("source", &c.source)?;
         st.serialize_field("event_id", &c.event_id)?;
-        st.serialize_field("identifier", &Anchor { key: &c.identifier, idents: self.idents, compact: self.compact })?;
+        st.serialize_field("identifier", &self.with(&c.identifier))?;
         st.end()
     }
 }
@@ -85,15 +81,14 @@ impl<I: Iterator<Item = T> + ExactSizeIterator + Clone, T: Serialize> Serialize 
 
 impl Serialize for LiveProfile {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let compact = !s.is_human_readable();
-        let idents = &self.idents[..];
+        let within = Within { v: self, idents: &self.idents, compact: !s.is_human_readable() };
         let mut st = s.serialize_struct("LiveProfile", 11)?;
         st.serialize_field("version", &self.version)?;
         st.serialize_field("created", &self.created)?;
         st.serialize_field("updated", &self.updated)?;
         st.serialize_field("idents", &self.idents)?;
         st.serialize_field("edges", &self.edges)?;
-        st.serialize_field("fragments", &Seq(self.fragments.iter().map(|f| FragmentOut { f, idents, compact })))?;
+        st.serialize_field("fragments", &Seq(self.fragments.iter().map(|f| within.with(f))))?;
         st.serialize_field("pending", &self.pending)?;
         st.serialize_field("merged_from", &self.merged_from)?;
         st.serialize_field("frozen_for", &self.frozen_for)?;
