@@ -10,7 +10,7 @@ use crate::command::{Command, Target};
 use crate::config::CoreConfig;
 use crate::event::Touchpoint;
 use crate::ident::IdentKey;
-use crate::partition::{Effects, Loader, Partition, Stats};
+use crate::partition::{Effects, IdentAt, Loader, Partition, Stats};
 use crate::profile_id::ProfileId;
 use crate::record::ProfileRecord;
 use std::collections::VecDeque;
@@ -32,6 +32,15 @@ impl Cluster {
             inbox: (0..partitions).map(|_| VecDeque::new()).collect(),
             delivered: 0,
         }
+    }
+
+    /// Gives the partitions an owner cache of `bytes` in all (split
+    /// evenly; see [`Partition::with_owner_cache`]).
+    #[must_use]
+    pub fn with_owner_cache(mut self, bytes: usize) -> Self {
+        let each = bytes / self.parts.len();
+        self.parts = self.parts.into_iter().map(|p| p.with_owner_cache(each)).collect();
+        self
     }
 
     pub fn partitions(&self) -> u16 {
@@ -66,7 +75,11 @@ impl Cluster {
             for (p, cmds) in wave.iter().enumerate() {
                 for c in cmds.iter().filter(|c| c.route_start().is_none()) {
                     let t = c.target();
-                    if !self.parts[p].is_cached(t) {
+                    let known = match c {
+                        Command::Attach { .. } => self.parts[p].owner_known(t),
+                        _ => self.parts[p].is_cached(t),
+                    };
+                    if !known {
                         targets.push((p as u16, t));
                     }
                 }
@@ -117,15 +130,15 @@ impl Cluster {
 /// index of the one looked up first.
 pub fn prefetch_owners<'a>(parts: &mut [Partition], routes: impl Iterator<Item = (u16, &'a [IdentKey], usize)>, loader: &mut dyn Loader) {
     let n = parts.len() as u16;
-    // Each first identifier's cache position, looked up once: a position
-    // stays valid while records are only added (eviction runs between
-    // batches).
-    let mut starts: Vec<(u16, &'a [IdentKey], usize, Option<usize>)> = Vec::new();
+    // Each first identifier's cache position (or owner, from the owner
+    // cache), looked up once: a position stays valid while records are
+    // only added (eviction runs between batches).
+    let mut starts: Vec<(u16, &'a [IdentKey], usize, IdentAt)> = Vec::new();
     let mut firsts: Vec<(u16, Target<'a>)> = Vec::new();
     for (p, idents, first) in routes {
         let Some(k) = idents.get(first) else { continue };
-        let at = parts[p as usize].ident_position(k);
-        if at.is_none() {
+        let at = parts[p as usize].cached_ident(k);
+        if at == IdentAt::Nowhere {
             firsts.push((p, Target::Ident(k)));
         }
         starts.push((p, idents, first, at));
@@ -139,8 +152,9 @@ pub fn prefetch_owners<'a>(parts: &mut [Partition], routes: impl Iterator<Item =
     for (p, idents, first, at) in starts {
         let part = &mut parts[p as usize];
         let owner = match at {
-            Some(i) => part.owner_at(i),
-            None => part.owner_of(&idents[first], loader),
+            IdentAt::Slot(i) => part.owner_at(i),
+            IdentAt::Owner(o) => Some(o),
+            IdentAt::Nowhere => part.owner_of(&idents[first], loader),
         };
         let Some(o) = owner else { continue };
         let q = o.partition(n);
@@ -163,7 +177,7 @@ pub fn prefetch_owners<'a>(parts: &mut [Partition], routes: impl Iterator<Item =
         );
         let mut i = start;
         while i < lacked.len() {
-            if parts[lacked[i].0 as usize].is_cached(lacked[i].1) {
+            if parts[lacked[i].0 as usize].owner_known(lacked[i].1) {
                 lacked.swap_remove(i);
             } else {
                 i += 1;

@@ -254,7 +254,18 @@ impl IdentKey {
     pub fn partition(&self, partitions: u16) -> u16 {
         crate::partition_of(self.hash, partitions)
     }
+
+    /// A second 64-bit hash of the key, independent of
+    /// [`Self::stable_hash`] (xxh3 with another seed, the type in the
+    /// seed): with both, a table tells keys apart without storing them.
+    /// Computed on each call.
+    pub fn second_hash(&self) -> u64 {
+        xxhash_rust::xxh3::xxh3_64_with_seed(self.bytes(), SECOND_SEED ^ u64::from(self.ty().0))
+    }
 }
+
+/// Seed of [`IdentKey::second_hash`].
+const SECOND_SEED: u64 = 0x5EED_0F1D_6A7E_2B93;
 
 impl fmt::Debug for IdentKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

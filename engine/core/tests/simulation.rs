@@ -378,3 +378,81 @@ fn one_profile_version_renders_one_content() {
     }
     assert!(checked > 1000, "too few renderings checked: {checked}");
 }
+
+/// A store behind the cluster: what batches drained, read back by loads.
+#[derive(Default)]
+struct Stored(Snapshot);
+
+impl idgraph_core::partition::Loader for Stored {
+    fn ident(&mut self, _: u16, k: &IdentKey) -> Option<idgraph_core::record::IdentRecord> {
+        self.0.idents.get(k).cloned()
+    }
+    fn profile(&mut self, _: u16, id: &idgraph_core::profile_id::ProfileId) -> Option<idgraph_core::record::ProfileRecord> {
+        self.0.profiles.get(id).cloned()
+    }
+}
+
+/// Everything a batched run leaves: the stored records, the lifecycle and
+/// consent outputs, the counters, and the owner cache's answers.
+type Batched = (Snapshot, String, Vec<idgraph_core::partition::Stats>, u64);
+
+/// Runs `evs` through a cluster in batches of `batch` events, writing each
+/// batch's dirty records to a store and then evicting the record cache
+/// down to `cache` entries (so later batches load records again).
+fn batched(cfg: &Arc<CoreConfig>, p: u16, evs: &[Touchpoint], batch: usize, cache: usize, owner_bytes: usize) -> Batched {
+    use idgraph_core::partition::DirtyRef;
+    let mut c = idgraph_core::cluster::Cluster::new(p, cfg.clone()).with_owner_cache(owner_bytes);
+    let mut store = Stored::default();
+    let mut fx = Effects::default();
+    for chunk in evs.chunks(batch) {
+        for e in chunk {
+            c.submit(e.clone());
+        }
+        c.run(&mut store, &mut fx);
+        for part in &mut c.parts {
+            part.drain_dirty(&mut |d| {
+                match d {
+                    DirtyRef::Ident(k, Some(r), _) => drop(store.0.idents.insert(k.clone(), r.clone())),
+                    DirtyRef::Ident(k, None, _) => drop(store.0.idents.remove(k)),
+                    DirtyRef::Profile(id, Some(r), _) => drop(store.0.profiles.insert(id, (**r).clone())),
+                    DirtyRef::Profile(id, None, _) => drop(store.0.profiles.remove(&id)),
+                }
+                true
+            });
+            part.end_batch(cache, false);
+        }
+    }
+    let outputs = format!("{}\n{}", serde_json::to_string(&fx.lifecycle).unwrap(), serde_json::to_string(&fx.consent).unwrap());
+    let hits = c.parts.iter().map(Partition::owner_cache_hits).sum();
+    (store.0, outputs, c.parts.iter().map(|x| x.stats.clone()).collect(), hits)
+}
+
+/// The owner cache answers what the identifier's record would: with one
+/// that barely holds anything (entries replaced all the time) or one that
+/// holds everything, every stored record, output and counter equals a run
+/// without it, while records keep leaving the record cache.
+#[test]
+fn the_owner_cache_changes_no_outcome() {
+    let cfg = Arc::new(CoreConfig::default());
+    let mut hits = 0;
+    for p in [1u16, 4] {
+        for seed in seeds().take(40) {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed * 613 + u64::from(p));
+            let mut evs = events(&mut rng, 200, 50, &cfg);
+            evs.extend(persons_events(&mut rng, 30, 200, &cfg));
+            let without = batched(&cfg, p, &evs, 16, 8, 0);
+            assert!(check(&without.0, &cfg).is_empty(), "P={p} seed={seed}: {:?}", check(&without.0, &cfg));
+            assert_eq!(without.3, 0);
+            // A bucket (193 bytes) or two per partition, then plenty.
+            for bytes in [400 * usize::from(p), 1 << 20] {
+                let with = batched(&cfg, p, &evs, 16, 8, bytes);
+                assert!(with.0.idents == without.0.idents, "P={p} seed={seed} owner cache {bytes}: identifier records differ");
+                assert!(with.0.profiles == without.0.profiles, "P={p} seed={seed} owner cache {bytes}: profile records differ");
+                assert_eq!(with.1, without.1, "P={p} seed={seed} owner cache {bytes}: outputs differ");
+                assert_eq!(with.2, without.2, "P={p} seed={seed} owner cache {bytes}: counters differ");
+                hits += with.3;
+            }
+        }
+    }
+    assert!(hits > 1000, "the owner cache must answer routes in this test ({hits} answers)");
+}

@@ -19,7 +19,7 @@ use idgraph_core::golden::{self, ProfileOutput};
 use idgraph_core::input::{Format, Parser, RejectReason};
 use idgraph_core::normalize::Normalizer;
 use idgraph_core::output::{ConsentEvent, LifecycleEvent};
-use idgraph_core::partition::Effects;
+use idgraph_core::partition::{Effects, Partition};
 use idgraph_core::profile_id::ProfileId;
 use idgraph_state::{self as state, bump, Counters, DirtyWrite, KnownKeys, StoreLoader};
 use idgraph_store::{Batch, RocksOptions, RocksStore, Store};
@@ -95,6 +95,8 @@ pub struct Summary {
     pub store_reads: u64,
     /// Lookups of keys never written, answered by the filter without a read.
     pub store_reads_skipped: u64,
+    /// Identifier lookups the owner cache answered without a read.
+    pub owner_cache_hits: u64,
     /// Identifier and profile records written to the state (puts and
     /// deletes), and their key and value bytes: what every write, flush and
     /// compaction pays for.
@@ -319,7 +321,7 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
     let batch_size = cfg.replay.batch_size;
     let reader_thread = std::thread::Builder::new().name("replay-reader".into()).spawn(move || reader(files, parser, batch_size, tx))?;
 
-    let mut cluster = Cluster::new(partitions, core.clone());
+    let mut cluster = Cluster::new(partitions, core.clone()).with_owner_cache(cfg.state.owner_cache_mb as usize * (1 << 20));
     let cache_per_partition = (cfg.state.cache_entries / partitions as usize).max(1024);
     let started = Instant::now();
     let mut latencies: Vec<f64> = Vec::new();
@@ -491,6 +493,7 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
         commands_delivered: cluster.delivered,
         store_reads,
         store_reads_skipped,
+        owner_cache_hits: cluster.parts.iter().map(Partition::owner_cache_hits).sum(),
         state_records_written: records_written,
         state_bytes_written: bytes_written,
         phase_seconds: ph,

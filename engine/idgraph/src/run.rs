@@ -72,6 +72,7 @@ pub fn run(cfg: &Config) -> Result<()> {
         block_cache_mb: cfg.state.block_cache_mb,
         write_buffer_mb: cfg.state.write_buffer_mb,
         cache_entries: cfg.state.cache_entries,
+        owner_cache_bytes: cfg.state.owner_cache_mb as usize * (1 << 20),
         http_listen: cfg.http.listen.clone(),
         max_batch_records: cfg.run.batch_records,
         batch_linger_ms: cfg.run.batch_linger_ms,

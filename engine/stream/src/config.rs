@@ -53,6 +53,8 @@ pub struct EngineConfig {
     pub block_cache_mb: u32,
     pub write_buffer_mb: u32,
     pub cache_entries: usize,
+    /// Owner cache of all partitions, bytes.
+    pub owner_cache_bytes: usize,
     pub http_listen: String,
     /// Records taken from `idgraph.cmd` per committed batch (at most).
     pub max_batch_records: usize,

@@ -100,7 +100,8 @@ impl Worker {
     /// Replaces partition `p`'s in-memory state (caches) with a fresh one,
     /// keeping its counts in the totals.
     fn renew(&mut self, p: u16) {
-        let fresh = Partition::new(p, self.cfg.partitions, self.cfg.core.clone());
+        let fresh = Partition::new(p, self.cfg.partitions, self.cfg.core.clone())
+            .with_owner_cache(self.cfg.owner_cache_bytes / self.cfg.partitions as usize);
         let old = std::mem::replace(&mut self.parts[p as usize], fresh);
         self.retired.merge(&old.stats);
     }

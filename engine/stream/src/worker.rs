@@ -143,7 +143,7 @@ impl Worker {
             .map_err(StreamError::kafka("core consumer"))?;
         consumer.subscribe(&[&topics.cmd]).map_err(StreamError::kafka("subscribe to idgraph.cmd"))?;
         let restorer = Restorer::new(&cfg.brokers, &cfg.group_id, &topics.changelog, n)?;
-        let parts = (0..n).map(|p| Partition::new(p, n, cfg.core.clone())).collect();
+        let parts = (0..n).map(|p| Partition::new(p, n, cfg.core.clone()).with_owner_cache(cfg.owner_cache_bytes / n as usize)).collect();
         // Distinct per run (not a decision input: it only names batches).
         let token = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
             ^ (u64::from(std::process::id()) << 32);

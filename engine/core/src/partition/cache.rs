@@ -24,6 +24,22 @@ pub enum DirtyRef<'a> {
     Profile(ProfileId, Option<&'a Arc<ProfileRecord>>, bool),
 }
 
+/// Where a route finds an identifier: its record's position in the
+/// record cache, or only its owner (from the owner cache; the identifier
+/// is then owned and not shared), or neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentAt {
+    Slot(usize),
+    Owner(ProfileId),
+    Nowhere,
+}
+
+/// The profile a route of an identifier goes to: its owner, unless it is
+/// shared (the owner cache holds exactly these).
+fn routes_to(r: &IdentRecord) -> Option<ProfileId> {
+    r.owner.filter(|_| !r.shared)
+}
+
 /// The position of `key`'s slot in a cache map, inserting one with
 /// `load()` on a miss; the slot is stamped as used in generation `gen`.
 fn slot_index<K: Hash + Eq + Clone, V>(map: &mut Map<K, Slot<V>>, key: &K, gen: u32, load: impl FnOnce() -> Option<V>) -> usize {
@@ -44,7 +60,53 @@ impl Partition {
     /// A hit costs one hash lookup and no key clone.
     pub(super) fn ident_index(&mut self, key: &IdentKey, loader: &mut dyn Loader) -> usize {
         let (p, gen) = (self.id, self.gen);
-        slot_index(&mut self.idents, key, gen, || loader.ident(p, key))
+        let owners = &mut self.owners;
+        slot_index(&mut self.idents, key, gen, || {
+            let rec = loader.ident(p, key);
+            owners.set(key, rec.as_ref().and_then(routes_to));
+            rec
+        })
+    }
+
+    /// Where an identifier's record is cached, or else the owner the
+    /// owner cache knows for it, or else its record loaded: what a route
+    /// needs, reading the store only in the last case.
+    pub(super) fn ident_or_owner(&mut self, key: &IdentKey, loader: &mut dyn Loader) -> IdentAt {
+        match self.cached_ident(key) {
+            IdentAt::Nowhere => IdentAt::Slot(self.ident_index(key, loader)),
+            found => found,
+        }
+    }
+
+    /// Whether the identifier found at `at` is shared, and its owner.
+    pub(super) fn shared_and_owner(&self, at: IdentAt) -> (bool, Option<ProfileId>) {
+        match at {
+            IdentAt::Slot(i) => self.ident_at(i).map_or((false, None), |r| (r.shared, r.owner)),
+            IdentAt::Owner(o) => (false, Some(o)),
+            IdentAt::Nowhere => (false, None),
+        }
+    }
+
+    /// The record-cache position of an identifier found at `at`, to
+    /// change it (loaded when only its owner was known).
+    pub(super) fn slot_of(&mut self, at: IdentAt, key: &IdentKey, loader: &mut dyn Loader) -> usize {
+        match at {
+            IdentAt::Slot(i) => i,
+            IdentAt::Owner(_) | IdentAt::Nowhere => self.ident_index(key, loader),
+        }
+    }
+
+    /// [`Self::ident_or_owner`] without loading: `Nowhere` when neither
+    /// cache knows the identifier. A cached record is stamped as used.
+    pub fn cached_ident(&mut self, key: &IdentKey) -> IdentAt {
+        if let Some(i) = self.idents.get_index_of(key) {
+            self.idents[i].gen = self.gen;
+            return IdentAt::Slot(i);
+        }
+        match self.owners.get(key) {
+            Some(o) => IdentAt::Owner(o),
+            None => IdentAt::Nowhere,
+        }
     }
 
     /// The profile that owns an identifier (none when unowned or shared),
@@ -55,19 +117,13 @@ impl Partition {
         self.owner_at(i)
     }
 
-    /// Where an identifier's record is cached (loads nothing): a position
-    /// for [`Self::owner_at`], valid until the next eviction
-    /// ([`Partition::end_batch`]).
-    pub fn ident_position(&self, key: &IdentKey) -> Option<usize> {
-        self.idents.get_index_of(key)
-    }
-
     /// [`Self::owner_of`] the identifier cached at a position
-    /// [`Self::ident_position`] gave, stamped as used.
+    /// [`Self::cached_ident`] gave (positions hold until the next eviction,
+    /// [`Partition::end_batch`]), stamped as used.
     pub fn owner_at(&mut self, i: usize) -> Option<ProfileId> {
         let slot = &mut self.idents[i];
         slot.gen = self.gen;
-        slot.val.as_ref().filter(|r| !r.shared).and_then(|r| r.owner)
+        slot.val.as_ref().and_then(routes_to)
     }
 
     pub(super) fn ident_mut(&mut self, key: &IdentKey, loader: &mut dyn Loader) -> &mut IdentRecord {
@@ -160,6 +216,7 @@ impl Partition {
             if let Some((k, s)) = self.idents.get_index_mut(i) {
                 s.dirty = false;
                 s.stored = f(DirtyRef::Ident(k, s.val.as_ref(), s.stored));
+                self.owners.set(k, s.val.as_ref().and_then(routes_to));
             }
         }
         list.clear();

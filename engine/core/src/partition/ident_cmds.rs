@@ -28,8 +28,8 @@ impl Partition {
                 fx.cmds.push(Command::Route { probe: probe.min(u8::MAX as usize) as u8, ev });
                 return;
             }
-            let slot = self.ident_index(key, loader);
-            let (shared, owner) = self.ident_at(slot).map_or((false, None), |r| (r.shared, r.owner));
+            let at = self.ident_or_owner(key, loader);
+            let (shared, owner) = self.shared_and_owner(at);
             if shared {
                 self.stats.shared_dropped += 1;
                 ev.idents.remove(i);
@@ -43,6 +43,7 @@ impl Partition {
                 }
                 None if claim => {
                     let id = ProfileId::for_new(ev.ts, key);
+                    let slot = self.slot_of(at, key, loader);
                     self.ident_mut_at(slot).owner = Some(id);
                     self.handle_or_send(Command::Create { id, ev }, loader, fx);
                 }
@@ -72,10 +73,11 @@ impl Partition {
         loader: &mut dyn Loader,
         fx: &mut Effects,
     ) -> AttachOutcome {
-        let slot = self.ident_index(x, loader);
-        match self.ident_at(slot).map_or((false, None), |r| (r.shared, r.owner)) {
+        let at = self.ident_or_owner(x, loader);
+        match self.shared_and_owner(at) {
             (true, _) => AttachOutcome::Shared,
             (false, None) => {
+                let slot = self.slot_of(at, x, loader);
                 self.ident_mut_at(slot).owner = Some(to);
                 AttachOutcome::Claimed
             }

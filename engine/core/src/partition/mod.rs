@@ -9,6 +9,7 @@
 //! # Layout
 //! - `mod.rs`: the partition, its counters and command dispatch.
 //! - `cache.rs`: the write-back record cache.
+//! - `owners.rs`: the owner cache (identifier -> owning profile).
 //! - `ident_cmds.rs`: commands handled at an identifier's partition.
 //! - `profile_cmds.rs`: commands handled at a profile's partition.
 //! - `merge.rs`: link, hand-over and the verdict; detach and split.
@@ -16,6 +17,7 @@
 mod cache;
 mod ident_cmds;
 mod merge;
+mod owners;
 mod profile_cmds;
 
 use crate::command::{Command, Target};
@@ -95,7 +97,7 @@ struct Slot<T> {
     gen: u32,
 }
 
-pub use cache::DirtyRef;
+pub use cache::{DirtyRef, IdentAt};
 
 /// The record cache's maps: insertion-ordered, so a record has a position
 /// that dirty lists can hold instead of its key.
@@ -120,6 +122,8 @@ pub struct Partition {
     touched_set: FxHashSet<ProfileId>,
     /// Position in `profiles` of the last profile looked up (a hint).
     profile_hint: usize,
+    /// Owners of identifiers whose records may have left `idents`.
+    owners: owners::OwnerCache,
     gen: u32,
     pub stats: Stats,
 }
@@ -141,9 +145,23 @@ impl Partition {
             touched: Vec::new(),
             touched_set: FxHashSet::default(),
             profile_hint: 0,
+            owners: owners::OwnerCache::default(),
             gen: 0,
             stats: Stats::default(),
         }
+    }
+
+    /// Gives the partition an owner cache of at most `bytes` (none by
+    /// default): routes of identifiers it knows read no record.
+    #[must_use]
+    pub fn with_owner_cache(mut self, bytes: usize) -> Self {
+        self.owners = owners::OwnerCache::with_bytes(bytes);
+        self
+    }
+
+    /// Lookups the owner cache answered so far.
+    pub fn owner_cache_hits(&self) -> u64 {
+        self.owners.hits
     }
 
     pub fn config(&self) -> &Arc<CoreConfig> {
@@ -235,6 +253,16 @@ impl Partition {
 
 impl Partition {
     /// Whether the record a command targets is in the cache.
+    /// Whether a command for `t` that only needs an identifier's owner
+    /// (a route, an attach that finds it owned) can do without reading it:
+    /// its record is cached or the owner cache knows it.
+    pub fn owner_known(&self, t: Target<'_>) -> bool {
+        match t {
+            Target::Ident(k) => self.idents.contains_key(k) || self.owners.knows(k),
+            Target::Profile(_) => self.is_cached(t),
+        }
+    }
+
     pub fn is_cached(&self, t: Target<'_>) -> bool {
         match t {
             Target::Ident(k) => self.idents.contains_key(k),

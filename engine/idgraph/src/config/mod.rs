@@ -120,11 +120,21 @@ pub struct StateSection {
     pub write_buffer_mb: u32,
     /// Decoded records kept in memory across batches (all partitions).
     pub cache_entries: usize,
+    /// Memory for the owner cache (identifier -> owning profile, 24 bytes
+    /// an identifier; all partitions), MiB; 0 turns it off.
+    pub owner_cache_mb: u32,
 }
 
 impl Default for StateSection {
     fn default() -> Self {
-        Self { dir: "idgraph-state".into(), partitions: 8, block_cache_mb: 256, write_buffer_mb: 64, cache_entries: 400_000 }
+        Self {
+            dir: "idgraph-state".into(),
+            partitions: 8,
+            block_cache_mb: 256,
+            write_buffer_mb: 64,
+            cache_entries: 100_000,
+            owner_cache_mb: 256,
+        }
     }
 }
 
