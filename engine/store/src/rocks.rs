@@ -103,13 +103,16 @@ impl RocksStore {
             c.set_write_buffer_size(if cf == Cf::Meta { 4 << 20 } else { o.write_buffer_bytes });
             c.set_max_write_buffer_number(2);
             // Keys arrive in random order, so every compaction of level 0
-            // into the level below rewrites most of that level: let 16
+            // into the level below rewrites most of that level: let 32
             // level-0 files gather first (4 by default), so each rewrite
-            // carries four times the new data. Lookups probe more level-0
-            // blooms. 10M-event replay: compaction CPU 92.9 -> 37.3 s.
-            c.set_level_zero_file_num_compaction_trigger(16);
-            c.set_level_zero_slowdown_writes_trigger(40);
-            c.set_level_zero_stop_writes_trigger(56);
+            // carries eight times the new data. Lookups probe more level-0
+            // blooms. 10M-event replay: compaction CPU 92.9 -> 37.3 s at
+            // 16; 32 once the owner cache had taken 40% of the reads away,
+            // alternating: 100,331 / 100,412 events/s against 91,892 /
+            // 98,192, 180 / 181 CPU-s against 197 / 186.
+            c.set_level_zero_file_num_compaction_trigger(32);
+            c.set_level_zero_slowdown_writes_trigger(56);
+            c.set_level_zero_stop_writes_trigger(72);
             c.set_level_compaction_dynamic_level_bytes(true);
             // Most lookups are for identifiers never seen before: a memtable
             // bloom filter answers those without walking the skip list.
