@@ -132,7 +132,7 @@ impl Default for StateSection {
             partitions: 8,
             block_cache_mb: 256,
             write_buffer_mb: 64,
-            cache_entries: 100_000,
+            cache_entries: 200_000,
             owner_cache_mb: 256,
         }
     }
