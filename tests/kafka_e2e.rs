@@ -81,7 +81,12 @@ fn profiles_topic_equals_replay_and_bad_records_are_rejected() {
     broker.produce("crm", &crm, 0);
     engine.wait_quiescent(n + 5, Duration::from_secs(60));
     let metrics = engine.get("/metrics").1;
-    for name in ["idgraph_ingest_events_total{topic=\"touchpoints\"}", "idgraph_core_merges_total", "idgraph_core_batch_seconds_bucket"] {
+    for name in [
+        "idgraph_ingest_events_total{topic=\"touchpoints\"}",
+        "idgraph_core_merges_total",
+        "idgraph_core_owner_cache_hits_total",
+        "idgraph_core_batch_seconds_bucket",
+    ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
     assert!(engine.stop(), "engine did not exit cleanly on SIGTERM");

@@ -104,6 +104,7 @@ impl Worker {
             .with_owner_cache(self.cfg.owner_cache_bytes / self.cfg.partitions as usize);
         let old = std::mem::replace(&mut self.parts[p as usize], fresh);
         self.retired.merge(&old.stats);
+        self.owner_hits_retired += old.owner_cache_hits();
     }
 
     /// Pauses partition `p` and tries it again after a backoff that doubles

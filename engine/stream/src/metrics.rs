@@ -128,6 +128,7 @@ pub struct Metrics {
     pub conflicts: AtomicU64,
     pub identifiers_shared: AtomicU64,
     pub events_unlinkable: AtomicU64,
+    pub owner_cache_hits: AtomicU64,
     pub batches: AtomicU64,
     pub batch_seconds: Histogram,
     pub deliver_seconds: Histogram,
@@ -195,6 +196,13 @@ impl Metrics {
         c(&mut o, "idgraph_core_splits_total", "Profiles split.", &self.splits, "counter");
         c(&mut o, "idgraph_core_conflicts_total", "Identifiers dropped from a join by a rule.", &self.conflicts, "counter");
         c(&mut o, "idgraph_core_identifiers_shared_total", "Identifiers marked shared.", &self.identifiers_shared, "counter");
+        c(
+            &mut o,
+            "idgraph_core_owner_cache_hits_total",
+            "Identifier lookups the owner cache answered without reading the identifier's record.",
+            &self.owner_cache_hits,
+            "counter",
+        );
         c(
             &mut o,
             "idgraph_core_events_unlinkable_total",

@@ -78,6 +78,10 @@ pub struct Worker {
     pub(crate) reported: Stats,
     /// Stats of partitions this process gave up (so totals never shrink).
     pub(crate) retired: Stats,
+    /// Owner-cache answers of partitions given up, and the total last
+    /// reported.
+    pub(crate) owner_hits_retired: u64,
+    pub(crate) owner_hits_reported: u64,
     pub(crate) cmd_topic: String,
     pub(crate) lag_updated: Instant,
     pub(crate) resume: Resume,
@@ -161,6 +165,8 @@ impl Worker {
             metrics,
             reported: Stats::default(),
             retired: Stats::default(),
+            owner_hits_retired: 0,
+            owner_hits_reported: 0,
             cmd_topic: topics.cmd.clone(),
             lag_updated: Instant::now(),
             resume: Resume::default(),
@@ -476,6 +482,9 @@ impl Worker {
         m.identifiers_shared.fetch_add(d(s.identifiers_shared, self.reported.identifiers_shared), Ordering::Relaxed);
         m.events_unlinkable.fetch_add(d(s.events_unlinkable, self.reported.events_unlinkable), Ordering::Relaxed);
         self.reported = s;
+        let hits = self.owner_hits_retired + self.parts.iter().map(Partition::owner_cache_hits).sum::<u64>();
+        m.owner_cache_hits.fetch_add(d(hits, self.owner_hits_reported), Ordering::Relaxed);
+        self.owner_hits_reported = hits;
         m.batches.fetch_add(1, Ordering::Relaxed);
         m.batch_seconds.observe(t0.elapsed().as_secs_f64());
         if let Some(ts) = oldest_input {
