@@ -100,11 +100,14 @@ impl Worker {
     /// Replaces partition `p`'s in-memory state (caches) with a fresh one,
     /// keeping its counts in the totals.
     fn renew(&mut self, p: u16) {
-        let fresh = Partition::new(p, self.cfg.partitions, self.cfg.core.clone())
-            .with_owner_cache(self.cfg.owner_cache_bytes / self.cfg.partitions as usize);
-        let old = std::mem::replace(&mut self.parts[p as usize], fresh);
+        let n = self.cfg.partitions;
+        let old = std::mem::replace(&mut self.parts[p as usize], Partition::new(p, n, self.cfg.core.clone()));
         self.retired.merge(&old.stats);
         self.owner_hits_retired += old.owner_cache_hits();
+        // The old owner cache is freed before the new one is allocated, so
+        // the process never holds two for one partition.
+        drop(old);
+        self.parts[p as usize].set_owner_cache(self.cfg.owner_cache_bytes / n as usize);
     }
 
     /// Pauses partition `p` and tries it again after a backoff that doubles

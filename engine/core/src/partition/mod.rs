@@ -155,8 +155,14 @@ impl Partition {
     /// default): routes of identifiers it knows read no record.
     #[must_use]
     pub fn with_owner_cache(mut self, bytes: usize) -> Self {
-        self.owners = owners::OwnerCache::with_bytes(bytes);
+        self.set_owner_cache(bytes);
         self
+    }
+
+    /// Replaces the owner cache with an empty one of at most `bytes`.
+    pub fn set_owner_cache(&mut self, bytes: usize) {
+        self.owners = owners::OwnerCache::default();
+        self.owners = owners::OwnerCache::with_bytes(bytes);
     }
 
     /// Lookups the owner cache answered so far.
@@ -252,7 +258,6 @@ impl Partition {
 }
 
 impl Partition {
-    /// Whether the record a command targets is in the cache.
     /// Whether a command for `t` that only needs an identifier's owner
     /// (a route, an attach that finds it owned) can do without reading it:
     /// its record is cached or the owner cache knows it.
@@ -263,6 +268,7 @@ impl Partition {
         }
     }
 
+    /// Whether the record a command targets is in the cache.
     pub fn is_cached(&self, t: Target<'_>) -> bool {
         match t {
             Target::Ident(k) => self.idents.contains_key(k),
