@@ -1,6 +1,6 @@
 //! The owner cache: which profile owns an identifier, for many more
 //! identifiers than the record cache holds (24 bytes each, against ~150
-//! for a decoded record in the record cache), so the route of a returning
+//! for an identifier's key and decoded record there), so the route of a returning
 //! person's event finds its profile without reading the identifier's
 //! record (ADR 0008).
 //!
