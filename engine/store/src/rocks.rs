@@ -162,6 +162,12 @@ impl RocksStore {
         self.db.cf_handle(cf.name()).ok_or(StoreError::Engine { op: "open column family", reason: format!("missing family {}", cf.name()) })
     }
 
+    /// Every family's handle, indexed by `Cf::index` (`Cf::ALL` is in
+    /// that order).
+    fn handles(&self) -> Result<Vec<&rocksdb::ColumnFamily>, StoreError> {
+        Cf::ALL.iter().map(|cf| self.cf(*cf)).collect()
+    }
+
     /// An integer RocksDB property summed over the families (for metrics).
     pub fn property(&self, name: &str) -> u64 {
         Cf::ALL.iter().filter_map(|cf| self.cf(*cf).ok()).filter_map(|h| self.db.property_int_value_cf(h, name).ok().flatten()).sum()
@@ -183,8 +189,7 @@ impl Store for RocksStore {
     }
 
     fn write(&self, batch: Batch) -> Result<(), StoreError> {
-        // Indexed by `Cf::index` (`Cf::ALL` is in that order).
-        let handles = Cf::ALL.iter().map(|cf| self.cf(*cf)).collect::<Result<Vec<_>, _>>()?;
+        let handles = self.handles()?;
         // Sized up front: grown by doubling, the batch's buffer (megabytes
         // per replay batch) was copied over and over as it filled.
         let bytes: usize = batch.ops.iter().map(|(_, k, v)| k.len() + v.as_ref().map_or(0, Vec::len) + 16).sum();
@@ -223,8 +228,7 @@ impl Store for RocksStore {
     fn flush(&self) -> Result<(), StoreError> {
         // All families in one flush: without a WAL, they must reach the
         // table files at the same batch boundary.
-        let cfs = Cf::ALL.iter().map(|cf| self.cf(*cf)).collect::<Result<Vec<_>, _>>()?;
-        self.db.flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default()).map_err(engine("flush"))?;
+        self.db.flush_cfs_opt(&self.handles()?, &rocksdb::FlushOptions::default()).map_err(engine("flush"))?;
         self.db.flush_wal(true).map_err(engine("flush"))
     }
 
