@@ -72,9 +72,12 @@ impl Partition {
     /// owner cache knows for it, or else its record loaded: what a route
     /// needs, reading the store only in the last case.
     pub(super) fn ident_or_owner(&mut self, key: &IdentKey, loader: &mut dyn Loader) -> IdentAt {
-        match self.cached_ident(key) {
-            IdentAt::Nowhere => IdentAt::Slot(self.ident_index(key, loader)),
-            found => found,
+        if let Some(i) = self.cached_slot(key) {
+            return IdentAt::Slot(i);
+        }
+        match self.owners.get(key) {
+            Some(o) => IdentAt::Owner(o),
+            None => IdentAt::Slot(self.ident_index(key, loader)),
         }
     }
 
@@ -96,17 +99,21 @@ impl Partition {
         }
     }
 
-    /// [`Self::ident_or_owner`] without loading: `Nowhere` when neither
-    /// cache knows the identifier. A cached record is stamped as used.
+    /// [`Self::ident_or_owner`] without loading, for a prefetch:
+    /// `Nowhere` when neither cache knows the identifier. An owner-cache
+    /// answer is not counted as a hit (the route counts its own).
     pub fn cached_ident(&mut self, key: &IdentKey) -> IdentAt {
-        if let Some(i) = self.idents.get_index_of(key) {
-            self.idents[i].gen = self.gen;
+        if let Some(i) = self.cached_slot(key) {
             return IdentAt::Slot(i);
         }
-        match self.owners.get(key) {
-            Some(o) => IdentAt::Owner(o),
-            None => IdentAt::Nowhere,
-        }
+        self.owners.peek(key).map_or(IdentAt::Nowhere, IdentAt::Owner)
+    }
+
+    /// Where an identifier's record is in the record cache, stamped as used.
+    fn cached_slot(&mut self, key: &IdentKey) -> Option<usize> {
+        let i = self.idents.get_index_of(key)?;
+        self.idents[i].gen = self.gen;
+        Some(i)
     }
 
     /// The profile that owns an identifier (none when unowned or shared),

@@ -161,11 +161,13 @@ impl Partition {
 
     /// Replaces the owner cache with an empty one of at most `bytes`.
     pub fn set_owner_cache(&mut self, bytes: usize) {
+        // The old one is freed before the new one is allocated.
         self.owners = owners::OwnerCache::default();
         self.owners = owners::OwnerCache::with_bytes(bytes);
     }
 
-    /// Lookups the owner cache answered so far.
+    /// Lookups the owner cache answered in place of a read so far (a
+    /// route's prefetch and the route count once).
     pub fn owner_cache_hits(&self) -> u64 {
         self.owners.hits
     }

@@ -54,17 +54,25 @@ impl OwnerCache {
         Some((bucket, k.stable_hash().max(1)))
     }
 
-    /// The owner of `k`, if cached.
+    /// The owner of `k`, if cached, counted as a hit: for the lookup that
+    /// replaces a read.
     pub fn get(&mut self, k: &IdentKey) -> Option<ProfileId> {
+        let o = self.peek(k)?;
+        self.hits += 1;
+        Some(o)
+    }
+
+    /// [`Self::get`] without counting (a prefetch that the lookup replacing
+    /// the read will repeat).
+    pub fn peek(&self, k: &IdentKey) -> Option<ProfileId> {
         let (b, check) = self.place(k)?;
         let way = self.checks[b].iter().position(|&c| c == check)?;
-        self.hits += 1;
         Some(ProfileId(self.owners[b][way]))
     }
 
     /// Whether [`Self::get`] would answer (counts no hit).
     pub fn knows(&self, k: &IdentKey) -> bool {
-        self.place(k).is_some_and(|(b, check)| self.checks[b].contains(&check))
+        self.peek(k).is_some()
     }
 
     /// Records that `k` is owned by `owner` (owned and not shared), or
