@@ -74,13 +74,8 @@ impl Cluster {
             let mut targets: Vec<(u16, Target<'_>)> = Vec::with_capacity(wave.iter().map(VecDeque::len).sum());
             for (p, cmds) in wave.iter().enumerate() {
                 for c in cmds.iter().filter(|c| c.route_start().is_none()) {
-                    let t = c.target();
-                    let known = match c {
-                        Command::Attach { .. } => self.parts[p].owner_known(t),
-                        _ => self.parts[p].is_cached(t),
-                    };
-                    if !known {
-                        targets.push((p as u16, t));
+                    if self.parts[p].reads_target(c) {
+                        targets.push((p as u16, c.target()));
                     }
                 }
             }

@@ -514,10 +514,10 @@ fn prefetch(recs: &[In], parts: &mut [Partition], loader: &mut StoreLoader<'_>) 
     let mut targets: Vec<(u16, Target<'_>)> = Vec::new();
     for r in recs {
         if let Some(Envelope::Internal { cmds, .. }) = &r.env {
-            targets.extend(cmds.iter().filter(|c| c.route_start().is_none()).map(|c| (r.p, c.target())));
+            let part = &parts[r.p as usize];
+            targets.extend(cmds.iter().filter(|c| c.route_start().is_none() && part.reads_target(c)).map(|c| (r.p, c.target())));
         }
     }
-    targets.retain(|(p, t)| !parts[*p as usize].is_cached(*t));
     if !targets.is_empty() {
         loader.prefetch(&targets);
     }

@@ -260,6 +260,16 @@ impl Partition {
 }
 
 impl Partition {
+    /// Whether handling `c` (not a route: [`crate::cluster::prefetch_owners`]
+    /// reads for those) reads its target from the store, so a prefetch
+    /// should: an attach needs only the owner when the identifier is owned.
+    pub fn reads_target(&self, c: &Command) -> bool {
+        match c {
+            Command::Attach { .. } => !self.owner_known(c.target()),
+            _ => !self.is_cached(c.target()),
+        }
+    }
+
     /// Whether a command for `t` that only needs an identifier's owner
     /// (a route, an attach that finds it owned) can do without reading it:
     /// its record is cached or the owner cache knows it.
