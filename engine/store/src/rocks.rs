@@ -1,10 +1,11 @@
 //! RocksDB implementation of [`Store`].
 //!
-//! Tuned for point lookups of small records: bloom filters on every family,
+//! Tuned for point lookups of small records: bloom filters on every level
+//! but the last (reads are of keys the store holds),
 //! index and filter blocks held by the open table readers (about 1.3 bytes
-//! per key, growing with the state), small blocks and LZ4 (cheap to decompress on every
-//! lookup). Point reads do not put data blocks in the bounded LRU block
-//! cache (the callers cache the decoded records); scans do.
+//! per key, growing with the state), small uncompressed blocks. Point
+//! reads do not put data blocks in the bounded LRU block cache (the
+//! callers cache the decoded records); scans do.
 
 use crate::{Batch, Cf, Store, StoreError};
 use rocksdb::{
@@ -118,16 +119,21 @@ impl RocksStore {
             // bloom filter answers those without walking the skip list.
             c.set_memtable_whole_key_filtering(true);
             c.set_memtable_prefix_bloom_ratio(0.1);
-            // LZ4 for profiles: ZSTD's smaller files cost more CPU in every
-            // compaction and every point read than this 2-core budget allows.
-            // Identifier records (a random 16-byte owner ID under a key
-            // whose prefix the block already shares) barely compress: LZ4
-            // saved 129 MB of a 1.81 GB state and cost a decompression on
-            // every read. 10M-event replay, alternating: 98,856 / 96,035 events/s
-            // uncompressed against 95,060 / 92,973, state +7.7%.
-            let compression = if cf == Cf::Idents { DBCompressionType::None } else { DBCompressionType::Lz4 };
-            c.set_compression_type(compression);
-            c.set_bottommost_compression_type(compression);
+            // No compression. Records are small and their keys random, so
+            // a block compresses little (LZ4 on profiles saved 15% of the
+            // state), and it cost an LZ4 pass in every flush and
+            // compaction (~30% of those threads) and a decompression in
+            // every point read. 10M-event replay, alternating with LZ4 on
+            // profiles: 115,473 / 113,980 events/s against 109,506 /
+            // 108,927; state 1.84 -> 2.15 GB (181 bytes per identifier).
+            // Identifier records were uncompressed already.
+            c.set_compression_type(DBCompressionType::None);
+            c.set_bottommost_compression_type(DBCompressionType::None);
+            // Point reads are of keys the store holds (the known-keys
+            // filter answers for absent ones first), so a bloom filter on
+            // the last level, where most keys are, would answer "maybe"
+            // and cost its memory (10 bits a key) for nothing.
+            c.set_optimize_filters_for_hits(true);
             c
         };
         let mut db_opts = Options::default();
