@@ -25,7 +25,7 @@ pub struct Touchpoint {
     pub source: ShortStr,
     pub idents: Vec<IdentKey>,
     /// Trait name and JSON text of its value (nulls removed).
-    pub traits: Vec<(ShortStr, String)>,
+    pub traits: Vec<(ShortStr, ShortStr)>,
     pub revenue: Option<f64>,
     pub is_order: bool,
     pub consent: Vec<ConsentInput>,

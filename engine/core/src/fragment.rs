@@ -44,7 +44,7 @@ impl Metrics {
     }
 
     fn add_source(&mut self, s: &str, n: u64) {
-        match self.sources.binary_search_by(|(k, _)| k.as_str().cmp(s)) {
+        match self.sources.binary_search_by(|(k, _)| k.as_bytes().cmp(s.as_bytes())) {
             Ok(i) => self.sources[i].1 += n,
             Err(i) => self.sources.insert(i, (ShortStr::new(s), n)),
         }
@@ -67,7 +67,7 @@ impl Metrics {
 pub struct TraitCandidate {
     pub name: ShortStr,
     /// JSON text.
-    pub value: String,
+    pub value: ShortStr,
     pub ts: Millis,
     pub source: ShortStr,
 }
@@ -136,7 +136,7 @@ pub fn candidate_beats(a: &TraitCandidate, b: &TraitCandidate, rule: Survivorshi
 
 /// Folds `cand` into a sorted candidate list under the configured rules.
 pub fn fold_candidate(list: &mut Vec<TraitCandidate>, cand: TraitCandidate, cfg: &CoreConfig) {
-    match list.binary_search_by(|c| c.name.as_str().cmp(&cand.name)) {
+    match list.binary_search_by(|c| c.name.as_bytes().cmp(cand.name.as_bytes())) {
         Ok(i) => {
             if candidate_beats(&cand, &list[i], cfg.survivorship(&cand.name), cfg) {
                 list[i] = cand;
@@ -200,7 +200,7 @@ pub fn rollup<'a>(frags: impl IntoIterator<Item = &'a Fragment>, cfg: &CoreConfi
     for f in frags {
         r.metrics.merge(&f.metrics);
         for t in &f.traits {
-            match r.traits.binary_search_by(|c| c.name.as_str().cmp(&t.name)) {
+            match r.traits.binary_search_by(|c| c.name.as_bytes().cmp(t.name.as_bytes())) {
                 Ok(i) => {
                     if candidate_beats(t, r.traits[i], cfg.survivorship(&t.name), cfg) {
                         r.traits[i] = t;

@@ -46,7 +46,8 @@ impl ShortStr {
         }
     }
 
-    fn bytes(&self) -> &[u8] {
+    /// The bytes, without the UTF-8 check `as_str` makes: for comparisons.
+    pub fn as_bytes(&self) -> &[u8] {
         match &self.0 {
             Repr::Inline { len, bytes } => &bytes[..*len as usize],
             Repr::Heap(s) => s.as_bytes(),
@@ -105,7 +106,7 @@ impl From<ShortStr> for String {
 
 impl PartialEq for ShortStr {
     fn eq(&self, o: &Self) -> bool {
-        self.bytes() == o.bytes()
+        self.as_bytes() == o.as_bytes()
     }
 }
 
@@ -113,13 +114,13 @@ impl Eq for ShortStr {}
 
 impl PartialEq<str> for ShortStr {
     fn eq(&self, o: &str) -> bool {
-        self.bytes() == o.as_bytes()
+        self.as_bytes() == o.as_bytes()
     }
 }
 
 impl PartialEq<&str> for ShortStr {
     fn eq(&self, o: &&str) -> bool {
-        self.bytes() == o.as_bytes()
+        self.as_bytes() == o.as_bytes()
     }
 }
 
@@ -132,7 +133,7 @@ impl PartialOrd for ShortStr {
 /// Byte order, which is `str` order.
 impl Ord for ShortStr {
     fn cmp(&self, o: &Self) -> Ordering {
-        self.bytes().cmp(o.bytes())
+        self.as_bytes().cmp(o.as_bytes())
     }
 }
 
@@ -157,7 +158,7 @@ impl fmt::Display for ShortStr {
 
 impl Serialize for ShortStr {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        serialize_utf8(self.bytes(), s)
+        serialize_utf8(self.as_bytes(), s)
     }
 }
 

@@ -40,7 +40,7 @@ fn events(rng: &mut ChaCha8Rng, n: usize, universe: u32, cfg: &CoreConfig) -> Ve
                 ts: 1_000_000 + rng.gen_range(0..10_000),
                 source: ["web", "app", "pos"][i % 3].into(),
                 idents,
-                traits: vec![("n".into(), format!("{i}"))],
+                traits: vec![("n".into(), format!("{i}").into())],
                 revenue: if i % 5 == 0 { Some(1.0) } else { None },
                 is_order: i % 5 == 0,
                 consent: vec![],

@@ -55,7 +55,7 @@ pub(super) fn parse(
     traits_of(object_field(obj.get("traits"), "traits")?.as_ref(), &skip, &mut traits);
     for (path, name) in &mapping.traits {
         if let Some(v) = path.get(obj).filter(|v| !v.is_null()) {
-            traits.push((name.as_str().into(), v.to_json()));
+            traits.push((name.as_str().into(), v.to_json().into()));
         }
     }
     let props = object_field(obj.get("properties"), "properties")?;

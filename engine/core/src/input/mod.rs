@@ -169,16 +169,16 @@ pub(crate) mod common {
 
     /// Traits as (name, JSON text), skipping nulls and the given names, in
     /// key order; a name already present takes the new value.
-    pub fn traits_of(obj: Option<&Object<'_, '_>>, skip: &[&str], out: &mut Vec<(crate::short::ShortStr, String)>) {
+    pub fn traits_of(obj: Option<&Object<'_, '_>>, skip: &[&str], out: &mut Vec<(crate::short::ShortStr, crate::short::ShortStr)>) {
         let Some(m) = obj else { return };
         for (k, v) in m.sorted() {
             if v.is_null() || skip.contains(&k.as_ref()) {
                 continue;
             }
             if let Some(slot) = out.iter_mut().find(|(n, _)| n.as_str() == k) {
-                slot.1 = v.to_json();
+                slot.1 = v.to_json().into();
             } else {
-                out.push((k.as_ref().into(), v.to_json()));
+                out.push((k.as_ref().into(), v.to_json().into()));
             }
         }
     }

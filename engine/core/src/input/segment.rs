@@ -112,7 +112,7 @@ pub(super) fn parse(
     traits_of(traits_obj.as_ref(), &skip, &mut traits);
     for (path, name) in &mapping.traits {
         if let Some(v) = path.get(obj).filter(|v| !v.is_null()) {
-            traits.push((name.as_str().into(), v.to_json()));
+            traits.push((name.as_str().into(), v.to_json().into()));
         }
     }
     let revenue = props.as_ref().and_then(|p| p.get("revenue")).and_then(number);
@@ -166,7 +166,7 @@ mod tests {
         );
         assert_eq!(ev.idents[2].value(), "ann@example.com");
         assert_eq!(ev.idents[3].value(), "+14155550100");
-        assert_eq!(ev.traits, vec![("first_name".into(), "\"Ann\"".to_string())]);
+        assert_eq!(ev.traits, vec![("first_name".into(), "\"Ann\"".into())]);
         assert_eq!(ev.source, "web");
         assert_eq!(ev.consent.len(), 2);
     }
@@ -201,7 +201,7 @@ mod tests {
             .parse(br#"{"type":"track","messageId":"t","timestamp":"2026-03-01T10:00:00Z","context":{"traits":{"member_no":"M1","plan":"pro"}}}"#)
             .unwrap();
         assert_eq!(ev.idents[0].value(), "M1");
-        assert_eq!(ev.traits, vec![("plan".into(), "\"pro\"".to_string())]);
+        assert_eq!(ev.traits, vec![("plan".into(), "\"pro\"".into())]);
     }
 
     #[test]
