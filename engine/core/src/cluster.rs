@@ -10,7 +10,7 @@ use crate::command::{Command, Target};
 use crate::config::CoreConfig;
 use crate::event::Touchpoint;
 use crate::ident::IdentKey;
-use crate::partition::{Effects, IdentAt, Loader, Partition, Stats};
+use crate::partition::{Effects, IdentAt, Loader, Partition, Stats, PREFETCH_AHEAD};
 use crate::profile_id::ProfileId;
 use crate::record::ProfileRecord;
 use std::collections::VecDeque;
@@ -130,7 +130,13 @@ pub fn prefetch_owners<'a>(parts: &mut [Partition], routes: impl Iterator<Item =
     // only added (eviction runs between batches).
     let mut starts: Vec<(u16, &'a [IdentKey], usize, IdentAt)> = Vec::new();
     let mut firsts: Vec<(u16, Target<'a>)> = Vec::new();
-    for (p, idents, first) in routes {
+    let routes: Vec<(u16, &'a [IdentKey], usize)> = routes.collect();
+    for (n, &(p, idents, first)) in routes.iter().enumerate() {
+        if let Some(&(q, ahead, f)) = routes.get(n + PREFETCH_AHEAD) {
+            if let Some(k) = ahead.get(f) {
+                parts[q as usize].prefetch_owner(k);
+            }
+        }
         let Some(k) = idents.get(first) else { continue };
         let at = parts[p as usize].cached_ident(k);
         if at == IdentAt::Nowhere {

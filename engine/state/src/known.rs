@@ -187,6 +187,33 @@ impl KnownKeys {
     fn probe(&self, h1: u64, h2: u64) -> bool {
         self.layers.iter().any(|l| l.probe(h1, h2))
     }
+
+    /// Asks the processor to bring the blocks an identifier's lookup or
+    /// insert will touch into its cache (one per filter): for loops that
+    /// know their keys a few steps ahead. Changes nothing.
+    pub fn prefetch_ident(&self, p: u16, k: &IdentKey) {
+        self.prefetch_ident_hash(p, k.stable_hash());
+    }
+
+    /// [`Self::prefetch_ident`] from the identifier's stable hash.
+    pub fn prefetch_ident_hash(&self, p: u16, stable_hash: u64) {
+        let (h1, _) = probe_hashes(Cf::Idents, p, stable_hash);
+        self.prefetch(h1);
+    }
+
+    /// [`Self::prefetch_ident`] for a profile of partition `p`.
+    pub fn prefetch_profile(&self, p: u16, id: &ProfileId) {
+        let (h1, _) = probe_hashes(Cf::Profiles, p, profile_hash(&id.0));
+        self.prefetch(h1);
+    }
+
+    fn prefetch(&self, h1: u64) {
+        for l in &self.layers {
+            if let Some(w) = l.bits.get(l.block(h1)) {
+                idgraph_core::prefetch::read(w);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use crate::known::KnownKeys;
 use idgraph_core::command::Target;
 use idgraph_core::ident::IdentKey;
 use idgraph_core::invariants::Snapshot;
-use idgraph_core::partition::{DirtyRef, Loader, Partition};
+use idgraph_core::partition::{DirtyRef, Loader, Partition, PREFETCH_AHEAD};
 use idgraph_core::profile_id::ProfileId;
 use idgraph_core::record::{decode, encode, encode_sized, IdentRecord, ProfileRecord};
 use idgraph_store::{Batch, Cf, Store, StoreError};
@@ -140,7 +140,12 @@ impl Loader for StoreLoader<'_> {
         let mut iks = Vec::new();
         let mut pk = Vec::new();
         let mut pks = Vec::new();
-        for (p, t) in wave {
+        for (n, (p, t)) in wave.iter().enumerate() {
+            match wave.get(n + PREFETCH_AHEAD) {
+                Some((q, Target::Ident(k))) => self.known.prefetch_ident(*q, k),
+                Some((q, Target::Profile(id))) => self.known.prefetch_profile(*q, id),
+                None => {}
+            }
             match *t {
                 Target::Ident(k) if self.idents.contains_key(k) => {}
                 Target::Ident(k) if self.known.may_contain_ident(*p, k) => {
@@ -224,30 +229,49 @@ impl DirtyWrite {
 pub fn take_dirty(part: &mut Partition, known: &mut KnownKeys) -> Vec<DirtyWrite> {
     let p = part.id;
     let mut out = Vec::new();
+    // The filter's blocks are prefetched a few records ahead: each insert
+    // is a random write into a table far larger than the caches.
+    let (ident_hashes, profile_ids) = part.dirty_keys();
+    let mut n = 0;
+    let ahead = |n: usize, known: &KnownKeys| {
+        let m = n + PREFETCH_AHEAD;
+        match ident_hashes.get(m) {
+            Some(&h) => known.prefetch_ident_hash(p, h),
+            None => {
+                if let Some(id) = profile_ids.get(m - ident_hashes.len()) {
+                    known.prefetch_profile(p, id);
+                }
+            }
+        }
+    };
     // A key the filter holds already (loaded from the store, or written
     // before) is not inserted again: one random memory write saved.
-    part.drain_dirty(&mut |d| match d {
-        DirtyRef::Ident(k, Some(r), known_before) if *r != IdentRecord::default() => {
-            if !known_before {
-                known.insert_ident(p, k);
+    part.drain_dirty(&mut |d| {
+        ahead(n, known);
+        n += 1;
+        match d {
+            DirtyRef::Ident(k, Some(r), known_before) if *r != IdentRecord::default() => {
+                if !known_before {
+                    known.insert_ident(p, k);
+                }
+                out.push(DirtyWrite::Ident(ident_key(p, k), r.clone()));
+                true
             }
-            out.push(DirtyWrite::Ident(ident_key(p, k), r.clone()));
-            true
-        }
-        DirtyRef::Ident(k, _, known_before) => {
-            out.push(DirtyWrite::Delete(Cf::Idents, ident_key(p, k), None));
-            known_before
-        }
-        DirtyRef::Profile(id, Some(r), known_before) => {
-            if !known_before {
-                known.insert_profile(p, &id);
+            DirtyRef::Ident(k, _, known_before) => {
+                out.push(DirtyWrite::Delete(Cf::Idents, ident_key(p, k), None));
+                known_before
             }
-            out.push(DirtyWrite::Profile(id, profile_key(p, &id), Arc::clone(r)));
-            true
-        }
-        DirtyRef::Profile(id, None, known_before) => {
-            out.push(DirtyWrite::Delete(Cf::Profiles, profile_key(p, &id), Some(id)));
-            known_before
+            DirtyRef::Profile(id, Some(r), known_before) => {
+                if !known_before {
+                    known.insert_profile(p, &id);
+                }
+                out.push(DirtyWrite::Profile(id, profile_key(p, &id), Arc::clone(r)));
+                true
+            }
+            DirtyRef::Profile(id, None, known_before) => {
+                out.push(DirtyWrite::Delete(Cf::Profiles, profile_key(p, &id), Some(id)));
+                known_before
+            }
         }
     });
     out

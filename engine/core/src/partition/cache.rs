@@ -34,6 +34,12 @@ pub enum IdentAt {
     Nowhere,
 }
 
+/// How many keys ahead a loop prefetches what it will look up in a table
+/// far larger than the processor's caches (the owner cache, the driver's
+/// known-keys filter): enough for the load to land before the loop gets
+/// there, few enough that it is still cached then.
+pub const PREFETCH_AHEAD: usize = 8;
+
 /// The profile a route of an identifier goes to: its owner, unless it is
 /// shared (the owner cache holds exactly these).
 fn routes_to(r: &IdentRecord) -> Option<ProfileId> {
@@ -107,6 +113,12 @@ impl Partition {
             return IdentAt::Slot(i);
         }
         self.owners.peek(key).map_or(IdentAt::Nowhere, IdentAt::Owner)
+    }
+
+    /// Prefetches the owner-cache bucket of an identifier of this
+    /// partition (see [`super::owners::OwnerCache::prefetch`]).
+    pub fn prefetch_owner(&self, key: &IdentKey) {
+        self.owners.prefetch(key);
     }
 
     /// Where an identifier's record is in the record cache, stamped as used.
@@ -213,13 +225,26 @@ impl Partition {
         std::mem::take(&mut self.touched)
     }
 
+    /// The stable hashes of the dirty identifiers and the IDs of the dirty
+    /// profiles, in the order [`Self::drain_dirty`] will lend them: for a
+    /// driver that prefetches what it will do with each a few ahead.
+    pub fn dirty_keys(&self) -> (Vec<u64>, Vec<ProfileId>) {
+        (
+            self.dirty_idents.iter().filter_map(|&i| self.idents.get_index(i)).map(|(k, _)| k.stable_hash()).collect(),
+            self.dirty_profiles.iter().filter_map(|&i| self.profiles.get_index(i)).map(|(id, _)| *id).collect(),
+        )
+    }
+
     /// Lends every record dirtied since the last call, in the order they
     /// were first dirtied, and marks them clean (they stay cached). `f`
     /// answers whether its key-set filter holds the key now (see
     /// [`DirtyRef`]).
     pub fn drain_dirty(&mut self, f: &mut dyn FnMut(DirtyRef<'_>) -> bool) {
         let mut list = std::mem::take(&mut self.dirty_idents);
-        for &i in &list {
+        for (n, &i) in list.iter().enumerate() {
+            if let Some((k, _)) = list.get(n + PREFETCH_AHEAD).and_then(|&j| self.idents.get_index(j)) {
+                self.owners.prefetch(k);
+            }
             if let Some((k, s)) = self.idents.get_index_mut(i) {
                 s.dirty = false;
                 s.stored = f(DirtyRef::Ident(k, s.val.as_ref(), s.stored));

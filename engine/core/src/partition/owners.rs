@@ -14,9 +14,12 @@
 //!
 //! Bounded: a fixed array of 8-way buckets, allocated zeroed (pages are
 //! touched as they fill); a full bucket replaces its entries in turn. A
-//! key is told apart by two independent 64-bit hashes (one picks the
-//! bucket, the other is stored), not by its bytes: two identifiers of one
-//! partition would have to agree on both to be confused.
+//! key is told apart by two independent 64-bit hashes (its stable hash
+//! picks the bucket, the second hash is stored), not by its bytes: two
+//! identifiers of one partition would have to agree on both to be
+//! confused. The bucket comes from the hash the key carries, so callers
+//! can prefetch a bucket ([`OwnerCache::prefetch`]) for the price of a
+//! multiplication.
 
 use crate::ident::IdentKey;
 use crate::profile_id::ProfileId;
@@ -45,13 +48,29 @@ impl OwnerCache {
         Self { checks: vec![[0; WAYS]; n], owners: vec![[[0; 16]; WAYS]; n], turn: vec![0; n], hits: 0 }
     }
 
-    /// The bucket and the check of a key.
-    fn place(&self, k: &IdentKey) -> Option<(usize, u64)> {
+    /// The bucket of a key: from its stable hash (computed once, held in
+    /// the key), by its low half, which the partition choice (the high
+    /// bits) leaves independent.
+    fn bucket(&self, k: &IdentKey) -> Option<usize> {
         if self.checks.is_empty() {
             return None;
         }
-        let bucket = ((u128::from(k.second_hash()) * self.checks.len() as u128) >> 64) as usize;
-        Some((bucket, k.stable_hash().max(1)))
+        Some(((u128::from(k.stable_hash().rotate_left(32)) * self.checks.len() as u128) >> 64) as usize)
+    }
+
+    /// The bucket and the check of a key: the check is the second,
+    /// independent hash (never 0).
+    fn place(&self, k: &IdentKey) -> Option<(usize, u64)> {
+        Some((self.bucket(k)?, k.second_hash().max(1)))
+    }
+
+    /// Asks the processor to bring `k`'s bucket into its cache, ahead of a
+    /// lookup or a set a few keys later: the table is far larger than the
+    /// caches, so each of those otherwise waits for memory in turn.
+    pub fn prefetch(&self, k: &IdentKey) {
+        if let Some(b) = self.bucket(k) {
+            crate::prefetch::read(&self.checks[b]);
+        }
     }
 
     /// The owner of `k`, if cached, counted as a hit: for the lookup that
@@ -157,6 +176,25 @@ mod tests {
         }
         // The last key set is always there.
         assert_eq!(c.get(&key(999)), Some(id(999)));
+    }
+
+    #[test]
+    fn the_keys_of_one_partition_spread_over_every_bucket() {
+        // The partition is picked by the stable hash's high bits; were the
+        // bucket picked by them too, partition 3 of 16 would fill a
+        // sixteenth of the table and evict the rest of its keys early.
+        let c = OwnerCache::with_bytes(64 * BUCKET_BYTES);
+        let mine: Vec<IdentKey> = (0..20_000).map(key).filter(|k| k.partition(16) == 3).take(1_000).collect();
+        assert_eq!(mine.len(), 1_000);
+        let buckets: std::collections::HashSet<usize> = mine.iter().filter_map(|k| c.bucket(k)).collect();
+        assert!(buckets.len() >= 60, "{} of 64 buckets used", buckets.len());
+        // A prefetch changes nothing.
+        let mut c = c;
+        c.set(&mine[0], Some(id(0)));
+        c.prefetch(&mine[0]);
+        c.prefetch(&mine[1]);
+        assert_eq!(c.get(&mine[0]), Some(id(0)));
+        assert_eq!(c.get(&mine[1]), None);
     }
 
     #[test]
