@@ -1,5 +1,6 @@
 //! A cache prefetch hint, for loops that know which cold memory they will
-//! touch a few steps ahead (the owner cache's buckets).
+//! touch a few steps ahead (the owner cache's buckets, the known-keys
+//! filter's blocks).
 
 /// Asks the processor to start loading the cache line holding `v`. Only a
 /// hint: nothing is read into the program, so it cannot change a result.

@@ -116,7 +116,7 @@ impl Partition {
     }
 
     /// Prefetches the owner-cache bucket of an identifier of this
-    /// partition (see [`super::owners::OwnerCache::prefetch`]).
+    /// partition (see `OwnerCache::prefetch` in `owners.rs`).
     pub fn prefetch_owner(&self, key: &IdentKey) {
         self.owners.prefetch(key);
     }
