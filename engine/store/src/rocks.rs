@@ -125,8 +125,10 @@ impl RocksStore {
             // compaction (~30% of those threads) and a decompression in
             // every point read. 10M-event replay, alternating with LZ4 on
             // profiles: 115,473 / 113,980 events/s against 109,506 /
-            // 108,927; state 1.84 -> 2.15 GB (181 bytes per identifier).
-            // Identifier records were uncompressed already.
+            // 108,927; state 1.84 -> 2.15 GB (186 bytes per identifier in
+            // `make bench-core`). Identifier records were uncompressed
+            // already. RocksDB stays built with LZ4: states written before
+            // hold LZ4 blocks until compaction rewrites them.
             c.set_compression_type(DBCompressionType::None);
             c.set_bottommost_compression_type(DBCompressionType::None);
             // Point reads are of keys the store holds (the known-keys
