@@ -131,8 +131,8 @@ pub fn prefetch_owners<'a>(parts: &mut [Partition], routes: impl Iterator<Item =
     let mut starts: Vec<(u16, &'a [IdentKey], usize, IdentAt)> = Vec::new();
     let mut firsts: Vec<(u16, Target<'a>)> = Vec::new();
     let routes: Vec<(u16, &'a [IdentKey], usize)> = routes.collect();
-    for (n, &(p, idents, first)) in routes.iter().enumerate() {
-        if let Some(&(q, ahead, f)) = routes.get(n + PREFETCH_AHEAD) {
+    for (i, &(p, idents, first)) in routes.iter().enumerate() {
+        if let Some(&(q, ahead, f)) = routes.get(i + PREFETCH_AHEAD) {
             if let Some(k) = ahead.get(f) {
                 parts[q as usize].prefetch_owner(k);
             }

@@ -87,8 +87,13 @@ impl From<&str> for ShortStr {
 }
 
 impl From<String> for ShortStr {
+    /// Keeps the string's own buffer when it is too long to go inline.
     fn from(s: String) -> Self {
-        Self::new(&s)
+        if s.len() <= SHORT_INLINE {
+            Self::new(&s)
+        } else {
+            Self(Repr::Heap(s.into_boxed_str()))
+        }
     }
 }
 
@@ -206,6 +211,9 @@ mod tests {
         fn behaves_like_the_string_it_holds(a in ".{0,40}", b in ".{0,40}") {
             let (x, y) = (ShortStr::new(&a), ShortStr::new(&b));
             prop_assert_eq!(x.as_str(), a.as_str());
+            let owned = ShortStr::from(a.clone());
+            prop_assert_eq!(owned.as_str(), a.as_str());
+            prop_assert_eq!(owned, x.clone());
             prop_assert_eq!(x == y, a == b);
             prop_assert_eq!(x.cmp(&y), a.cmp(&b));
             prop_assert_eq!(serde_json::to_string(&x).unwrap(), serde_json::to_string(&a).unwrap());

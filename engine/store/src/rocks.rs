@@ -2,8 +2,8 @@
 //!
 //! Tuned for point lookups of small records: bloom filters on every level
 //! but the last (reads are of keys the store holds),
-//! index and filter blocks held by the open table readers (about 1.3 bytes
-//! per key, growing with the state), small uncompressed blocks. Point
+//! index and filter blocks held by the open table readers (growing with
+//! the state), small uncompressed blocks. Point
 //! reads do not put data blocks in the bounded LRU block cache (the
 //! callers cache the decoded records); scans do.
 
@@ -86,13 +86,14 @@ impl RocksStore {
         // from the file again on every lookup: point reads do not fill the
         // cache (below), and that applies to filter blocks too, so a full
         // filter of a large file was copied and parsed per lookup (8% of a
-        // 10M-event replay). Their memory is about 1.3 bytes per key
-        // (10-bit bloom plus the index), outside the block cache: it grows
+        // 10M-event replay). Their memory is the index (a fraction of a
+        // byte per key) and 10 bits a key for tables above the last level
+        // (no filter there, below), outside the block cache: it grows
         // with the state, and past `max_open_files` table files readers
         // are reopened and their blocks loaded again.
         table.set_cache_index_and_filter_blocks(false);
         table.set_format_version(5);
-        // Point lookups read (and decompress) one block each: keep them
+        // Point lookups read one block each: keep them
         // small, and find the key inside by hash, not binary search.
         table.set_block_size(BLOCK_SIZE);
         table.set_data_block_index_type(DataBlockIndexType::BinaryAndHash);
@@ -125,16 +126,20 @@ impl RocksStore {
             // compaction (~30% of those threads) and a decompression in
             // every point read. 10M-event replay, alternating with LZ4 on
             // profiles: 115,473 / 113,980 events/s against 109,506 /
-            // 108,927; state 1.84 -> 2.15 GB (186 bytes per identifier in
-            // `make bench-core`). Identifier records were uncompressed
+            // 108,927; state 1.84 -> 2.15 GB at that run's end (181 bytes
+            // per identifier; 186 in `make bench-core`, measured after
+            // its final flush). Identifier records were uncompressed
             // already. RocksDB stays built with LZ4: states written before
             // hold LZ4 blocks until compaction rewrites them.
             c.set_compression_type(DBCompressionType::None);
             c.set_bottommost_compression_type(DBCompressionType::None);
-            // Point reads are of keys the store holds (the known-keys
-            // filter answers for absent ones first), so a bloom filter on
-            // the last level, where most keys are, would answer "maybe"
-            // and cost its memory (10 bits a key) for nothing.
+            // The replay's and the engine's point reads are of keys the
+            // store holds (the known-keys filter answers for absent ones
+            // first), so a bloom filter on the last level, where most keys
+            // are, would answer "maybe" and cost its memory (10 bits a
+            // key) for nothing. Reads that skip that filter (`idgraph
+            // lookup`, `explain`, meta records) pay an index search and a
+            // block read for a key that is absent: rare, one at a time.
             c.set_optimize_filters_for_hits(true);
             c
         };
@@ -158,7 +163,7 @@ impl RocksStore {
         write_opts.disable_wal(!o.wal);
         // Point reads do not fill the block cache with data blocks: the
         // partitions keep what they read decoded in their own cache, so a
-        // second copy of the block (decompressed, 4 KiB for one record)
+        // second copy of the block (2 KiB for one record)
         // costs an insert and an eviction per read and memory that the
         // record cache uses better.
         let mut read_opts = ReadOptions::default();

@@ -30,7 +30,7 @@ const BUCKET_BYTES: usize = WAYS * (8 + 16) + 1;
 
 #[derive(Debug, Default)]
 pub struct OwnerCache {
-    /// Per bucket, each way's check (the key's stable hash, never 0; 0 is
+    /// Per bucket, each way's check (the key's second hash, never 0; 0 is
     /// an empty way).
     checks: Vec<[u64; WAYS]>,
     owners: Vec<[[u8; 16]; WAYS]>,
