@@ -267,14 +267,24 @@ impl IdentKey {
     /// on each call. (The type once went into the seed instead, as a small
     /// XOR: on short values xxh3 folds the seed in linearly, so a user ID
     /// and a loyalty ID whose values differed in the matching bits hashed
-    /// alike.)
+    /// alike.) The seed is drawn at random once per process: the hash is
+    /// never stored, and identifiers that clients choose cannot be crafted
+    /// against a seed they do not know (ADR 0008).
     pub fn second_hash(&self) -> u64 {
-        encoded_hash(self.ty(), self.bytes(), |b| xxhash_rust::xxh3::xxh3_64_with_seed(b, SECOND_SEED))
+        let seed = *SECOND_SEED.get_or_init(random_seed);
+        encoded_hash(self.ty(), self.bytes(), |b| xxhash_rust::xxh3::xxh3_64_with_seed(b, seed))
     }
 }
 
-/// Seed of [`IdentKey::second_hash`].
-const SECOND_SEED: u64 = 0x5EED_0F1D_6A7E_2B93;
+/// Seed of [`IdentKey::second_hash`], drawn on first use.
+static SECOND_SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+/// 64 random bits from the standard library's per-process hash keys
+/// (seeded from the operating system).
+fn random_seed() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(0x5EED_0F1D_6A7E_2B93u64)
+}
 
 impl fmt::Debug for IdentKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -337,6 +347,8 @@ mod tests {
         }
         let k = IdentKey::new(IdentType::EMAIL, "a@b.co");
         assert_ne!(k.second_hash(), k.stable_hash());
+        // One seed for the whole process.
+        assert_eq!(k.second_hash(), IdentKey::new(IdentType::EMAIL, "a@b.co").second_hash());
     }
 
     #[test]
