@@ -410,7 +410,7 @@ fn batched(cfg: &Arc<CoreConfig>, p: u16, evs: &[Touchpoint], batch: usize, cach
         }
         c.run(&mut store, &mut fx);
         for part in &mut c.parts {
-            part.drain_dirty(&mut |d| {
+            part.drain_dirty(&mut |d, _| {
                 match d {
                     DirtyRef::Ident(k, Some(r), _) => drop(store.0.idents.insert(k.clone(), r.clone())),
                     DirtyRef::Ident(k, None, _) => drop(store.0.idents.remove(k)),

@@ -6,7 +6,7 @@ use crate::known::KnownKeys;
 use idgraph_core::command::Target;
 use idgraph_core::ident::IdentKey;
 use idgraph_core::invariants::Snapshot;
-use idgraph_core::partition::{DirtyRef, Loader, Partition, PREFETCH_AHEAD};
+use idgraph_core::partition::{DirtyRef, Loader, Partition, Upcoming, PREFETCH_AHEAD};
 use idgraph_core::profile_id::ProfileId;
 use idgraph_core::record::{decode, encode, encode_sized, IdentRecord, ProfileRecord};
 use idgraph_store::{Batch, Cf, Store, StoreError};
@@ -229,26 +229,16 @@ impl DirtyWrite {
 pub fn take_dirty(part: &mut Partition, known: &mut KnownKeys) -> Vec<DirtyWrite> {
     let p = part.id;
     let mut out = Vec::new();
-    // The filter's blocks are prefetched a few records ahead: each insert
-    // is a random write into a table far larger than the caches.
-    let (ident_hashes, profile_ids) = part.dirty_keys();
-    let mut n = 0;
-    let ahead = |n: usize, known: &KnownKeys| {
-        let m = n + PREFETCH_AHEAD;
-        match ident_hashes.get(m) {
-            Some(&h) => known.prefetch_ident_hash(p, h),
-            None => {
-                if let Some(id) = profile_ids.get(m - ident_hashes.len()) {
-                    known.prefetch_profile(p, id);
-                }
-            }
+    part.drain_dirty(&mut |d, next| {
+        // The filter's blocks are prefetched a few records ahead: each
+        // insert is a random write into a table far larger than the caches.
+        // A key the filter holds already (loaded from the store, or written
+        // before) is not inserted again: one random memory write saved.
+        match next {
+            Some(Upcoming::Ident(h)) => known.prefetch_ident_hash(p, h),
+            Some(Upcoming::Profile(id)) => known.prefetch_profile(p, &id),
+            None => {}
         }
-    };
-    // A key the filter holds already (loaded from the store, or written
-    // before) is not inserted again: one random memory write saved.
-    part.drain_dirty(&mut |d| {
-        ahead(n, known);
-        n += 1;
         match d {
             DirtyRef::Ident(k, Some(r), known_before) if *r != IdentRecord::default() => {
                 if !known_before {

@@ -34,6 +34,14 @@ pub enum IdentAt {
     Nowhere,
 }
 
+/// A record [`Partition::drain_dirty`] will lend a few calls later: an
+/// identifier by its stable hash, or a profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upcoming {
+    Ident(u64),
+    Profile(ProfileId),
+}
+
 /// How many keys ahead a loop prefetches what it will look up in a table
 /// far larger than the processor's caches (the owner cache, the driver's
 /// known-keys filter): enough for the load to land before the loop gets
@@ -225,43 +233,47 @@ impl Partition {
         std::mem::take(&mut self.touched)
     }
 
-    /// The stable hashes of the dirty identifiers and the IDs of the dirty
-    /// profiles, in the order [`Self::drain_dirty`] will lend them: for a
-    /// driver that prefetches what it will do with each a few ahead.
-    pub fn dirty_keys(&self) -> (Vec<u64>, Vec<ProfileId>) {
-        (
-            self.dirty_idents.iter().filter_map(|&i| self.idents.get_index(i)).map(|(k, _)| k.stable_hash()).collect(),
-            self.dirty_profiles.iter().filter_map(|&i| self.profiles.get_index(i)).map(|(id, _)| *id).collect(),
-        )
-    }
-
     /// Lends every record dirtied since the last call, in the order they
     /// were first dirtied, and marks them clean (they stay cached). `f`
     /// answers whether its key-set filter holds the key now (see
-    /// [`DirtyRef`]).
-    pub fn drain_dirty(&mut self, f: &mut dyn FnMut(DirtyRef<'_>) -> bool) {
-        let mut list = std::mem::take(&mut self.dirty_idents);
-        for (n, &i) in list.iter().enumerate() {
-            if let Some((k, _)) = list.get(n + PREFETCH_AHEAD).and_then(|&j| self.idents.get_index(j)) {
-                self.owners.prefetch(k);
-            }
+    /// [`DirtyRef`]); with each record it gets the one it will be lent
+    /// [`PREFETCH_AHEAD`] calls later, if any, to prefetch what it will do
+    /// with that (the drain does so for the owner cache).
+    pub fn drain_dirty(&mut self, f: &mut dyn FnMut(DirtyRef<'_>, Option<Upcoming>) -> bool) {
+        let mut idents = std::mem::take(&mut self.dirty_idents);
+        let mut profiles = std::mem::take(&mut self.dirty_profiles);
+        for (n, &i) in idents.iter().enumerate() {
+            let next = self.upcoming(&idents, &profiles, n + PREFETCH_AHEAD);
             if let Some((k, s)) = self.idents.get_index_mut(i) {
                 s.dirty = false;
-                s.stored = f(DirtyRef::Ident(k, s.val.as_ref(), s.stored));
+                s.stored = f(DirtyRef::Ident(k, s.val.as_ref(), s.stored), next);
                 self.owners.set(k, s.val.as_ref().and_then(routes_to));
             }
         }
-        list.clear();
-        self.dirty_idents = list;
-        let mut list = std::mem::take(&mut self.dirty_profiles);
-        for &i in &list {
+        for (n, &i) in profiles.iter().enumerate() {
+            let next = self.upcoming(&idents, &profiles, idents.len() + n + PREFETCH_AHEAD);
             if let Some((id, s)) = self.profiles.get_index_mut(i) {
                 s.dirty = false;
-                s.stored = f(DirtyRef::Profile(*id, s.val.as_ref(), s.stored));
+                s.stored = f(DirtyRef::Profile(*id, s.val.as_ref(), s.stored), next);
             }
         }
-        list.clear();
-        self.dirty_profiles = list;
+        idents.clear();
+        profiles.clear();
+        self.dirty_idents = idents;
+        self.dirty_profiles = profiles;
+    }
+
+    /// The record at position `m` of a drain (the identifiers, then the
+    /// profiles), its owner-cache bucket prefetched when an identifier.
+    fn upcoming(&self, idents: &[usize], profiles: &[usize], m: usize) -> Option<Upcoming> {
+        match idents.get(m) {
+            Some(&j) => {
+                let (k, _) = self.idents.get_index(j)?;
+                self.owners.prefetch(k);
+                Some(Upcoming::Ident(k.stable_hash()))
+            }
+            None => profiles.get(m - idents.len()).and_then(|&j| self.profiles.get_index(j)).map(|(id, _)| Upcoming::Profile(*id)),
+        }
     }
 
     /// Starts a new cache generation and, above `max_entries`, evicts clean
@@ -294,7 +306,7 @@ impl Partition {
 #[cfg(test)]
 mod tests {
     use super::super::{EmptyLoader, Partition};
-    use super::DirtyRef;
+    use super::{DirtyRef, Upcoming};
     use crate::command::Target;
     use crate::config::CoreConfig;
     use crate::ident::{IdentKey, IdentType};
@@ -311,7 +323,7 @@ mod tests {
 
     fn drained(p: &mut Partition) -> Drained {
         let (mut idents, mut profiles) = (Vec::new(), Vec::new());
-        p.drain_dirty(&mut |d| {
+        p.drain_dirty(&mut |d, _| {
             match d {
                 DirtyRef::Ident(k, r, _) => idents.push((k.clone(), r.and_then(|r| r.owner))),
                 DirtyRef::Profile(id, r, _) => profiles.push((id, r.is_some())),
@@ -350,13 +362,39 @@ mod tests {
     }
 
     #[test]
+    fn each_record_lent_comes_with_the_one_lent_prefetch_ahead_calls_later() {
+        let mut p = Partition::new(0, 1, Arc::new(CoreConfig::default()));
+        let l = &mut EmptyLoader;
+        let ids: Vec<ProfileId> = (0..5).map(|i| ProfileId::for_new(i, &key(i as u32))).collect();
+        for i in 0..12 {
+            p.ident_mut(&key(i), l).owner = Some(ids[0]);
+        }
+        for id in &ids {
+            p.put_profile(*id, Some(ProfileRecord::Alias(ids[0])));
+        }
+        let (mut lent, mut next) = (Vec::new(), Vec::new());
+        p.drain_dirty(&mut |d, n| {
+            lent.push(match d {
+                DirtyRef::Ident(k, ..) => Upcoming::Ident(k.stable_hash()),
+                DirtyRef::Profile(id, ..) => Upcoming::Profile(id),
+            });
+            next.push(n);
+            false
+        });
+        assert_eq!(lent.len(), 17);
+        for (i, n) in next.iter().enumerate() {
+            assert_eq!(*n, lent.get(i + super::PREFETCH_AHEAD).copied(), "record {i}");
+        }
+    }
+
+    #[test]
     fn a_drained_profile_the_driver_keeps_never_changes() {
         let mut p = Partition::new(0, 1, Arc::new(CoreConfig::default()));
         let l = &mut EmptyLoader;
         let ids: Vec<ProfileId> = (0..3).map(|i| ProfileId::for_new(i, &key(i as u32))).collect();
         p.put_profile(ids[0], Some(ProfileRecord::Alias(ids[1])));
         let mut kept = Vec::new();
-        p.drain_dirty(&mut |d| {
+        p.drain_dirty(&mut |d, _| {
             if let DirtyRef::Profile(_, Some(r), _) = d {
                 kept.push(Arc::clone(r));
             }
@@ -386,7 +424,7 @@ mod tests {
     /// The flag a drain lends per identifier, answering `answer`.
     fn known_flags(p: &mut Partition, answer: bool) -> Vec<(String, bool)> {
         let mut seen = Vec::new();
-        p.drain_dirty(&mut |d| {
+        p.drain_dirty(&mut |d, _| {
             if let DirtyRef::Ident(k, _, known) = d {
                 seen.push((k.value().to_string(), known));
             }

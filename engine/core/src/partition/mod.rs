@@ -97,7 +97,7 @@ struct Slot<T> {
     gen: u32,
 }
 
-pub use cache::{DirtyRef, IdentAt, PREFETCH_AHEAD};
+pub use cache::{DirtyRef, IdentAt, Upcoming, PREFETCH_AHEAD};
 
 /// The record cache's maps: insertion-ordered, so a record has a position
 /// that dirty lists can hold instead of its key.
