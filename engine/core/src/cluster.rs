@@ -88,8 +88,18 @@ impl Cluster {
                 .enumerate()
                 .flat_map(|(p, cmds)| cmds.iter().filter_map(move |c| c.route_start().map(|(idents, first)| (p as u16, idents, first))));
             prefetch_owners(&mut self.parts, routes, loader);
-            for (p, cmds) in wave.into_iter().enumerate() {
-                for cmd in cmds {
+            for (p, mut cmds) in wave.into_iter().enumerate() {
+                while let Some(cmd) = cmds.pop_front() {
+                    // Each command looks its target up first: prefetched
+                    // in two steps, PREFETCH_AHEAD and half as many
+                    // commands before.
+                    let part = &self.parts[p];
+                    if let Some(c) = cmds.get(PREFETCH_AHEAD - 1) {
+                        part.prefetch_far(c.target());
+                    }
+                    if let Some(c) = cmds.get(PREFETCH_AHEAD / 2 - 1) {
+                        part.prefetch_near(c.target());
+                    }
                     self.delivered += 1;
                     self.parts[p].handle(cmd, loader, &mut fx);
                     for c in fx.cmds.drain(..) {
@@ -126,15 +136,20 @@ impl Cluster {
 pub fn prefetch_owners<'a>(parts: &mut [Partition], routes: impl Iterator<Item = (u16, &'a [IdentKey], usize)>, loader: &mut dyn Loader) {
     let n = parts.len() as u16;
     // Each first identifier's cache position (or owner, from the owner
-    // cache), looked up once: a position stays valid while records are
-    // only added (eviction runs between batches).
+    // cache), looked up once: a position stays valid until an eviction
+    // (which runs between batches).
     let mut starts: Vec<(u16, &'a [IdentKey], usize, IdentAt)> = Vec::new();
     let mut firsts: Vec<(u16, Target<'a>)> = Vec::new();
     let routes: Vec<(u16, &'a [IdentKey], usize)> = routes.collect();
     for (i, &(p, idents, first)) in routes.iter().enumerate() {
         if let Some(&(q, ahead, f)) = routes.get(i + PREFETCH_AHEAD) {
             if let Some(k) = ahead.get(f) {
-                parts[q as usize].prefetch_owner(k);
+                parts[q as usize].prefetch_far(Target::Ident(k));
+            }
+        }
+        if let Some(&(q, ahead, f)) = routes.get(i + PREFETCH_AHEAD / 2) {
+            if let Some(k) = ahead.get(f) {
+                parts[q as usize].prefetch_near(Target::Ident(k));
             }
         }
         let Some(k) = idents.get(first) else { continue };
@@ -148,16 +163,30 @@ pub fn prefetch_owners<'a>(parts: &mut [Partition], routes: impl Iterator<Item =
         loader.prefetch(&firsts);
     }
     drop(firsts);
-    let mut owners: Vec<(u16, Target<'static>)> = Vec::new();
-    let mut found: Vec<(ProfileId, &'a [IdentKey], usize)> = Vec::new();
-    for (p, idents, first, at) in starts {
+    // Each first identifier's owner (a read where neither cache knew it),
+    // then whether the owner's profile is cached.
+    let mut owned: Vec<(ProfileId, &'a [IdentKey], usize)> = Vec::with_capacity(starts.len());
+    for (i, &(p, idents, first, at)) in starts.iter().enumerate() {
+        match starts.get(i + PREFETCH_AHEAD) {
+            Some(&(q, _, _, IdentAt::Slot(j))) => parts[q as usize].prefetch_ident_at(j),
+            Some(&(q, ahead, f, IdentAt::Nowhere)) => parts[q as usize].prefetch_far(Target::Ident(&ahead[f])),
+            _ => {}
+        }
         let part = &mut parts[p as usize];
         let owner = match at {
             IdentAt::Slot(i) => part.owner_at(i),
             IdentAt::Owner(o) => Some(o),
             IdentAt::Nowhere => part.owner_of(&idents[first], loader),
         };
-        let Some(o) = owner else { continue };
+        if let Some(o) = owner {
+            owned.push((o, idents, first));
+        }
+    }
+    drop(starts);
+    let mut owners: Vec<(u16, Target<'static>)> = Vec::new();
+    let mut found: Vec<(ProfileId, &'a [IdentKey], usize)> = Vec::new();
+    for (i, &(o, idents, first)) in owned.iter().enumerate() {
+        prefetch_profiles_ahead(parts, &owned, i);
         let q = o.partition(n);
         if !parts[q as usize].is_cached(Target::Profile(o)) {
             owners.push((q, Target::Profile(o)));
@@ -166,11 +195,13 @@ pub fn prefetch_owners<'a>(parts: &mut [Partition], routes: impl Iterator<Item =
             found.push((o, idents, first));
         }
     }
+    drop(owned);
     if !owners.is_empty() {
         loader.prefetch(&owners);
     }
     let mut lacked: Vec<(u16, Target<'a>)> = Vec::new();
-    for (o, idents, first) in found {
+    for (step, &(o, idents, first)) in found.iter().enumerate() {
+        prefetch_profiles_ahead(parts, &found, step);
         let Some(ProfileRecord::Live(lp)) = parts[o.partition(n) as usize].profile(o, loader) else { continue };
         let start = lacked.len();
         lacked.extend(
@@ -187,6 +218,18 @@ pub fn prefetch_owners<'a>(parts: &mut [Partition], routes: impl Iterator<Item =
     }
     if !lacked.is_empty() {
         loader.prefetch(&lacked);
+    }
+}
+
+/// The two prefetches for the profiles a loop over `list` looks up
+/// [`PREFETCH_AHEAD`] and half as many steps after step `i`.
+fn prefetch_profiles_ahead<T>(parts: &[Partition], list: &[(ProfileId, T, usize)], i: usize) {
+    let n = parts.len() as u16;
+    if let Some(&(o, ..)) = list.get(i + PREFETCH_AHEAD) {
+        parts[o.partition(n) as usize].prefetch_far(Target::Profile(o));
+    }
+    if let Some(&(o, ..)) = list.get(i + PREFETCH_AHEAD / 2) {
+        parts[o.partition(n) as usize].prefetch_near(Target::Profile(o));
     }
 }
 

@@ -5,11 +5,12 @@
 //! they are dirtied, so draining a batch costs what the batch changed, not
 //! the cache size.
 
+use super::map::CacheKey;
 use super::{Loader, Map, Partition, Slot};
+use crate::command::Target;
 use crate::ident::IdentKey;
 use crate::profile_id::ProfileId;
 use crate::record::{IdentRecord, ProfileRecord};
-use std::hash::Hash;
 use std::sync::Arc;
 
 /// A dirty record lent to [`Partition::drain_dirty`]; `None` deletes. The
@@ -56,7 +57,7 @@ fn routes_to(r: &IdentRecord) -> Option<ProfileId> {
 
 /// The position of `key`'s slot in a cache map, inserting one with
 /// `load()` on a miss; the slot is stamped as used in generation `gen`.
-fn slot_index<K: Hash + Eq + Clone, V>(map: &mut Map<K, Slot<V>>, key: &K, gen: u32, load: impl FnOnce() -> Option<V>) -> usize {
+fn slot_index<K: CacheKey + Clone, V>(map: &mut Map<K, Slot<V>>, key: &K, gen: u32, load: impl FnOnce() -> Option<V>) -> usize {
     let i = match map.get_index_of(key) {
         Some(i) => i,
         None => {
@@ -129,6 +130,34 @@ impl Partition {
         self.owners.prefetch(key);
     }
 
+    /// The first of a lookup's two prefetches, [`PREFETCH_AHEAD`] steps
+    /// before it: the record cache's index slot for `t` (and the owner
+    /// cache's bucket for an identifier).
+    pub fn prefetch_far(&self, t: Target<'_>) {
+        match t {
+            Target::Ident(k) => {
+                self.idents.prefetch_slot(k);
+                self.owners.prefetch(k);
+            }
+            Target::Profile(id) => self.profiles.prefetch_slot(&id),
+        }
+    }
+
+    /// Prefetches the identifier entry at a position
+    /// [`Self::cached_ident`] gave.
+    pub fn prefetch_ident_at(&self, i: usize) {
+        self.idents.prefetch_position(i);
+    }
+
+    /// The second, half as many steps before the lookup: the entry the
+    /// (by now cached) index slot points at.
+    pub fn prefetch_near(&self, t: Target<'_>) {
+        match t {
+            Target::Ident(k) => self.idents.prefetch_entry(k),
+            Target::Profile(id) => self.profiles.prefetch_entry(&id),
+        }
+    }
+
     /// Where an identifier's record is in the record cache, stamped as used.
     fn cached_slot(&mut self, key: &IdentKey) -> Option<usize> {
         let i = self.idents.get_index_of(key)?;
@@ -145,8 +174,9 @@ impl Partition {
     }
 
     /// [`Self::owner_of`] the identifier cached at a position
-    /// [`Self::cached_ident`] gave (positions hold until the next eviction,
-    /// [`Partition::end_batch`]), stamped as used.
+    /// [`Self::cached_ident`] gave (a record keeps its position while it
+    /// is cached: until an eviction, [`Partition::end_batch`]), stamped as
+    /// used.
     pub fn owner_at(&mut self, i: usize) -> Option<ProfileId> {
         let slot = &mut self.idents[i];
         slot.gen = self.gen;
@@ -158,8 +188,8 @@ impl Partition {
         self.ident_mut_at(i)
     }
 
-    /// The record at a position [`Self::ident_index`] gave (positions hold
-    /// until the next eviction: records are only added in between), to read.
+    /// The record at a position [`Self::ident_index`] gave (held until the
+    /// next eviction), to read.
     pub(super) fn ident_at(&self, i: usize) -> Option<&IdentRecord> {
         self.idents[i].val.as_ref()
     }
@@ -286,11 +316,7 @@ impl Partition {
         if self.idents.len() + self.profiles.len() <= max_entries {
             return;
         }
-        // Eviction moves records; dirty ones stay, found again by key.
-        let dirty_idents: Vec<IdentKey> =
-            self.dirty_idents.iter().filter_map(|&i| self.idents.get_index(i)).map(|(k, _)| k.clone()).collect();
-        let dirty_profiles: Vec<ProfileId> =
-            self.dirty_profiles.iter().filter_map(|&i| self.profiles.get_index(i)).map(|(id, _)| *id).collect();
+        // Dirty records stay, at their positions: the dirty lists hold.
         let keep = self.gen.wrapping_sub(1);
         self.idents.retain(|_, s| s.dirty || s.gen == keep);
         self.profiles.retain(|_, s| s.dirty || s.gen == keep);
@@ -298,8 +324,6 @@ impl Partition {
             self.idents.retain(|_, s| s.dirty);
             self.profiles.retain(|_, s| s.dirty);
         }
-        self.dirty_idents = dirty_idents.iter().filter_map(|k| self.idents.get_index_of(k)).collect();
-        self.dirty_profiles = dirty_profiles.iter().filter_map(|id| self.profiles.get_index_of(id)).collect();
     }
 }
 

@@ -9,6 +9,7 @@
 //! # Layout
 //! - `mod.rs`: the partition, its counters and command dispatch.
 //! - `cache.rs`: the write-back record cache.
+//! - `map.rs`: its maps (positions, and lookups a loop can prefetch).
 //! - `owners.rs`: the owner cache (identifier -> owning profile).
 //! - `ident_cmds.rs`: commands handled at an identifier's partition.
 //! - `profile_cmds.rs`: commands handled at a profile's partition.
@@ -16,6 +17,7 @@
 
 mod cache;
 mod ident_cmds;
+mod map;
 mod merge;
 mod owners;
 mod profile_cmds;
@@ -99,9 +101,9 @@ struct Slot<T> {
 
 pub use cache::{DirtyRef, IdentAt, Upcoming, PREFETCH_AHEAD};
 
-/// The record cache's maps: insertion-ordered, so a record has a position
-/// that dirty lists can hold instead of its key.
-type Map<K, V> = indexmap::IndexMap<K, V, rustc_hash::FxBuildHasher>;
+/// The record cache's maps: a record has a position that dirty lists can
+/// hold instead of its key, and lookups can be prefetched.
+type Map<K, V> = map::CacheMap<K, V>;
 
 #[derive(Debug)]
 pub struct Partition {
@@ -114,8 +116,8 @@ pub struct Partition {
     /// batch runs; a take that finds it still shared copies it.
     profiles: Map<ProfileId, Slot<Arc<ProfileRecord>>>,
     /// Positions in `idents` / `profiles` of the records dirtied since the
-    /// last drain (records move only when `end_batch` evicts, which finds
-    /// the dirty ones again by key).
+    /// last drain (a record keeps its position while cached, and dirty
+    /// ones are never evicted).
     dirty_idents: Vec<usize>,
     dirty_profiles: Vec<usize>,
     touched: Vec<ProfileId>,
@@ -291,12 +293,12 @@ impl Partition {
     /// Copies every cached record into `snap` (complete only when nothing
     /// was evicted and the loader is empty: simulations and small tests).
     pub fn snapshot_into(&self, snap: &mut crate::invariants::Snapshot) {
-        for (k, s) in &self.idents {
+        for (k, s) in self.idents.iter() {
             if let Some(v) = &s.val {
                 snap.idents.insert(k.clone(), v.clone());
             }
         }
-        for (k, s) in &self.profiles {
+        for (k, s) in self.profiles.iter() {
             if let Some(v) = &s.val {
                 snap.profiles.insert(*k, ProfileRecord::clone(v));
             }

@@ -70,6 +70,9 @@ impl OwnerCache {
     pub fn prefetch(&self, k: &IdentKey) {
         if let Some(b) = self.bucket(k) {
             crate::prefetch::read(&self.checks[b]);
+            // The owners of a bucket span two cache lines; a hit reads one.
+            crate::prefetch::read(&self.owners[b][0]);
+            crate::prefetch::read(&self.owners[b][WAYS / 2]);
         }
     }
 
