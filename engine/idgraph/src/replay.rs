@@ -159,16 +159,30 @@ impl WriteJob {
         for ce in &self.consent {
             sinks.line(Stream::Consent, &serde_json::to_string(ce)?)?;
         }
+        let first = self.wb.ops.len();
+        // A dirty profile is encoded right after it is rendered, while its
+        // record is still in this core's cache (it was built on the other
+        // one). The batch's order of writes does not matter: the store
+        // sorts them.
+        let mut writes: Vec<Option<DirtyWrite>> = self.writes.into_iter().map(Some).collect();
         for p in &self.profiles {
             let line = match p {
                 ProfileLine::Rendered(line) => std::borrow::Cow::Borrowed(line.as_str()),
                 ProfileLine::Dirty(i) => {
-                    let Some((id, rec)) = self.writes.get(*i).and_then(DirtyWrite::profile) else {
+                    let Some(w) = writes.get_mut(*i).and_then(Option::take) else {
                         bail!("a touched profile's record is missing from its batch");
                     };
-                    match golden::output(id, rec, core) {
-                        Some(ProfileOutput::Profile(line)) => line.into(),
-                        Some(ProfileOutput::Gone(reason)) => golden::tombstone(id, reason).into(),
+                    let Some((id, rec)) = w.profile() else {
+                        bail!("a touched profile's record is missing from its batch");
+                    };
+                    let line = match golden::output(id, rec, core) {
+                        Some(ProfileOutput::Profile(line)) => Some(line),
+                        Some(ProfileOutput::Gone(reason)) => Some(golden::tombstone(id, reason)),
+                        None => None,
+                    };
+                    w.encode_into(&mut self.wb);
+                    match line {
+                        Some(line) => line.into(),
                         None => continue,
                     }
                 }
@@ -176,8 +190,7 @@ impl WriteJob {
             sinks.line(Stream::Profiles, &line)?;
         }
         let lens = sinks.flush()?;
-        let first = self.wb.ops.len();
-        for w in self.writes {
+        for w in writes.into_iter().flatten() {
             w.encode_into(&mut self.wb);
         }
         let state_ops = &self.wb.ops[first..];
