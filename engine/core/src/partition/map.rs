@@ -304,7 +304,8 @@ mod tests {
     #[derive(Debug, Clone)]
     enum Op {
         Insert(u32, u64, u32),
-        Retain(u32),
+        /// Removes the entries whose `(key + value) % d` is (not) zero: a few or most.
+        Retain(u32, bool),
         Get(u32, u64),
     }
 
@@ -314,7 +315,7 @@ mod tests {
         let hash = prop_oneof![0u64..8, any::<u64>(), Just(u64::from(u32::MAX)), Just(0xFFFF_FFFF_0000_0000)];
         prop_oneof![
             6 => (0u32..200, hash.clone(), any::<u32>()).prop_map(|(k, h, v)| Op::Insert(k, h, v)),
-            1 => (2u32..5).prop_map(Op::Retain),
+            1 => (2u32..5, any::<bool>()).prop_map(|(d, most)| Op::Retain(d, most)),
             2 => (0u32..200, hash).prop_map(|(k, h)| Op::Get(k, h)),
         ]
     }
@@ -332,9 +333,10 @@ mod tests {
                         prop_assert_eq!(old, oracle.insert(key.clone(), v));
                         prop_assert_eq!(m.get_index(i), Some((&key, &v)));
                     }
-                    Op::Retain(d) => {
-                        m.retain(|k, v| (k.0 + *v) % d != 0);
-                        oracle.retain(|k, v| (k.0 + *v) % d != 0);
+                    Op::Retain(d, most) => {
+                        let keep = |k: &K, v: &mut u32| (k.0.wrapping_add(*v) % d != 0) != most;
+                        m.retain(keep);
+                        oracle.retain(|k, v| keep(k, v));
                     }
                     Op::Get(k, h) => prop_assert_eq!(m.get(&K(k, h)), oracle.get(&K(k, h))),
                 }
