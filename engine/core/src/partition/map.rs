@@ -334,7 +334,7 @@ mod tests {
                         prop_assert_eq!(m.get_index(i), Some((&key, &v)));
                     }
                     Op::Retain(d, most) => {
-                        let keep = |k: &K, v: &mut u32| (k.0.wrapping_add(*v) % d != 0) != most;
+                        let keep = |k: &K, v: &mut u32| k.0.wrapping_add(*v).is_multiple_of(d) == most;
                         m.retain(keep);
                         oracle.retain(|k, v| keep(k, v));
                     }
