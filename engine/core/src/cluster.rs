@@ -86,7 +86,7 @@ impl Cluster {
             let routes = wave
                 .iter()
                 .enumerate()
-                .flat_map(|(p, cmds)| cmds.iter().filter_map(move |c| c.route_start().map(|(idents, first)| (p as u16, idents, first))));
+                .flat_map(|(p, cmds)| cmds.iter().filter_map(move |c| c.route_start().map(|(idents, probe)| (p as u16, idents, probe))));
             prefetch_owners(&mut self.parts, routes, loader);
             for (p, mut cmds) in wave.into_iter().enumerate() {
                 while let Some(cmd) = cmds.pop_front() {
@@ -131,33 +131,40 @@ impl Cluster {
 /// lack in a third. The records read are loaded into their partitions'
 /// caches (the routes use them next anyway); nothing changes.
 ///
-/// `routes` gives each route's partition, the event's identifiers and the
-/// index of the one looked up first.
+/// A route whose first identifier has no owner goes on to the next ones,
+/// as the route itself will (reading, alone, what neither cache holds: the
+/// read the route would make), so the profile it applies to joins the
+/// second multi-get instead of being read alone.
+///
+/// `routes` gives each route's partition, the event's identifiers and its
+/// probe ([`Command::route_start`]).
 pub fn prefetch_owners<'a>(parts: &mut [Partition], routes: impl Iterator<Item = (u16, &'a [IdentKey], usize)>, loader: &mut dyn Loader) {
     let n = parts.len() as u16;
     // Each first identifier's cache position (or owner, from the owner
     // cache), looked up once: a position stays valid until an eviction
-    // (which runs between batches).
+    // (which runs between batches). A route past its last probe claims
+    // its first identifier and looks no further.
     let mut starts: Vec<(u16, &'a [IdentKey], usize, IdentAt)> = Vec::new();
     let mut firsts: Vec<(u16, Target<'a>)> = Vec::new();
     let routes: Vec<(u16, &'a [IdentKey], usize)> = routes.collect();
-    for (i, &(p, idents, first)) in routes.iter().enumerate() {
+    let first_of = |idents: &[IdentKey], probe: usize| if probe < idents.len() { probe } else { 0 };
+    for (i, &(p, idents, probe)) in routes.iter().enumerate() {
         if let Some(&(q, ahead, f)) = routes.get(i + PREFETCH_AHEAD) {
-            if let Some(k) = ahead.get(f) {
+            if let Some(k) = ahead.get(first_of(ahead, f)) {
                 parts[q as usize].prefetch_far(Target::Ident(k));
             }
         }
         if let Some(&(q, ahead, f)) = routes.get(i + PREFETCH_AHEAD / 2) {
-            if let Some(k) = ahead.get(f) {
+            if let Some(k) = ahead.get(first_of(ahead, f)) {
                 parts[q as usize].prefetch_near(Target::Ident(k));
             }
         }
-        let Some(k) = idents.get(first) else { continue };
+        let Some(k) = idents.get(first_of(idents, probe)) else { continue };
         let at = parts[p as usize].cached_ident(k);
         if at == IdentAt::Nowhere {
             firsts.push((p, Target::Ident(k)));
         }
-        starts.push((p, idents, first, at));
+        starts.push((p, idents, probe, at));
     }
     if !firsts.is_empty() {
         loader.prefetch(&firsts);
@@ -166,18 +173,29 @@ pub fn prefetch_owners<'a>(parts: &mut [Partition], routes: impl Iterator<Item =
     // Each first identifier's owner (a read where neither cache knew it),
     // then whether the owner's profile is cached.
     let mut owned: Vec<(ProfileId, &'a [IdentKey], usize)> = Vec::with_capacity(starts.len());
-    for (i, &(p, idents, first, at)) in starts.iter().enumerate() {
+    for (i, &(p, idents, probe, at)) in starts.iter().enumerate() {
         match starts.get(i + PREFETCH_AHEAD) {
             Some(&(q, _, _, IdentAt::Slot(j))) => parts[q as usize].prefetch_ident_at(j),
-            Some(&(q, ahead, f, IdentAt::Nowhere)) => parts[q as usize].prefetch_far(Target::Ident(&ahead[f])),
+            Some(&(q, ahead, f, IdentAt::Nowhere)) => parts[q as usize].prefetch_far(Target::Ident(&ahead[first_of(ahead, f)])),
             _ => {}
         }
+        let mut first = first_of(idents, probe);
         let part = &mut parts[p as usize];
-        let owner = match at {
+        let mut owner = match at {
             IdentAt::Slot(i) => part.owner_at(i),
             IdentAt::Owner(o) => Some(o),
             IdentAt::Nowhere => part.owner_of(&idents[first], loader),
         };
+        while owner.is_none() && probe < idents.len() && first + 1 < idents.len() {
+            first += 1;
+            let k = &idents[first];
+            let part = &mut parts[k.partition(n) as usize];
+            owner = match part.cached_ident(k) {
+                IdentAt::Slot(i) => part.owner_at(i),
+                IdentAt::Owner(o) => Some(o),
+                IdentAt::Nowhere => part.owner_of(k, loader),
+            };
+        }
         if let Some(o) = owner {
             owned.push((o, idents, first));
         }

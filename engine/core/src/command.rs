@@ -139,13 +139,12 @@ impl Command {
     }
 
     /// A `Route`'s event identifiers and the index of the one it looks up
-    /// first (none for other commands).
+    /// next, its probe (none for other commands). A probe past the last
+    /// identifier means every one was found unowned: the route claims the
+    /// first.
     pub fn route_start(&self) -> Option<(&[IdentKey], usize)> {
         match self {
-            Command::Route { ev, probe } if !ev.idents.is_empty() => {
-                let first = if (*probe as usize) < ev.idents.len() { *probe as usize } else { 0 };
-                Some((&ev.idents, first))
-            }
+            Command::Route { ev, probe } if !ev.idents.is_empty() => Some((&ev.idents, *probe as usize)),
             _ => None,
         }
     }
