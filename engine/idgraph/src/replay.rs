@@ -417,7 +417,7 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
             for part in &mut cluster.parts {
                 at.clear();
                 let first = writes.len();
-                writes.extend(state::take_dirty(part, &mut known));
+                state::take_dirty_into(part, &mut known, &mut writes);
                 for (i, w) in writes.iter().enumerate().skip(first) {
                     if let Some((id, _)) = w.profile() {
                         at.insert(id, i);

@@ -227,8 +227,15 @@ impl DirtyWrite {
 /// (identifiers, then profiles); their keys are added to the known-keys
 /// filter now, so lookups from here on see them.
 pub fn take_dirty(part: &mut Partition, known: &mut KnownKeys) -> Vec<DirtyWrite> {
-    let p = part.id;
     let mut out = Vec::new();
+    take_dirty_into(part, known, &mut out);
+    out
+}
+
+/// [`take_dirty`], appending to `out` (sized once for them).
+pub fn take_dirty_into(part: &mut Partition, known: &mut KnownKeys, out: &mut Vec<DirtyWrite>) {
+    let p = part.id;
+    out.reserve(part.dirty_len());
     part.drain_dirty(&mut |d, next| {
         // The filter's blocks are prefetched a few records ahead: each
         // insert is a random write into a table far larger than the caches.
@@ -264,7 +271,6 @@ pub fn take_dirty(part: &mut Partition, known: &mut KnownKeys) -> Vec<DirtyWrite
             }
         }
     });
-    out
 }
 
 pub fn put_meta<T: Serialize>(batch: &mut Batch, name: &str, v: &T) {

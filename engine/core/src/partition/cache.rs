@@ -263,6 +263,11 @@ impl Partition {
         std::mem::take(&mut self.touched)
     }
 
+    /// How many records [`Self::drain_dirty`] would lend now.
+    pub fn dirty_len(&self) -> usize {
+        self.dirty_idents.len() + self.dirty_profiles.len()
+    }
+
     /// Lends every record dirtied since the last call, in the order they
     /// were first dirtied, and marks them clean (they stay cached). `f`
     /// answers whether its key-set filter holds the key now (see

@@ -33,6 +33,10 @@ impl Partition {
         };
         let Some(queue) = self.creation_queue(id, loader) else { return };
         let mut lp = Box::new(LiveProfile::new(anchor, ev.ts));
+        // Room for the event's identifiers (most are new with the profile,
+        // claimed in place) and an edge to each: one allocation, not a few.
+        lp.idents.reserve_exact(ev.idents.len() - 1);
+        lp.edges.reserve_exact(ev.idents.len() - 1);
         self.stats.profiles_created += 1;
         let mut le = lifecycle("created", id, ev.ts);
         le.event_id = Some(ev.event_id.clone());
