@@ -131,10 +131,13 @@ impl Cluster {
 /// lack in a third. The records read are loaded into their partitions'
 /// caches (the routes use them next anyway); nothing changes.
 ///
-/// A route whose first identifier has no owner goes on to the next ones,
-/// as the route itself will (reading, alone, what neither cache holds: the
-/// read the route would make), so the profile it applies to joins the
-/// second multi-get instead of being read alone.
+/// A route whose first identifier has no owner goes on to the next ones
+/// of its partition, as the route itself will before it moves to another
+/// partition (reading, alone, what neither cache holds: the read the route
+/// would make), so the profile it applies to joins the second multi-get
+/// instead of being read alone. Another partition's identifiers are left
+/// to that partition's own prefetch, when the route gets there (in `run`,
+/// that partition may belong to another instance).
 ///
 /// `routes` gives each route's partition, the event's identifiers and its
 /// probe ([`Command::route_start`]).
@@ -186,10 +189,10 @@ pub fn prefetch_owners<'a>(parts: &mut [Partition], routes: impl Iterator<Item =
             IdentAt::Owner(o) => Some(o),
             IdentAt::Nowhere => part.owner_of(&idents[first], loader),
         };
-        while owner.is_none() && probe < idents.len() && first + 1 < idents.len() {
+        while owner.is_none() && probe < idents.len() && idents.get(first + 1).is_some_and(|k| k.partition(n) == p) {
             first += 1;
             let k = &idents[first];
-            let part = &mut parts[k.partition(n) as usize];
+            let part = &mut parts[p as usize];
             owner = match part.cached_ident(k) {
                 IdentAt::Slot(i) => part.owner_at(i),
                 IdentAt::Owner(o) => Some(o),
@@ -339,6 +342,40 @@ mod tests {
             assert!(loader.announced.len() >= 60, "P={p}: {} announced", loader.announced.len());
             assert_eq!(loader.lone, Vec::<String>::new(), "P={p}: read without a prefetch");
             assert_eq!(again.stats().events_applied, 20);
+        }
+    }
+
+    /// Returning persons whose event lists a new cookie before their known
+    /// email: the route finds the cookie unowned and goes on to the email.
+    /// The prefetch goes on likewise, so each profile is still read through
+    /// a prefetch; only identifier records are read alone (the email's,
+    /// which the route itself reads when nothing caches it).
+    #[test]
+    fn a_route_whose_first_identifier_is_new_gets_its_profile_by_prefetch() {
+        let cfg = Arc::new(CoreConfig::default());
+        for p in [1u16, 4] {
+            let email = |i: usize| IdentKey::new(IdentType::EMAIL, format!("p{i}@x.co"));
+            let mut first = Cluster::new(p, cfg.clone());
+            for i in 0..20 {
+                first.submit(ev(i, &[&email(i)]));
+            }
+            first.run(&mut crate::partition::EmptyLoader, &mut Effects::default());
+            let mut loader = Counting::default();
+            for part in &first.parts {
+                part.snapshot_into(&mut loader.snap);
+            }
+            let profiles: FxHashSet<String> = loader.snap.profiles.keys().map(ToString::to_string).collect();
+            assert_eq!(profiles.len(), 20);
+            let mut again = Cluster::new(p, cfg.clone());
+            for i in 0..20 {
+                let cookie = IdentKey::new(IdentType::ANONYMOUS_ID, format!("new-{i}"));
+                again.submit(ev(100 + i, &[&cookie, &email(i)]));
+            }
+            again.run(&mut loader, &mut Effects::default());
+            let lone_profiles: Vec<&String> = loader.lone.iter().filter(|k| profiles.contains(*k)).collect();
+            assert_eq!(lone_profiles, Vec::<&String>::new(), "P={p}: profiles read without a prefetch");
+            assert_eq!(again.stats().events_applied, 20, "P={p}");
+            assert_eq!(again.stats().profiles_created, 0, "P={p}");
         }
     }
 }
