@@ -182,22 +182,13 @@ pub fn prefetch_owners<'a>(parts: &mut [Partition], routes: impl Iterator<Item =
             Some(&(q, ahead, f, IdentAt::Nowhere)) => parts[q as usize].prefetch_far(Target::Ident(&ahead[first_of(ahead, f)])),
             _ => {}
         }
-        let mut first = first_of(idents, probe);
         let part = &mut parts[p as usize];
-        let mut owner = match at {
-            IdentAt::Slot(i) => part.owner_at(i),
-            IdentAt::Owner(o) => Some(o),
-            IdentAt::Nowhere => part.owner_of(&idents[first], loader),
-        };
+        let mut first = first_of(idents, probe);
+        let mut owner = part.owner_found(at, &idents[first], loader);
         while owner.is_none() && probe < idents.len() && idents.get(first + 1).is_some_and(|k| k.partition(n) == p) {
             first += 1;
-            let k = &idents[first];
-            let part = &mut parts[p as usize];
-            owner = match part.cached_ident(k) {
-                IdentAt::Slot(i) => part.owner_at(i),
-                IdentAt::Owner(o) => Some(o),
-                IdentAt::Nowhere => part.owner_of(k, loader),
-            };
+            let at = part.cached_ident(&idents[first]);
+            owner = part.owner_found(at, &idents[first], loader);
         }
         if let Some(o) = owner {
             owned.push((o, idents, first));

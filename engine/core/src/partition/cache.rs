@@ -124,10 +124,14 @@ impl Partition {
         self.owners.peek(key).map_or(IdentAt::Nowhere, IdentAt::Owner)
     }
 
-    /// Prefetches the owner-cache bucket of an identifier of this
-    /// partition (see `OwnerCache::prefetch` in `owners.rs`).
-    pub fn prefetch_owner(&self, key: &IdentKey) {
-        self.owners.prefetch(key);
+    /// The owner of an identifier [`Self::cached_ident`] found at `at`,
+    /// reading its record when neither cache knew it.
+    pub fn owner_found(&mut self, at: IdentAt, key: &IdentKey, loader: &mut dyn Loader) -> Option<ProfileId> {
+        match at {
+            IdentAt::Slot(i) => self.owner_at(i),
+            IdentAt::Owner(o) => Some(o),
+            IdentAt::Nowhere => self.owner_of(key, loader),
+        }
     }
 
     /// The first of a lookup's two prefetches, [`PREFETCH_AHEAD`] steps
