@@ -12,7 +12,17 @@ use crate::rules::Survivorship;
 use crate::short::ShortStr;
 use crate::time::Millis;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 use std::cmp::Ordering;
+
+/// A fragment's events per source. Inline up to one source (most
+/// fragments see one channel): a decoded profile record allocates a block
+/// per vector it holds, and each block is a cache miss to allocate and
+/// another to free when the record cache evicts it. Encoded like a `Vec`.
+pub type Sources = SmallVec<[(ShortStr, u64); 1]>;
+
+/// A fragment's trait candidates, inline up to one (as [`Sources`]).
+pub type Traits = SmallVec<[TraitCandidate; 1]>;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
@@ -20,14 +30,21 @@ pub struct Metrics {
     pub first_seen: Millis,
     pub last_seen: Millis,
     /// Events per source, sorted by source name.
-    pub sources: Vec<(ShortStr, u64)>,
+    pub sources: Sources,
     pub order_count: u64,
     pub revenue_total: f64,
 }
 
 impl Metrics {
     pub fn empty() -> Self {
-        Self { event_count: 0, first_seen: Millis::MAX, last_seen: Millis::MIN, sources: Vec::new(), order_count: 0, revenue_total: 0.0 }
+        Self {
+            event_count: 0,
+            first_seen: Millis::MAX,
+            last_seen: Millis::MIN,
+            sources: Sources::new(),
+            order_count: 0,
+            revenue_total: 0.0,
+        }
     }
 
     pub fn add_event(&mut self, ev: &Touchpoint) {
@@ -97,7 +114,7 @@ pub struct Fragment {
     pub anchor: IdentKey,
     pub metrics: Metrics,
     /// One surviving candidate per trait, sorted by name.
-    pub traits: Vec<TraitCandidate>,
+    pub traits: Traits,
     /// One record per purpose, sorted by purpose.
     pub consent: Vec<ConsentRecord>,
 }
@@ -135,7 +152,7 @@ pub fn candidate_beats(a: &TraitCandidate, b: &TraitCandidate, rule: Survivorshi
 }
 
 /// Folds `cand` into a sorted candidate list under the configured rules.
-pub fn fold_candidate(list: &mut Vec<TraitCandidate>, cand: TraitCandidate, cfg: &CoreConfig) {
+pub fn fold_candidate(list: &mut Traits, cand: TraitCandidate, cfg: &CoreConfig) {
     match list.binary_search_by(|c| c.name.as_bytes().cmp(cand.name.as_bytes())) {
         Ok(i) => {
             if candidate_beats(&cand, &list[i], cfg.survivorship(&cand.name), cfg) {
@@ -160,7 +177,7 @@ pub fn fold_consent(list: &mut Vec<ConsentRecord>, rec: ConsentRecord) {
 
 impl Fragment {
     pub fn new(anchor: IdentKey) -> Self {
-        Self { anchor, metrics: Metrics::empty(), traits: Vec::new(), consent: Vec::new() }
+        Self { anchor, metrics: Metrics::empty(), traits: Traits::new(), consent: Vec::new() }
     }
 
     pub fn add_event(&mut self, ev: &Touchpoint, cfg: &CoreConfig) {
@@ -259,7 +276,7 @@ mod tests {
         assert!(candidate_beats(&cand("1", 1, "web"), &cand("\"x\"", 9, "web"), Survivorship::Max, &cfg));
         traits.rules.insert("t".into(), Survivorship::First);
         let cfg = c(&traits);
-        let mut list = vec![];
+        let mut list = Traits::new();
         fold_candidate(&mut list, cand("\"late\"", 5, "web"), &cfg);
         fold_candidate(&mut list, cand("\"early\"", 1, "web"), &cfg);
         assert_eq!(list[0].value, "\"early\"");

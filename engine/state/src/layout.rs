@@ -57,8 +57,10 @@ pub struct StoreLoader<'a> {
     /// What a prefetch found, by key, with the partition it was read
     /// under: the stored bytes, or `None` when absent (read, or answered by
     /// the filter, so a later lookup does not probe it again).
-    idents: FxHashMap<IdentKey, (u16, Option<Vec<u8>>)>,
-    profiles: FxHashMap<ProfileId, (u16, Option<Vec<u8>>)>,
+    /// Prefetched records, decoded from the store's buffers (not copied out
+    /// first), by partition; `None`: absent.
+    idents: FxHashMap<IdentKey, (u16, Option<IdentRecord>)>,
+    profiles: FxHashMap<ProfileId, (u16, Option<ProfileRecord>)>,
     /// The first failure; the batch is abandoned when set.
     pub error: Option<StateError>,
     pub reads: u64,
@@ -96,41 +98,52 @@ impl<'a> StoreLoader<'a> {
     }
 
     /// Decodes one record; a failure is kept and reads as absent.
-    fn decoded<T: for<'de> Deserialize<'de>>(&mut self, cf: Cf, bytes: Option<Vec<u8>>) -> Option<T> {
-        match decode(&bytes?) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                self.fail(StateError::Corrupt { what: cf.name(), reason: e.to_string() });
-                None
+    fn decoded<T: for<'de> Deserialize<'de>>(&mut self, cf: Cf, bytes: Option<&[u8]>) -> Option<T> {
+        decoded(&mut self.error, cf, bytes)
+    }
+}
+
+/// [`StoreLoader::decoded`], for callers that hold other parts of the loader.
+fn decoded<T: for<'de> Deserialize<'de>>(error: &mut Option<StateError>, cf: Cf, bytes: Option<&[u8]>) -> Option<T> {
+    match decode(bytes?) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            if error.is_none() {
+                *error = Some(StateError::Corrupt { what: cf.name(), reason: e.to_string() });
             }
+            None
         }
     }
 }
 
 impl Loader for StoreLoader<'_> {
     fn ident(&mut self, p: u16, k: &IdentKey) -> Option<IdentRecord> {
-        let bytes = match self.idents.remove(k) {
+        match self.idents.remove(k) {
             Some((q, pre)) if q == p => pre,
             // Not prefetched (or under another partition): filter, then read.
             _ if !self.known.may_contain_ident(p, k) => {
                 self.skipped += 1;
-                return None;
+                None
             }
-            _ => self.read(Cf::Idents, &ident_key(p, k)),
-        };
-        self.decoded(Cf::Idents, bytes)
+            _ => {
+                let bytes = self.read(Cf::Idents, &ident_key(p, k));
+                self.decoded(Cf::Idents, bytes.as_deref())
+            }
+        }
     }
 
     fn profile(&mut self, p: u16, id: &ProfileId) -> Option<ProfileRecord> {
-        let bytes = match self.profiles.remove(id) {
+        match self.profiles.remove(id) {
             Some((q, pre)) if q == p => pre,
             _ if !self.known.may_contain_profile(p, id) => {
                 self.skipped += 1;
-                return None;
+                None
             }
-            _ => self.read(Cf::Profiles, &profile_key(p, id)),
-        };
-        self.decoded(Cf::Profiles, bytes)
+            _ => {
+                let bytes = self.read(Cf::Profiles, &profile_key(p, id));
+                self.decoded(Cf::Profiles, bytes.as_deref())
+            }
+        }
     }
 
     /// Reads the records a wave of commands will need with one multi-get
@@ -150,7 +163,7 @@ impl Loader for StoreLoader<'_> {
                 Target::Ident(k) if self.idents.contains_key(k) => {}
                 Target::Ident(k) if self.known.may_contain_ident(*p, k) => {
                     ik.push(ident_key(*p, k));
-                    iks.push((k.clone(), *p));
+                    iks.push(Some((k.clone(), *p)));
                 }
                 Target::Ident(k) => {
                     self.skipped += 1;
@@ -169,16 +182,27 @@ impl Loader for StoreLoader<'_> {
         }
         if !ik.is_empty() {
             self.reads += ik.len() as u64;
-            match self.store.multi_get(Cf::Idents, &ik) {
-                Ok(vals) => self.idents.extend(iks.into_iter().zip(vals).map(|((k, p), v)| (k, (p, v)))),
-                Err(e) => self.fail(e.into()),
+            let (idents, error) = (&mut self.idents, &mut self.error);
+            let r = self.store.multi_get_with(Cf::Idents, &ik, &mut |i, v| {
+                let rec = decoded(error, Cf::Idents, v);
+                if let Some((k, p)) = iks[i].take() {
+                    idents.insert(k, (p, rec));
+                }
+            });
+            if let Err(e) = r {
+                self.fail(e.into());
             }
         }
         if !pk.is_empty() {
             self.reads += pk.len() as u64;
-            match self.store.multi_get(Cf::Profiles, &pk) {
-                Ok(vals) => self.profiles.extend(pks.into_iter().zip(vals).map(|((id, p), v)| (id, (p, v)))),
-                Err(e) => self.fail(e.into()),
+            let (profiles, error) = (&mut self.profiles, &mut self.error);
+            let r = self.store.multi_get_with(Cf::Profiles, &pk, &mut |i, v| {
+                let (id, p) = pks[i];
+                let rec = decoded(error, Cf::Profiles, v);
+                profiles.insert(id, (p, rec));
+            });
+            if let Err(e) = r {
+                self.fail(e.into());
             }
         }
     }
@@ -192,23 +216,26 @@ pub fn write_dirty(batch: &mut Batch, part: &mut Partition, known: &mut KnownKey
     }
 }
 
-/// A dirty record taken from a partition, keyed but not yet encoded: the
-/// encoding (and a profile's rendering) can run on another thread. A
-/// profile record is the partition's shared copy, which never changes.
+/// A dirty record taken from a partition, not yet keyed nor encoded: the
+/// store key and the encoding (and a profile's rendering) are made on the
+/// thread that writes the batch, which also frees them. (Built on the
+/// partition's thread, each key was a block allocated there and freed
+/// here; the allocator hands such frees back to the allocating thread.)
+/// A profile record is the partition's shared copy, which never changes.
 #[derive(Debug)]
 pub enum DirtyWrite {
-    Ident(Vec<u8>, IdentRecord),
-    Profile(ProfileId, Vec<u8>, Arc<ProfileRecord>),
-    /// A record gone; `Some` names a profile.
-    Delete(Cf, Vec<u8>, Option<ProfileId>),
+    Ident(u16, IdentKey, IdentRecord),
+    Profile(u16, ProfileId, Arc<ProfileRecord>),
+    IdentGone(u16, IdentKey),
+    ProfileGone(u16, ProfileId),
 }
 
 impl DirtyWrite {
     /// The profile this write is about and its record (`None`: deleted).
     pub fn profile(&self) -> Option<(ProfileId, Option<&ProfileRecord>)> {
         match self {
-            DirtyWrite::Profile(id, _, r) => Some((*id, Some(r))),
-            DirtyWrite::Delete(_, _, Some(id)) => Some((*id, None)),
+            DirtyWrite::Profile(_, id, r) => Some((*id, Some(r))),
+            DirtyWrite::ProfileGone(_, id) => Some((*id, None)),
             _ => None,
         }
     }
@@ -216,9 +243,10 @@ impl DirtyWrite {
     /// Encodes the record into `batch`.
     pub fn encode_into(self, batch: &mut Batch) {
         match self {
-            DirtyWrite::Ident(k, r) => batch.put(Cf::Idents, k, encode(&r)),
-            DirtyWrite::Profile(_, k, r) => batch.put(Cf::Profiles, k, encode_sized(&*r, 1024)),
-            DirtyWrite::Delete(cf, k, _) => batch.delete(cf, k),
+            DirtyWrite::Ident(p, k, r) => batch.put(Cf::Idents, ident_key(p, &k), encode(&r)),
+            DirtyWrite::Profile(p, id, r) => batch.put(Cf::Profiles, profile_key(p, &id), encode_sized(&*r, 1024)),
+            DirtyWrite::IdentGone(p, k) => batch.delete(Cf::Idents, ident_key(p, &k)),
+            DirtyWrite::ProfileGone(p, id) => batch.delete(Cf::Profiles, profile_key(p, &id)),
         }
     }
 }
@@ -251,22 +279,22 @@ pub fn take_dirty_into(part: &mut Partition, known: &mut KnownKeys, out: &mut Ve
                 if !known_before {
                     known.insert_ident(p, k);
                 }
-                out.push(DirtyWrite::Ident(ident_key(p, k), r.clone()));
+                out.push(DirtyWrite::Ident(p, k.clone(), r.clone()));
                 true
             }
             DirtyRef::Ident(k, _, known_before) => {
-                out.push(DirtyWrite::Delete(Cf::Idents, ident_key(p, k), None));
+                out.push(DirtyWrite::IdentGone(p, k.clone()));
                 known_before
             }
             DirtyRef::Profile(id, Some(r), known_before) => {
                 if !known_before {
                     known.insert_profile(p, &id);
                 }
-                out.push(DirtyWrite::Profile(id, profile_key(p, &id), Arc::clone(r)));
+                out.push(DirtyWrite::Profile(p, id, Arc::clone(r)));
                 true
             }
             DirtyRef::Profile(id, None, known_before) => {
-                out.push(DirtyWrite::Delete(Cf::Profiles, profile_key(p, &id), Some(id)));
+                out.push(DirtyWrite::ProfileGone(p, id));
                 known_before
             }
         }

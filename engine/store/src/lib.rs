@@ -71,6 +71,15 @@ pub trait Store: Send + Sync {
     /// Reads many keys of one family at once (same order as `keys`).
     fn multi_get(&self, cf: Cf, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
 
+    /// [`Store::multi_get`], handing each value to `f` (with its key's
+    /// position) where the store holds it, without a copy of its own.
+    fn multi_get_with(&self, cf: Cf, keys: &[Vec<u8>], f: &mut dyn FnMut(usize, Option<&[u8]>)) -> Result<(), StoreError> {
+        for (i, v) in self.multi_get(cf, keys)?.into_iter().enumerate() {
+            f(i, v.as_deref());
+        }
+        Ok(())
+    }
+
     fn write(&self, batch: Batch) -> Result<(), StoreError>;
 
     /// Calls `f` for each key starting with `prefix`, in key order, until it

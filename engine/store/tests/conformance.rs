@@ -19,6 +19,14 @@ fn suite(s: &dyn Store) {
     assert_eq!(s.get(Cf::Meta, b"a1").unwrap(), None);
     let got = s.multi_get(Cf::Idents, &[b"b1".to_vec(), b"zz".to_vec(), b"a1".to_vec()]).unwrap();
     assert_eq!(got, vec![Some(b"v3".to_vec()), None, Some(b"v1".to_vec())]);
+    // The same values handed over in place, each with its key's position.
+    let mut handed = Vec::new();
+    s.multi_get_with(Cf::Idents, &[b"b1".to_vec(), b"zz".to_vec(), b"a1".to_vec(), b"b1".to_vec()], &mut |i, v| {
+        handed.push((i, v.map(<[u8]>::to_vec)));
+    })
+    .unwrap();
+    handed.sort();
+    assert_eq!(handed, vec![(0, Some(b"v3".to_vec())), (1, None), (2, Some(b"v1".to_vec())), (3, Some(b"v3".to_vec()))]);
     let mut seen = Vec::new();
     s.scan(Cf::Idents, b"a", &mut |k, v| {
         seen.push((k.to_vec(), v.to_vec()));

@@ -155,7 +155,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::event::{ConsentInput, Touchpoint};
-    use crate::fragment::{Metrics, TraitCandidate};
+    use crate::fragment::{Metrics, Traits};
     use crate::ident::IdentType;
     use crate::record::{decode, encode, ProfileRecord};
 
@@ -269,7 +269,7 @@ mod tests {
             fragments: &[Fragment {
                 anchor: IdentKey::new(crate::ident::POSITION_TAG, "7"),
                 metrics: Metrics::empty(),
-                traits: Vec::<TraitCandidate>::new(),
+                traits: Traits::new(),
                 consent: vec![],
             }],
             pending: &[],
