@@ -55,10 +55,9 @@ pub struct StoreLoader<'a> {
     store: &'a dyn Store,
     known: &'a KnownKeys,
     /// What a prefetch found, by key, with the partition it was read
-    /// under: the stored bytes, or `None` when absent (read, or answered by
-    /// the filter, so a later lookup does not probe it again).
-    /// Prefetched records, decoded from the store's buffers (not copied out
-    /// first), by partition; `None`: absent.
+    /// under: the record (decoded from the store's buffers, not copied out
+    /// first), or `None` when absent (read, or answered by the filter, so
+    /// a later lookup does not probe it again).
     idents: FxHashMap<IdentKey, (u16, Option<IdentRecord>)>,
     profiles: FxHashMap<ProfileId, (u16, Option<ProfileRecord>)>,
     /// The first failure; the batch is abandoned when set.
