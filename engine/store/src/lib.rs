@@ -68,16 +68,15 @@ impl Batch {
 pub trait Store: Send + Sync {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 
-    /// Reads many keys of one family at once (same order as `keys`).
-    fn multi_get(&self, cf: Cf, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
+    /// Reads many keys of one family at once, handing each value to `f`
+    /// (with its key's position) in place, without a copy.
+    fn multi_get_with(&self, cf: Cf, keys: &[Vec<u8>], f: &mut dyn FnMut(usize, Option<&[u8]>)) -> Result<(), StoreError>;
 
-    /// [`Store::multi_get`], handing each value to `f` (with its key's
-    /// position) where the store holds it, without a copy of its own.
-    fn multi_get_with(&self, cf: Cf, keys: &[Vec<u8>], f: &mut dyn FnMut(usize, Option<&[u8]>)) -> Result<(), StoreError> {
-        for (i, v) in self.multi_get(cf, keys)?.into_iter().enumerate() {
-            f(i, v.as_deref());
-        }
-        Ok(())
+    /// [`Store::multi_get_with`], the values copied out (same order as `keys`).
+    fn multi_get(&self, cf: Cf, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let mut out = vec![None; keys.len()];
+        self.multi_get_with(cf, keys, &mut |i, v| out[i] = v.map(<[u8]>::to_vec))?;
+        Ok(out)
     }
 
     fn write(&self, batch: Batch) -> Result<(), StoreError>;

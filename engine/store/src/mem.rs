@@ -26,9 +26,12 @@ impl Store for MemStore {
         Ok(self.read()[cf.index()].get(key).cloned())
     }
 
-    fn multi_get(&self, cf: Cf, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+    fn multi_get_with(&self, cf: Cf, keys: &[Vec<u8>], f: &mut dyn FnMut(usize, Option<&[u8]>)) -> Result<(), StoreError> {
         let m = self.read();
-        Ok(keys.iter().map(|k| m[cf.index()].get(k).cloned()).collect())
+        for (i, k) in keys.iter().enumerate() {
+            f(i, m[cf.index()].get(k).map(Vec::as_slice));
+        }
+        Ok(())
     }
 
     fn write(&self, batch: Batch) -> Result<(), StoreError> {

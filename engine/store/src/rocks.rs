@@ -162,7 +162,8 @@ impl RocksStore {
         // grows a little further ahead of compaction. 10M events, P=1,
         // alternating: 129,646 / 124,786 events/s against 110,075 /
         // 122,865 (docs/BENCHMARKS.md).
-        let mut env = rocksdb::Env::new().map_err(|e| StoreError::Open { path: path.display().to_string(), reason: e.into_string() })?;
+        let open_failed = |e: rocksdb::Error| StoreError::Open { path: path.display().to_string(), reason: e.into_string() };
+        let mut env = rocksdb::Env::new().map_err(open_failed)?;
         env.lower_thread_pool_cpu_priority();
         env.lower_high_priority_thread_pool_cpu_priority();
         db_opts.set_env(&env);
@@ -172,7 +173,7 @@ impl RocksStore {
         } else {
             DB::open_cf_descriptors(&db_opts, path, cfs)
         };
-        let db = db.map_err(|e| StoreError::Open { path: path.display().to_string(), reason: e.into_string() })?;
+        let db = db.map_err(open_failed)?;
         let mut write_opts = WriteOptions::default();
         // The WAL survives a process kill; `flush` syncs for power loss.
         write_opts.set_sync(false);
@@ -206,15 +207,6 @@ impl RocksStore {
 impl Store for RocksStore {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.db.get_cf_opt(self.cf(cf)?, key, &self.read_opts).map_err(engine("get"))
-    }
-
-    fn multi_get(&self, cf: Cf, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        let h = self.cf(cf)?;
-        self.db
-            .batched_multi_get_cf_opt(h, keys.iter(), false, &self.read_opts)
-            .into_iter()
-            .map(|r| r.map(|o| o.map(|s| s.to_vec())).map_err(engine("multi_get")))
-            .collect()
     }
 
     fn multi_get_with(&self, cf: Cf, keys: &[Vec<u8>], f: &mut dyn FnMut(usize, Option<&[u8]>)) -> Result<(), StoreError> {
