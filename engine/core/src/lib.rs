@@ -36,6 +36,7 @@ pub mod invariants;
 pub mod normalize;
 pub mod output;
 pub mod partition;
+pub mod phone;
 pub mod prefetch;
 pub mod profile_id;
 pub mod record;

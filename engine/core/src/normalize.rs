@@ -7,6 +7,7 @@
 
 use crate::config::{CaseRule, CoreConfig};
 use crate::ident::{IdentKey, IdentType};
+use crate::phone::PhoneValidity;
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
@@ -78,13 +79,14 @@ const BLOCKED_WORDS: [&str; 11] =
 pub struct Normalizer {
     cfg: Arc<CoreConfig>,
     phone_cache: FxHashMap<Box<str>, Option<Box<str>>>,
+    phones: PhoneValidity,
     pub phone_cache_hits: u64,
     pub phone_cache_misses: u64,
 }
 
 impl Normalizer {
     pub fn new(cfg: Arc<CoreConfig>) -> Self {
-        Self { cfg, phone_cache: FxHashMap::default(), phone_cache_hits: 0, phone_cache_misses: 0 }
+        Self { cfg, phone_cache: FxHashMap::default(), phones: PhoneValidity::default(), phone_cache_hits: 0, phone_cache_misses: 0 }
     }
 
     pub fn config(&self) -> &Arc<CoreConfig> {
@@ -173,7 +175,7 @@ impl Normalizer {
         self.phone_cache_misses += 1;
         let parsed = phonenumber::parse(Some(self.cfg.default_region), v)
             .ok()
-            .filter(phonenumber::is_valid)
+            .filter(|n| self.phones.is_valid(n))
             .map(|n| n.format().mode(phonenumber::Mode::E164).to_string().into_boxed_str());
         if self.phone_cache.len() >= PHONE_CACHE_CAP {
             // Bounded: start over rather than grow. Hot values come back fast.
@@ -313,5 +315,36 @@ mod tests {
         assert_eq!(n.normalize_named("user_id", "guest"), Err(DropReason::Blocked));
         assert_eq!(n.normalize_named("user_id", "tmp-9"), Err(DropReason::Blocked));
         assert!(n.normalize_named("user_id", "u-9").is_ok());
+    }
+}
+
+#[cfg(test)]
+mod uuid_tests {
+    use super::is_uuid;
+    use proptest::prelude::*;
+
+    /// The definition, spelled out: five groups of hex digits, 8-4-4-4-12.
+    fn oracle(v: &str) -> bool {
+        let groups: Vec<&str> = v.split('-').collect();
+        groups.len() == 5
+            && groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+            && groups.iter().all(|g| g.bytes().all(|c| c.is_ascii_hexdigit()))
+    }
+
+    #[test]
+    fn uuids_and_near_misses() {
+        assert!(is_uuid("6d92078a-8246-4ba4-ae5b-76104861e7dc"));
+        assert!(is_uuid("6D92078A-8246-4BA4-AE5B-76104861E7DC"));
+        assert!(!is_uuid("6d92078a-8246-4ba4-ae5b-76104861e7d"));
+        assert!(!is_uuid("6d92078a08246-4ba4-ae5b-76104861e7dc"));
+        assert!(!is_uuid("6d92078a-8246-4ba4-ae5b-76104861e7dg"));
+        assert!(!is_uuid("6d92078a-8246-4ba4-ae5b-76104861e7dc-"));
+    }
+
+    proptest! {
+        #[test]
+        fn agrees_with_the_definition(v in "[0-9a-fA-F-]{30,40}|[0-9a-g]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|.{36}") {
+            prop_assert_eq!(is_uuid(&v), oracle(&v));
+        }
     }
 }
