@@ -71,7 +71,15 @@ fn push_f64(out: &mut String, f: f64) {
 
 /// The golden profile as one JSON line (no trailing newline).
 pub fn render(id: ProfileId, lp: &LiveProfile, cfg: &CoreConfig) -> String {
-    let mut out = String::with_capacity(512);
+    let mut out = String::with_capacity(1024);
+    render_into(&mut out, id, lp, cfg);
+    out
+}
+
+/// [`render`], appended to `out`: a caller rendering many profiles keeps
+/// one buffer (a fresh string per profile grew once or twice, then was
+/// copied into the output buffer and freed).
+pub fn render_into(out: &mut String, id: ProfileId, lp: &LiveProfile, cfg: &CoreConfig) {
     let mut stamps = Stamps::default();
     let r = rollup(&lp.fragments, cfg);
     out.push_str("{\"profile_id\":\"");
@@ -83,13 +91,13 @@ pub fn render(id: ProfileId, lp: &LiveProfile, cfg: &CoreConfig) -> String {
             out.push(',');
         }
         out.push_str("{\"type\":");
-        push_str(&mut out, cfg.type_name(e.key.ty()));
+        push_str(out, cfg.type_name(e.key.ty()));
         out.push_str(",\"value\":");
-        push_str(&mut out, e.key.value());
+        push_str(out, e.key.value());
         out.push_str(",\"first_seen\":\"");
-        stamps.push(&mut out, e.first_seen);
+        stamps.push(out, e.first_seen);
         out.push_str("\",\"last_seen\":\"");
-        stamps.push(&mut out, e.last_seen);
+        stamps.push(out, e.last_seen);
         out.push_str("\"}");
     }
     out.push_str("],\"traits\":{");
@@ -97,7 +105,7 @@ pub fn render(id: ProfileId, lp: &LiveProfile, cfg: &CoreConfig) -> String {
         if i > 0 {
             out.push(',');
         }
-        push_str(&mut out, &t.name);
+        push_str(out, &t.name);
         out.push(':');
         out.push_str(&t.value);
     }
@@ -112,17 +120,17 @@ pub fn render(id: ProfileId, lp: &LiveProfile, cfg: &CoreConfig) -> String {
         }
     };
     let _ = write!(out, "}},\"metrics\":{{\"event_count\":{},\"first_seen\":", m.event_count);
-    seen(m.first_seen, &mut out, &mut stamps);
+    seen(m.first_seen, out, &mut stamps);
     out.push_str(",\"last_seen\":");
-    seen(m.last_seen, &mut out, &mut stamps);
+    seen(m.last_seen, out, &mut stamps);
     let _ = write!(out, ",\"order_count\":{},\"revenue_total\":", m.order_count);
-    push_f64(&mut out, m.revenue_total);
+    push_f64(out, m.revenue_total);
     out.push_str(",\"sources\":{");
     for (i, (s, n)) in m.sources.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        push_str(&mut out, s);
+        push_str(out, s);
         let _ = write!(out, ":{n}");
     }
     out.push_str("}},\"consent\":{");
@@ -130,21 +138,21 @@ pub fn render(id: ProfileId, lp: &LiveProfile, cfg: &CoreConfig) -> String {
         if i > 0 {
             out.push(',');
         }
-        push_str(&mut out, &c.purpose);
+        push_str(out, &c.purpose);
         let _ = write!(out, ":{{\"granted\":{},\"at\":\"", c.granted);
-        stamps.push(&mut out, c.at);
+        stamps.push(out, c.at);
         out.push_str("\",\"policy_version\":");
         match &c.policy_version {
-            Some(v) => push_str(&mut out, v),
+            Some(v) => push_str(out, v),
             None => out.push_str("null"),
         }
         out.push_str(",\"jurisdiction\":");
         match &c.jurisdiction {
-            Some(v) => push_str(&mut out, v),
+            Some(v) => push_str(out, v),
             None => out.push_str("null"),
         }
         out.push_str(",\"source\":");
-        push_str(&mut out, &c.source);
+        push_str(out, &c.source);
         out.push('}');
     }
     out.push_str("},\"merged_from\":[");
@@ -155,9 +163,8 @@ pub fn render(id: ProfileId, lp: &LiveProfile, cfg: &CoreConfig) -> String {
         let _ = write!(out, "\"{m}\"");
     }
     out.push_str("],\"updated_at\":\"");
-    stamps.push(&mut out, lp.updated);
+    stamps.push(out, lp.updated);
     out.push_str("\"}");
-    out
 }
 
 /// What the profiles stream says about a changed profile record.
@@ -179,6 +186,19 @@ pub fn output(id: ProfileId, rec: Option<&ProfileRecord>, cfg: &CoreConfig) -> O
         ProfileRecord::Alias(_) => Some(ProfileOutput::Gone("merged")),
         ProfileRecord::Placeholder(_) => None,
     }
+}
+
+/// [`output`]'s line appended to `out`: the golden profile, or the
+/// tombstone of one merged away or emptied. `false` (nothing appended) for
+/// a record that is not (yet) a profile.
+pub fn output_into(out: &mut String, id: ProfileId, rec: Option<&ProfileRecord>, cfg: &CoreConfig) -> bool {
+    match rec {
+        Some(ProfileRecord::Live(lp)) if !lp.idents.is_empty() => render_into(out, id, lp, cfg),
+        Some(ProfileRecord::Live(_)) => out.push_str(&tombstone(id, "emptied")),
+        Some(ProfileRecord::Alias(_)) => out.push_str(&tombstone(id, "merged")),
+        Some(ProfileRecord::Placeholder(_)) | None => return false,
+    }
+    true
 }
 
 /// A tombstone line for a profile merged away or emptied.

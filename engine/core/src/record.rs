@@ -361,6 +361,53 @@ pub fn encode_sized<T: Serialize>(v: &T, capacity: usize) -> Vec<u8> {
     }
 }
 
+/// Appends a record (format byte, then postcard) to `out`: for callers
+/// that encode many records into one buffer.
+pub fn encode_append<T: Serialize>(v: &T, out: &mut Vec<u8>) {
+    out.push(RECORD_FORMAT);
+    match postcard::serialize_with_flavor(v, Append(out)) {
+        Ok(()) => {}
+        Err(e) => panic!("record encoding failed: {e}"),
+    }
+}
+
+/// [`Bytes`], appending to a buffer the caller holds.
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+
+    #[inline]
+    fn try_push(&mut self, b: u8) -> postcard::Result<()> {
+        self.0.push(b);
+        Ok(())
+    }
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        extend_short(self.0, data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// Copies the short pieces postcard writes (varints, small strings) byte
+/// by byte: a library copy call per field cost more than the copy.
+#[inline]
+fn extend_short(out: &mut Vec<u8>, data: &[u8]) {
+    if data.len() <= 16 {
+        out.reserve(data.len());
+        for &b in data {
+            out.push(b);
+        }
+    } else {
+        out.extend_from_slice(data);
+    }
+}
+
 /// postcard's output into a `Vec`, copying the short pieces it writes
 /// (varints, small strings) byte by byte: a library copy call per field
 /// cost more than the copy.
@@ -377,14 +424,7 @@ impl postcard::ser_flavors::Flavor for Bytes {
 
     #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        if data.len() <= 16 {
-            self.0.reserve(data.len());
-            for &b in data {
-                self.0.push(b);
-            }
-        } else {
-            self.0.extend_from_slice(data);
-        }
+        extend_short(&mut self.0, data);
         Ok(())
     }
 
@@ -431,5 +471,9 @@ mod tests {
         want.extend(postcard::to_allocvec(&rec).unwrap());
         assert_eq!(bytes, want);
         assert_eq!(decode::<ProfileRecord>(&bytes).unwrap(), rec);
+        let mut appended = b"before".to_vec();
+        encode_append(&rec, &mut appended);
+        assert_eq!(&appended[..6], b"before");
+        assert_eq!(&appended[6..], &want[..]);
     }
 }

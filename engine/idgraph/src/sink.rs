@@ -190,9 +190,10 @@ impl Sinks {
         Ok(Self { files, lens: committed.to_vec() })
     }
 
-    pub fn line(&mut self, s: Stream, line: &str) -> std::io::Result<()> {
+    pub fn line(&mut self, s: Stream, line: impl AsRef<[u8]>) -> std::io::Result<()> {
+        let line = line.as_ref();
         let w = &mut self.files[s as usize];
-        w.append(line.as_bytes())?;
+        w.append(line)?;
         w.append(b"\n")?;
         self.lens[s as usize] += line.len() as u64 + 1;
         Ok(())

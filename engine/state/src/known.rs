@@ -226,7 +226,7 @@ mod tests {
         let store = MemStore::new();
         let mut b = Batch::default();
         for i in 0..1000u32 {
-            b.put(Cf::Idents, i.to_be_bytes().to_vec(), vec![1]);
+            b.put(Cf::Idents, i.to_be_bytes(), [1]);
         }
         store.write(b).unwrap();
         let mut f = KnownKeys::build(&store, 10_000).unwrap();

@@ -8,7 +8,7 @@ use idgraph_core::ident::IdentKey;
 use idgraph_core::invariants::Snapshot;
 use idgraph_core::partition::{DirtyRef, Loader, Partition, Upcoming, PREFETCH_AHEAD};
 use idgraph_core::profile_id::ProfileId;
-use idgraph_core::record::{decode, encode, encode_sized, IdentRecord, ProfileRecord};
+use idgraph_core::record::{decode, encode, encode_append, IdentRecord, ProfileRecord};
 use idgraph_store::{Batch, Cf, Store, StoreError};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -19,16 +19,26 @@ const GLOBAL: [u8; 2] = [0xFF, 0xFF];
 
 pub fn ident_key(p: u16, k: &IdentKey) -> Vec<u8> {
     let mut out = Vec::with_capacity(3 + k.value().len());
-    out.extend_from_slice(&p.to_be_bytes());
-    k.encode_into(&mut out);
+    ident_key_into(p, k, &mut out);
     out
+}
+
+/// [`ident_key`], appended to `out`.
+pub fn ident_key_into(p: u16, k: &IdentKey, out: &mut Vec<u8>) {
+    out.extend_from_slice(&p.to_be_bytes());
+    k.encode_into(out);
 }
 
 pub fn profile_key(p: u16, id: &ProfileId) -> Vec<u8> {
     let mut out = Vec::with_capacity(18);
+    profile_key_into(p, id, &mut out);
+    out
+}
+
+/// [`profile_key`], appended to `out`.
+pub fn profile_key_into(p: u16, id: &ProfileId, out: &mut Vec<u8>) {
     out.extend_from_slice(&p.to_be_bytes());
     out.extend_from_slice(&id.0);
-    out
 }
 
 pub fn meta_key(name: &str) -> Vec<u8> {
@@ -242,10 +252,10 @@ impl DirtyWrite {
     /// Encodes the record into `batch`.
     pub fn encode_into(self, batch: &mut Batch) {
         match self {
-            DirtyWrite::Ident(p, k, r) => batch.put(Cf::Idents, ident_key(p, &k), encode(&r)),
-            DirtyWrite::Profile(p, id, r) => batch.put(Cf::Profiles, profile_key(p, &id), encode_sized(&*r, 1024)),
-            DirtyWrite::IdentGone(p, k) => batch.delete(Cf::Idents, ident_key(p, &k)),
-            DirtyWrite::ProfileGone(p, id) => batch.delete(Cf::Profiles, profile_key(p, &id)),
+            DirtyWrite::Ident(p, k, r) => batch.put_with(Cf::Idents, |b| ident_key_into(p, &k, b), |b| encode_append(&r, b)),
+            DirtyWrite::Profile(p, id, r) => batch.put_with(Cf::Profiles, |b| profile_key_into(p, &id, b), |b| encode_append(&*r, b)),
+            DirtyWrite::IdentGone(p, k) => batch.delete_with(Cf::Idents, |b| ident_key_into(p, &k, b)),
+            DirtyWrite::ProfileGone(p, id) => batch.delete_with(Cf::Profiles, |b| profile_key_into(p, &id, b)),
         }
     }
 }

@@ -39,13 +39,13 @@ impl Store for MemStore {
         for (cf, prefix) in &batch.prefix_deletes {
             m[cf.index()].retain(|k, _| !k.starts_with(prefix));
         }
-        for (cf, k, v) in batch.ops {
-            match v {
+        for op in batch.ops() {
+            match op.value {
                 Some(v) => {
-                    m[cf.index()].insert(k, v);
+                    m[op.cf.index()].insert(op.key.to_vec(), v.to_vec());
                 }
                 None => {
-                    m[cf.index()].remove(&k);
+                    m[op.cf.index()].remove(op.key);
                 }
             }
         }

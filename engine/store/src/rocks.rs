@@ -221,7 +221,7 @@ impl Store for RocksStore {
         let handles = self.handles()?;
         // Sized up front: grown by doubling, the batch's buffer (megabytes
         // per replay batch) was copied over and over as it filled.
-        let bytes: usize = batch.ops.iter().map(|(_, k, v)| k.len() + v.as_ref().map_or(0, Vec::len) + 16).sum();
+        let bytes = batch.bytes() + 16 * batch.op_count();
         let mut wb = WriteBatch::with_capacity_bytes(bytes + 64);
         for (cf, prefix) in &batch.prefix_deletes {
             let h = handles[cf.index()];
@@ -232,12 +232,12 @@ impl Store for RocksStore {
         }
         // Sorted inserts let the memtable skip list reuse its last position
         // (splice) instead of searching from the top for every key.
-        for i in crate::sorted_order(&batch.ops) {
-            let (cf, k, v) = &batch.ops[i];
-            let h = handles[cf.index()];
-            match v {
-                Some(v) => wb.put_cf(h, k, v),
-                None => wb.delete_cf(h, k),
+        for i in crate::sorted_order(&batch) {
+            let op = batch.op(i);
+            let h = handles[op.cf.index()];
+            match op.value {
+                Some(v) => wb.put_cf(h, op.key, v),
+                None => wb.delete_cf(h, op.key),
             }
         }
         self.db.write_opt(wb, &self.write_opts).map_err(engine("write"))

@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 fn suite(s: &dyn Store) {
     assert_eq!(s.get(Cf::Idents, b"k").unwrap(), None);
     let mut b = Batch::default();
-    b.put(Cf::Idents, b"a1".to_vec(), b"v1".to_vec());
-    b.put(Cf::Idents, b"a2".to_vec(), b"v2".to_vec());
-    b.put(Cf::Idents, b"b1".to_vec(), b"v3".to_vec());
-    b.put(Cf::Profiles, b"a1".to_vec(), b"p".to_vec());
+    b.put(Cf::Idents, b"a1", b"v1");
+    b.put(Cf::Idents, b"a2", b"v2");
+    b.put(Cf::Idents, b"b1", b"v3");
+    b.put(Cf::Profiles, b"a1", b"p");
     s.write(b).unwrap();
     assert_eq!(s.get(Cf::Idents, b"a1").unwrap(), Some(b"v1".to_vec()));
     assert_eq!(s.get(Cf::Profiles, b"a1").unwrap(), Some(b"p".to_vec()), "families are separate");
@@ -42,18 +42,18 @@ fn suite(s: &dyn Store) {
     .unwrap();
     assert_eq!(first, 1, "scan stops when told");
     let mut b = Batch::default();
-    b.delete(Cf::Idents, b"a1".to_vec());
-    b.put(Cf::Idents, b"a2".to_vec(), b"v2b".to_vec());
+    b.delete(Cf::Idents, b"a1");
+    b.put(Cf::Idents, b"a2", b"v2b");
     s.write(b).unwrap();
     assert_eq!(s.get(Cf::Idents, b"a1").unwrap(), None);
     assert_eq!(s.get(Cf::Idents, b"a2").unwrap(), Some(b"v2b".to_vec()));
     // Prefix deletion comes before the batch's other writes, stays in its
     // family, and spares keys outside the prefix.
     let mut b = Batch::default();
-    b.put(Cf::Idents, b"a\xFF".to_vec(), b"x".to_vec());
+    b.put(Cf::Idents, b"a\xFF", b"x");
     s.write(b).unwrap();
     let mut b = Batch::default();
-    b.put(Cf::Idents, b"a3".to_vec(), b"v4".to_vec());
+    b.put(Cf::Idents, b"a3", b"v4");
     b.delete_prefix(Cf::Idents, b"a".to_vec());
     s.write(b).unwrap();
     assert_eq!(s.get(Cf::Idents, b"a2").unwrap(), None);

@@ -25,9 +25,12 @@
 
 use crate::meta::{part_meta_key, BatchId, PartMeta};
 use crate::outbox::{Dest, OutRecord};
-use idgraph_store::{Cf, Op};
+use idgraph_store::Cf;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
+
+/// One state write as a changelog record carries it: `None` deletes.
+pub type Op = (Cf, Vec<u8>, Option<Vec<u8>>);
 
 /// The header carrying the [`BatchId`] of a changelog record.
 pub const BATCH_HEADER: &str = "idgraph.batch";

@@ -403,12 +403,12 @@ impl Worker {
         // Produced last, once `out` is acknowledged (below).
         let mut markers: Vec<(u16, OutRecord)> = Vec::new();
         for (pi, part) in self.parts.iter_mut().enumerate() {
-            let first = wb.ops.len();
+            let first = wb.op_count();
             idgraph_state::write_dirty(&mut wb, part, &mut self.known);
             let Some(from) = from[pi] else { continue };
             let p = pi as u16;
-            cl_records[pi] = (wb.ops.len() - first) as i64;
-            out.extend(wb.ops[first..].iter().map(|(cf, k, v)| changelog::record(p, self.batch, *cf, k, v.as_deref())));
+            cl_records[pi] = (wb.op_count() - first) as i64;
+            out.extend(wb.ops_from(first).map(|o| changelog::record(p, self.batch, o.cf, o.key, o.value)));
             let m = &mut self.meta[pi];
             m.batch = self.batch;
             wb.put(Cf::Meta, part_meta_key(p), idgraph_core::record::encode(m));
