@@ -352,26 +352,24 @@ pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 /// record grows the default one several times).
 pub fn encode_sized<T: Serialize>(v: &T, capacity: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(capacity.max(1));
-    out.push(RECORD_FORMAT);
-    // postcard into a Vec cannot fail for these types (no maps with
-    // non-string keys, no unsupported serde features).
-    match postcard::serialize_with_flavor(v, Bytes(out)) {
-        Ok(o) => o,
-        Err(e) => panic!("record encoding failed: {e}"),
-    }
+    encode_append(v, &mut out);
+    out
 }
 
 /// Appends a record (format byte, then postcard) to `out`: for callers
 /// that encode many records into one buffer.
 pub fn encode_append<T: Serialize>(v: &T, out: &mut Vec<u8>) {
     out.push(RECORD_FORMAT);
-    match postcard::serialize_with_flavor(v, Append(out)) {
-        Ok(()) => {}
-        Err(e) => panic!("record encoding failed: {e}"),
+    // postcard into a Vec cannot fail for these types (no maps with
+    // non-string keys, no unsupported serde features).
+    if let Err(e) = postcard::serialize_with_flavor(v, Append(out)) {
+        panic!("record encoding failed: {e}");
     }
 }
 
-/// [`Bytes`], appending to a buffer the caller holds.
+/// postcard's output appended to a `Vec`, copying the short pieces it
+/// writes (varints, small strings) byte by byte: a library copy call per
+/// field cost more than the copy.
 struct Append<'a>(&'a mut Vec<u8>);
 
 impl postcard::ser_flavors::Flavor for Append<'_> {
@@ -385,51 +383,19 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
 
     #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        extend_short(self.0, data);
+        if data.len() <= 16 {
+            self.0.reserve(data.len());
+            for &b in data {
+                self.0.push(b);
+            }
+        } else {
+            self.0.extend_from_slice(data);
+        }
         Ok(())
     }
 
     fn finalize(self) -> postcard::Result<()> {
         Ok(())
-    }
-}
-
-/// Copies the short pieces postcard writes (varints, small strings) byte
-/// by byte: a library copy call per field cost more than the copy.
-#[inline]
-fn extend_short(out: &mut Vec<u8>, data: &[u8]) {
-    if data.len() <= 16 {
-        out.reserve(data.len());
-        for &b in data {
-            out.push(b);
-        }
-    } else {
-        out.extend_from_slice(data);
-    }
-}
-
-/// postcard's output into a `Vec`, copying the short pieces it writes
-/// (varints, small strings) byte by byte: a library copy call per field
-/// cost more than the copy.
-struct Bytes(Vec<u8>);
-
-impl postcard::ser_flavors::Flavor for Bytes {
-    type Output = Vec<u8>;
-
-    #[inline]
-    fn try_push(&mut self, b: u8) -> postcard::Result<()> {
-        self.0.push(b);
-        Ok(())
-    }
-
-    #[inline]
-    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        extend_short(&mut self.0, data);
-        Ok(())
-    }
-
-    fn finalize(self) -> postcard::Result<Vec<u8>> {
-        Ok(self.0)
     }
 }
 
