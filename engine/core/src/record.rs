@@ -9,6 +9,7 @@ use crate::rules::TypeCounts;
 use crate::short::ShortStr;
 use crate::time::Millis;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 mod wire;
 
@@ -58,6 +59,19 @@ pub struct Edge {
     pub evidence: Evidence,
 }
 
+/// A profile's identifiers, inline up to two. A decoded profile record
+/// allocated a block per vector it holds (and each block was a cache miss
+/// to allocate and another to free when the record cache evicted it);
+/// most profiles hold one or two identifiers, one or two edges and one
+/// fragment. Encoded like a `Vec`.
+pub type Idents = SmallVec<[IdentEntry; 2]>;
+
+/// A profile's edges, inline up to two (as [`Idents`]).
+pub type Edges = SmallVec<[Edge; 2]>;
+
+/// A profile's fragments, inline up to one (as [`Idents`]).
+pub type Fragments = SmallVec<[Fragment; 1]>;
+
 /// Encoded by hand ([`wire`]): each fragment's anchor, and each consent
 /// record's identifier, as its position in `idents` (record format 3).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -67,9 +81,9 @@ pub struct LiveProfile {
     pub created: Millis,
     /// Latest event time applied (the profile's `updated_at`).
     pub updated: Millis,
-    pub idents: Vec<IdentEntry>,
-    pub edges: Vec<Edge>,
-    pub fragments: Vec<Fragment>,
+    pub idents: Idents,
+    pub edges: Edges,
+    pub fragments: Fragments,
     /// Identifiers reserved under the rules while their claim is in flight.
     pub pending: Vec<IdentKey>,
     /// Every profile absorbed, directly or through another.
@@ -100,9 +114,9 @@ impl LiveProfile {
             version: 0,
             created: ts,
             updated: ts,
-            idents: vec![IdentEntry { key: anchor, first_seen: ts, last_seen: ts }],
-            edges: Vec::new(),
-            fragments: Vec::new(),
+            idents: smallvec::smallvec![IdentEntry { key: anchor, first_seen: ts, last_seen: ts }],
+            edges: Edges::new(),
+            fragments: Fragments::new(),
             pending: Vec::new(),
             merged_from: Vec::new(),
             frozen_for: None,
@@ -286,7 +300,7 @@ impl LiveProfile {
         let mut pieces: Vec<LiveProfile> = Vec::new();
         let mut new_index = vec![0u32; self.idents.len()];
         let mut piece_of_group = vec![usize::MAX; groups];
-        let mut keep = Vec::new();
+        let mut keep = Idents::new();
         let idents = std::mem::take(&mut self.idents);
         for (i, e) in idents.into_iter().enumerate() {
             let g = labels[i];

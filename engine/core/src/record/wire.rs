@@ -9,7 +9,7 @@
 //! format 2 records (keys only) decode alike. Human-readable formats get
 //! the keys.
 
-use super::{Edge, IdentEntry, LiveProfile};
+use super::{Edges, Fragments, IdentEntry, Idents, LiveProfile};
 use crate::command::Command;
 use crate::fragment::{ConsentRecord, Fragment};
 use crate::ident::{serialize_position, IdentKey};
@@ -105,9 +105,9 @@ pub(super) struct LiveProfileIn {
     version: u64,
     created: Millis,
     updated: Millis,
-    idents: Vec<IdentEntry>,
-    edges: Vec<Edge>,
-    fragments: Vec<Fragment>,
+    idents: Idents,
+    edges: Edges,
+    fragments: Fragments,
     pending: Vec<IdentKey>,
     merged_from: Vec<ProfileId>,
     frozen_for: Option<ProfileId>,
@@ -157,7 +157,7 @@ mod tests {
     use crate::event::{ConsentInput, Touchpoint};
     use crate::fragment::{Metrics, Traits};
     use crate::ident::IdentType;
-    use crate::record::{decode, encode, ProfileRecord};
+    use crate::record::{decode, encode, Edge, ProfileRecord};
 
     /// The derived encoding of format 2 (keys written whole).
     #[derive(Serialize)]
