@@ -202,18 +202,20 @@ impl Fragment {
     }
 }
 
-/// The golden view of a set of fragments (borrowing their values).
+/// The golden view of a set of fragments (borrowing their values). Its
+/// lists are inline up to a few entries: one is built per profile
+/// rendered, and a heap block each was an allocation and a free per line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rollup<'a> {
     pub metrics: Metrics,
     /// Winning candidate per trait, sorted by name.
-    pub traits: Vec<&'a TraitCandidate>,
+    pub traits: SmallVec<[&'a TraitCandidate; 8]>,
     /// Winning record per purpose, sorted by purpose.
-    pub consent: Vec<&'a ConsentRecord>,
+    pub consent: SmallVec<[&'a ConsentRecord; 4]>,
 }
 
 pub fn rollup<'a>(frags: impl IntoIterator<Item = &'a Fragment>, cfg: &CoreConfig) -> Rollup<'a> {
-    let mut r = Rollup { metrics: Metrics::empty(), traits: Vec::new(), consent: Vec::new() };
+    let mut r = Rollup { metrics: Metrics::empty(), traits: SmallVec::new(), consent: SmallVec::new() };
     for f in frags {
         r.metrics.merge(&f.metrics);
         for t in &f.traits {

@@ -7,8 +7,9 @@
 use crate::config::CoreConfig;
 use crate::fragment::rollup;
 use crate::profile_id::ProfileId;
-use crate::record::{LiveProfile, ProfileRecord};
+use crate::record::{IdentEntry, LiveProfile, ProfileRecord};
 use crate::time::{push_rfc3339, rfc3339_ascii, Millis};
+use smallvec::SmallVec;
 use std::fmt::Write;
 
 fn push_str(out: &mut String, s: &str) {
@@ -59,6 +60,22 @@ impl Stamps {
     }
 }
 
+/// A count in decimal (what `{}` writes, without the formatter).
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // ASCII digits: always UTF-8.
+    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
+}
+
 fn push_f64(out: &mut String, f: f64) {
     if f.is_finite() {
         // Round to a cent-safe precision so sums print the same everywhere.
@@ -83,8 +100,11 @@ pub fn render_into(out: &mut String, id: ProfileId, lp: &LiveProfile, cfg: &Core
     let mut stamps = Stamps::default();
     let r = rollup(&lp.fragments, cfg);
     out.push_str("{\"profile_id\":\"");
-    let _ = write!(out, "{id}\",\"version\":{},\"identifiers\":[", lp.version);
-    let mut idents: Vec<_> = lp.idents.iter().collect();
+    id.push_to(out);
+    out.push_str("\",\"version\":");
+    push_u64(out, lp.version);
+    out.push_str(",\"identifiers\":[");
+    let mut idents: SmallVec<[&IdentEntry; 8]> = lp.idents.iter().collect();
     idents.sort_by(|a, b| (cfg.priority(a.key.ty()), &a.key).cmp(&(cfg.priority(b.key.ty()), &b.key)));
     for (i, e) in idents.iter().enumerate() {
         if i > 0 {
@@ -119,11 +139,15 @@ pub fn render_into(out: &mut String, id: ProfileId, lp: &LiveProfile, cfg: &Core
             out.push('"');
         }
     };
-    let _ = write!(out, "}},\"metrics\":{{\"event_count\":{},\"first_seen\":", m.event_count);
+    out.push_str("},\"metrics\":{\"event_count\":");
+    push_u64(out, m.event_count);
+    out.push_str(",\"first_seen\":");
     seen(m.first_seen, out, &mut stamps);
     out.push_str(",\"last_seen\":");
     seen(m.last_seen, out, &mut stamps);
-    let _ = write!(out, ",\"order_count\":{},\"revenue_total\":", m.order_count);
+    out.push_str(",\"order_count\":");
+    push_u64(out, m.order_count);
+    out.push_str(",\"revenue_total\":");
     push_f64(out, m.revenue_total);
     out.push_str(",\"sources\":{");
     for (i, (s, n)) in m.sources.iter().enumerate() {
@@ -131,7 +155,8 @@ pub fn render_into(out: &mut String, id: ProfileId, lp: &LiveProfile, cfg: &Core
             out.push(',');
         }
         push_str(out, s);
-        let _ = write!(out, ":{n}");
+        out.push(':');
+        push_u64(out, *n);
     }
     out.push_str("}},\"consent\":{");
     for (i, c) in r.consent.iter().enumerate() {
@@ -160,7 +185,9 @@ pub fn render_into(out: &mut String, id: ProfileId, lp: &LiveProfile, cfg: &Core
         if i > 0 {
             out.push(',');
         }
-        let _ = write!(out, "\"{m}\"");
+        out.push('"');
+        m.push_to(out);
+        out.push('"');
     }
     out.push_str("],\"updated_at\":\"");
     stamps.push(out, lp.updated);
@@ -270,6 +297,19 @@ mod tests {
         assert_eq!(v["metrics"]["first_seen"], "1970-01-01T00:00:01.000Z");
         assert_eq!(v["metrics"]["last_seen"], "1970-01-02T00:00:00.000Z");
         assert_eq!(v["updated_at"], "10000-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn numbers_and_ids_render_as_their_display_forms() {
+        for n in [0, 7, 10, 99, 1_000_000, u64::MAX - 1, u64::MAX] {
+            let mut s = String::from("x");
+            push_u64(&mut s, n);
+            assert_eq!(s, format!("x{n}"));
+        }
+        let id = ProfileId([0xA5; 16]);
+        let mut s = String::new();
+        id.push_to(&mut s);
+        assert_eq!(s, id.to_string());
     }
 
     #[test]

@@ -81,15 +81,28 @@ impl ProfileId {
     }
 }
 
-impl fmt::Display for ProfileId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl ProfileId {
+    /// The text form (26 characters of the alphabet), without a formatter.
+    pub fn text(&self) -> [u8; 26] {
         let v = u128::from_be_bytes(self.0);
         let mut out = [0u8; 26];
         for (i, slot) in out.iter_mut().enumerate() {
             let shift = 5 * (25 - i);
             *slot = ALPHABET[((v >> shift) & 31) as usize];
         }
-        f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
+        out
+    }
+
+    /// Appends the text form to `out`.
+    pub fn push_to(&self, out: &mut String) {
+        // ASCII from the alphabet: always UTF-8.
+        out.push_str(std::str::from_utf8(&self.text()).unwrap_or_default());
+    }
+}
+
+impl fmt::Display for ProfileId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(std::str::from_utf8(&self.text()).map_err(|_| fmt::Error)?)
     }
 }
 
