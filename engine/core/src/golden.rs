@@ -61,19 +61,10 @@ impl Stamps {
 }
 
 /// A count in decimal (what `{}` writes, without the formatter).
-fn push_u64(out: &mut String, mut n: u64) {
+fn push_u64(out: &mut String, n: u64) {
     let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
     // ASCII digits: always UTF-8.
-    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
+    out.push_str(std::str::from_utf8(crate::decimal(n, &mut digits)).unwrap_or_default());
 }
 
 fn push_f64(out: &mut String, f: f64) {

@@ -124,17 +124,7 @@ pub const POSITION_TAG: IdentType = IdentType(u8::MAX);
 /// decimal as the value (two or three bytes instead of the key's ~30).
 pub fn serialize_position<S: serde::Serializer>(i: usize, s: S) -> Result<S::Ok, S::Error> {
     let mut digits = [0u8; 20];
-    let mut n = digits.len();
-    let mut v = i;
-    loop {
-        n -= 1;
-        digits[n] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    KeyRepr { ty: POSITION_TAG, value: Utf8(&digits[n..]) }.serialize(s)
+    KeyRepr { ty: POSITION_TAG, value: Utf8(crate::decimal(i as u64, &mut digits)) }.serialize(s)
 }
 
 impl IdentKey {

@@ -50,6 +50,21 @@ pub fn stable_hash(bytes: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(bytes)
 }
 
+/// `n` in decimal ASCII digits, written at the end of `buf` (what `{}`
+/// writes, without a formatter).
+pub fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
 /// The partition a key hashes to.
 pub fn partition_of(hash: u64, partitions: u16) -> u16 {
     // Multiply-shift keeps the distribution uniform for any P.
