@@ -222,7 +222,29 @@ impl Partition {
     /// last drain is copied, so what the driver holds never changes.
     pub(super) fn take_profile(&mut self, id: ProfileId, loader: &mut dyn Loader) -> Option<ProfileRecord> {
         let i = self.profile_index(id, loader);
-        self.profiles[i].val.take().map(|rec| Arc::try_unwrap(rec).unwrap_or_else(|shared| ProfileRecord::clone(&shared)))
+        let mut shared = self.profiles[i].val.take()?;
+        Some(match Arc::get_mut(&mut shared) {
+            Some(rec) => {
+                let rec = std::mem::replace(rec, ProfileRecord::Placeholder(Vec::new()));
+                self.spare = Some(shared);
+                rec
+            }
+            None => ProfileRecord::clone(&shared),
+        })
+    }
+
+    /// `rec` in a shared block: the spare one when there is one.
+    fn share(&mut self, rec: ProfileRecord) -> Arc<ProfileRecord> {
+        match self.spare.take() {
+            Some(mut block) => match Arc::get_mut(&mut block) {
+                Some(slot) => {
+                    *slot = rec;
+                    block
+                }
+                None => Arc::new(rec),
+            },
+            None => Arc::new(rec),
+        }
     }
 
     /// Puts a record back (after [`Self::take_profile`]) and marks it dirty.
@@ -236,8 +258,9 @@ impl Partition {
             }
             _ => slot_index(&mut self.profiles, &id, self.gen, || None),
         };
+        let rec = rec.map(|r| self.share(r));
         let slot = &mut self.profiles[i];
-        slot.val = rec.map(Arc::new);
+        slot.val = rec;
         if !slot.dirty {
             slot.dirty = true;
             self.dirty_profiles.push(i);

@@ -124,6 +124,10 @@ pub struct Partition {
     touched_set: FxHashSet<ProfileId>,
     /// Position in `profiles` of the last profile looked up (a hint).
     profile_hint: usize,
+    /// The shared block of the last record taken out alone, emptied, for
+    /// the put that follows: a change to a profile does not free one
+    /// block and allocate another.
+    spare: Option<Arc<ProfileRecord>>,
     /// Owners of identifiers whose records may have left `idents`.
     owners: owners::OwnerCache,
     gen: u32,
@@ -147,6 +151,7 @@ impl Partition {
             touched: Vec::new(),
             touched_set: FxHashSet::default(),
             profile_hint: 0,
+            spare: None,
             owners: owners::OwnerCache::default(),
             gen: 0,
             stats: Stats::default(),
