@@ -359,13 +359,7 @@ impl LiveProfile {
 
 /// Encodes a record with its format byte.
 pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    encode_sized(v, 64)
-}
-
-/// [`encode`] into a buffer of `capacity` bytes to start with (a profile
-/// record grows the default one several times).
-pub fn encode_sized<T: Serialize>(v: &T, capacity: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(capacity.max(1));
+    let mut out = Vec::with_capacity(64);
     encode_append(v, &mut out);
     out
 }
