@@ -195,26 +195,36 @@ pub enum ProfileOutput {
     Gone(&'static str),
 }
 
+/// What a changed record is on the profiles stream: a live profile to
+/// render, a profile gone (why: `"merged"`, now an alias, or `"emptied"`,
+/// every identifier detached), or `None` for one that is not (yet) a
+/// profile (a placeholder or nothing).
+fn standing(rec: Option<&ProfileRecord>) -> Option<Result<&LiveProfile, &'static str>> {
+    match rec? {
+        ProfileRecord::Live(lp) if !lp.idents.is_empty() => Some(Ok(lp)),
+        ProfileRecord::Live(_) => Some(Err("emptied")),
+        ProfileRecord::Alias(_) => Some(Err("merged")),
+        ProfileRecord::Placeholder(_) => None,
+    }
+}
+
 /// The output for a changed record; `None` for one that is not (yet) a
 /// profile (a placeholder or nothing).
 pub fn output(id: ProfileId, rec: Option<&ProfileRecord>, cfg: &CoreConfig) -> Option<ProfileOutput> {
-    match rec? {
-        ProfileRecord::Live(lp) if !lp.idents.is_empty() => Some(ProfileOutput::Profile(render(id, lp, cfg))),
-        ProfileRecord::Live(_) => Some(ProfileOutput::Gone("emptied")),
-        ProfileRecord::Alias(_) => Some(ProfileOutput::Gone("merged")),
-        ProfileRecord::Placeholder(_) => None,
-    }
+    Some(match standing(rec)? {
+        Ok(lp) => ProfileOutput::Profile(render(id, lp, cfg)),
+        Err(reason) => ProfileOutput::Gone(reason),
+    })
 }
 
 /// [`output`]'s line appended to `out`: the golden profile, or the
 /// tombstone of one merged away or emptied. `false` (nothing appended) for
 /// a record that is not (yet) a profile.
 pub fn output_into(out: &mut String, id: ProfileId, rec: Option<&ProfileRecord>, cfg: &CoreConfig) -> bool {
-    match rec {
-        Some(ProfileRecord::Live(lp)) if !lp.idents.is_empty() => render_into(out, id, lp, cfg),
-        Some(ProfileRecord::Live(_)) => out.push_str(&tombstone(id, "emptied")),
-        Some(ProfileRecord::Alias(_)) => out.push_str(&tombstone(id, "merged")),
-        Some(ProfileRecord::Placeholder(_)) | None => return false,
+    match standing(rec) {
+        Some(Ok(lp)) => render_into(out, id, lp, cfg),
+        Some(Err(reason)) => out.push_str(&tombstone(id, reason)),
+        None => return false,
     }
     true
 }
@@ -310,5 +320,14 @@ mod tests {
         assert_eq!(output(id, Some(&ProfileRecord::Alias(ProfileId([0; 16]))), &cfg), Some(ProfileOutput::Gone("merged")));
         assert_eq!(output(id, Some(&ProfileRecord::Placeholder(Vec::new())), &cfg), None);
         assert_eq!(output(id, None, &cfg), None);
+        let mut line = String::from("x");
+        assert!(output_into(&mut line, id, Some(&ProfileRecord::Alias(ProfileId([0; 16]))), &cfg));
+        assert_eq!(line, format!("x{}", tombstone(id, "merged")));
+        assert!(!output_into(&mut line, id, Some(&ProfileRecord::Placeholder(Vec::new())), &cfg));
+        assert!(!output_into(&mut line, id, None, &cfg));
+        let lp = LiveProfile::new(IdentKey::new(IdentType::EMAIL, "a@b.co"), 1_000);
+        line.clear();
+        assert!(output_into(&mut line, id, Some(&ProfileRecord::Live(Box::new(lp.clone()))), &cfg));
+        assert_eq!(line, render(id, &lp, &cfg));
     }
 }
