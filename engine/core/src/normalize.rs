@@ -230,6 +230,7 @@ pub fn valid_email(e: &str) -> bool {
 mod tests {
     use super::*;
     use crate::config::{IdentitySection, TraitsSection, TypeSection};
+    use proptest::prelude::*;
 
     fn n() -> Normalizer {
         Normalizer::new(Arc::new(CoreConfig::default()))
@@ -316,12 +317,6 @@ mod tests {
         assert_eq!(n.normalize_named("user_id", "tmp-9"), Err(DropReason::Blocked));
         assert!(n.normalize_named("user_id", "u-9").is_ok());
     }
-}
-
-#[cfg(test)]
-mod uuid_tests {
-    use super::is_uuid;
-    use proptest::prelude::*;
 
     /// The definition, spelled out: five groups of hex digits, 8-4-4-4-12.
     fn oracle(v: &str) -> bool {
