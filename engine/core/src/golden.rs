@@ -1,38 +1,40 @@
 //! Rendering the golden profile (DESIGN §6) from a live record.
 //!
-//! Written by hand into a `String`: it runs for every changed profile of
-//! every batch. Identifiers are listed by type priority, then value, so the
-//! output does not depend on the order links happened in.
+//! Written by hand into a byte buffer: it runs for every changed profile
+//! of every batch, and every piece it appends is UTF-8 already (text from
+//! the record, ASCII digits and punctuation), so nothing is checked
+//! again on the way. Identifiers are listed by type priority, then value,
+//! so the output does not depend on the order links happened in.
 
 use crate::config::CoreConfig;
 use crate::fragment::rollup;
 use crate::profile_id::ProfileId;
 use crate::record::{IdentEntry, LiveProfile, ProfileRecord};
-use crate::time::{push_rfc3339, rfc3339_ascii, Millis};
+use crate::time::{format_rfc3339, rfc3339_ascii, Millis};
 use smallvec::SmallVec;
-use std::fmt::Write;
+use std::io::Write;
 
-fn push_str(out: &mut String, s: &str) {
-    out.push('"');
+fn push_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
     if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
-        out.push_str(s);
-        out.push('"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
         return;
     }
     for c in s.chars() {
         match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
             c if (c as u32) < 0x20 => {
                 let _ = write!(out, "\\u{:04x}", c as u32);
             }
-            c => out.push(c),
+            c => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
         }
     }
-    out.push('"');
+    out.push(b'"');
 }
 
 /// Renders timestamps, reusing the last one's text: most of a profile's
@@ -43,7 +45,7 @@ struct Stamps {
 }
 
 impl Stamps {
-    fn push(&mut self, out: &mut String, ms: Millis) {
+    fn push(&mut self, out: &mut Vec<u8>, ms: Millis) {
         let text = match self.last {
             Some((at, text)) if at == ms => Some(text),
             _ => {
@@ -53,136 +55,135 @@ impl Stamps {
             }
         };
         match text {
-            // Digits and separators only.
-            Some(t) => out.push_str(std::str::from_utf8(&t).unwrap_or_default()),
-            None => push_rfc3339(out, ms),
+            Some(t) => out.extend_from_slice(&t),
+            None => out.extend_from_slice(format_rfc3339(ms).as_bytes()),
         }
     }
 }
 
 /// A count in decimal (what `{}` writes, without the formatter).
-fn push_u64(out: &mut String, n: u64) {
+fn push_u64(out: &mut Vec<u8>, n: u64) {
     let mut digits = [0u8; 20];
-    // ASCII digits: always UTF-8.
-    out.push_str(std::str::from_utf8(crate::decimal(n, &mut digits)).unwrap_or_default());
+    out.extend_from_slice(crate::decimal(n, &mut digits));
 }
 
-fn push_f64(out: &mut String, f: f64) {
+fn push_f64(out: &mut Vec<u8>, f: f64) {
     if f.is_finite() {
         // Round to a cent-safe precision so sums print the same everywhere.
         let r = (f * 1e6).round() / 1e6;
         let _ = write!(out, "{r:?}");
     } else {
-        out.push_str("null");
+        out.extend_from_slice(b"null");
     }
 }
 
 /// The golden profile as one JSON line (no trailing newline).
 pub fn render(id: ProfileId, lp: &LiveProfile, cfg: &CoreConfig) -> String {
-    let mut out = String::with_capacity(1024);
+    let mut out = Vec::with_capacity(1024);
     render_into(&mut out, id, lp, cfg);
-    out
+    // Every piece appended is UTF-8 (see the module's comment).
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// [`render`], appended to `out`: a caller rendering many profiles keeps
 /// one buffer (a fresh string per profile grew once or twice, then was
 /// copied into the output buffer and freed).
-pub fn render_into(out: &mut String, id: ProfileId, lp: &LiveProfile, cfg: &CoreConfig) {
+pub fn render_into(out: &mut Vec<u8>, id: ProfileId, lp: &LiveProfile, cfg: &CoreConfig) {
     let mut stamps = Stamps::default();
     let r = rollup(&lp.fragments, cfg);
-    out.push_str("{\"profile_id\":\"");
-    id.push_to(out);
-    out.push_str("\",\"version\":");
+    out.extend_from_slice(b"{\"profile_id\":\"");
+    out.extend_from_slice(&id.text());
+    out.extend_from_slice(b"\",\"version\":");
     push_u64(out, lp.version);
-    out.push_str(",\"identifiers\":[");
+    out.extend_from_slice(b",\"identifiers\":[");
     let mut idents: SmallVec<[&IdentEntry; 8]> = lp.idents.iter().collect();
     idents.sort_by(|a, b| (cfg.priority(a.key.ty()), &a.key).cmp(&(cfg.priority(b.key.ty()), &b.key)));
     for (i, e) in idents.iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.push(b',');
         }
-        out.push_str("{\"type\":");
+        out.extend_from_slice(b"{\"type\":");
         push_str(out, cfg.type_name(e.key.ty()));
-        out.push_str(",\"value\":");
+        out.extend_from_slice(b",\"value\":");
         push_str(out, e.key.value());
-        out.push_str(",\"first_seen\":\"");
+        out.extend_from_slice(b",\"first_seen\":\"");
         stamps.push(out, e.first_seen);
-        out.push_str("\",\"last_seen\":\"");
+        out.extend_from_slice(b"\",\"last_seen\":\"");
         stamps.push(out, e.last_seen);
-        out.push_str("\"}");
+        out.extend_from_slice(b"\"}");
     }
-    out.push_str("],\"traits\":{");
+    out.extend_from_slice(b"],\"traits\":{");
     for (i, t) in r.traits.iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.push(b',');
         }
         push_str(out, &t.name);
-        out.push(':');
-        out.push_str(&t.value);
+        out.push(b':');
+        out.extend_from_slice(t.value.as_bytes());
     }
     let m = &r.metrics;
-    let seen = |ms: i64, out: &mut String, stamps: &mut Stamps| {
+    let seen = |ms: i64, out: &mut Vec<u8>, stamps: &mut Stamps| {
         if ms == i64::MAX || ms == i64::MIN {
-            out.push_str("null");
+            out.extend_from_slice(b"null");
         } else {
-            out.push('"');
+            out.push(b'"');
             stamps.push(out, ms);
-            out.push('"');
+            out.push(b'"');
         }
     };
-    out.push_str("},\"metrics\":{\"event_count\":");
+    out.extend_from_slice(b"},\"metrics\":{\"event_count\":");
     push_u64(out, m.event_count);
-    out.push_str(",\"first_seen\":");
+    out.extend_from_slice(b",\"first_seen\":");
     seen(m.first_seen, out, &mut stamps);
-    out.push_str(",\"last_seen\":");
+    out.extend_from_slice(b",\"last_seen\":");
     seen(m.last_seen, out, &mut stamps);
-    out.push_str(",\"order_count\":");
+    out.extend_from_slice(b",\"order_count\":");
     push_u64(out, m.order_count);
-    out.push_str(",\"revenue_total\":");
+    out.extend_from_slice(b",\"revenue_total\":");
     push_f64(out, m.revenue_total);
-    out.push_str(",\"sources\":{");
+    out.extend_from_slice(b",\"sources\":{");
     for (i, (s, n)) in m.sources.iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.push(b',');
         }
         push_str(out, s);
-        out.push(':');
+        out.push(b':');
         push_u64(out, *n);
     }
-    out.push_str("}},\"consent\":{");
+    out.extend_from_slice(b"}},\"consent\":{");
     for (i, c) in r.consent.iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.push(b',');
         }
         push_str(out, &c.purpose);
         let _ = write!(out, ":{{\"granted\":{},\"at\":\"", c.granted);
         stamps.push(out, c.at);
-        out.push_str("\",\"policy_version\":");
+        out.extend_from_slice(b"\",\"policy_version\":");
         match &c.policy_version {
             Some(v) => push_str(out, v),
-            None => out.push_str("null"),
+            None => out.extend_from_slice(b"null"),
         }
-        out.push_str(",\"jurisdiction\":");
+        out.extend_from_slice(b",\"jurisdiction\":");
         match &c.jurisdiction {
             Some(v) => push_str(out, v),
-            None => out.push_str("null"),
+            None => out.extend_from_slice(b"null"),
         }
-        out.push_str(",\"source\":");
+        out.extend_from_slice(b",\"source\":");
         push_str(out, &c.source);
-        out.push('}');
+        out.push(b'}');
     }
-    out.push_str("},\"merged_from\":[");
+    out.extend_from_slice(b"},\"merged_from\":[");
     for (i, m) in lp.merged_from.iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.push(b',');
         }
-        out.push('"');
-        m.push_to(out);
-        out.push('"');
+        out.push(b'"');
+        out.extend_from_slice(&m.text());
+        out.push(b'"');
     }
-    out.push_str("],\"updated_at\":\"");
+    out.extend_from_slice(b"],\"updated_at\":\"");
     stamps.push(out, lp.updated);
-    out.push_str("\"}");
+    out.extend_from_slice(b"\"}");
 }
 
 /// What the profiles stream says about a changed profile record.
@@ -220,10 +221,10 @@ pub fn output(id: ProfileId, rec: Option<&ProfileRecord>, cfg: &CoreConfig) -> O
 /// [`output`]'s line appended to `out`: the golden profile, or the
 /// tombstone of one merged away or emptied. `false` (nothing appended) for
 /// a record that is not (yet) a profile.
-pub fn output_into(out: &mut String, id: ProfileId, rec: Option<&ProfileRecord>, cfg: &CoreConfig) -> bool {
+pub fn output_into(out: &mut Vec<u8>, id: ProfileId, rec: Option<&ProfileRecord>, cfg: &CoreConfig) -> bool {
     match standing(rec) {
         Some(Ok(lp)) => render_into(out, id, lp, cfg),
-        Some(Err(reason)) => out.push_str(&tombstone(id, reason)),
+        Some(Err(reason)) => out.extend_from_slice(tombstone(id, reason).as_bytes()),
         None => return false,
     }
     true
@@ -303,14 +304,12 @@ mod tests {
     #[test]
     fn numbers_and_ids_render_as_their_display_forms() {
         for n in [0, 7, 10, 99, 1_000_000, u64::MAX - 1, u64::MAX] {
-            let mut s = String::from("x");
+            let mut s = b"x".to_vec();
             push_u64(&mut s, n);
-            assert_eq!(s, format!("x{n}"));
+            assert_eq!(s, format!("x{n}").into_bytes());
         }
         let id = ProfileId([0xA5; 16]);
-        let mut s = String::new();
-        id.push_to(&mut s);
-        assert_eq!(s, id.to_string());
+        assert_eq!(id.text().as_slice(), id.to_string().as_bytes());
     }
 
     #[test]
@@ -320,14 +319,14 @@ mod tests {
         assert_eq!(output(id, Some(&ProfileRecord::Alias(ProfileId([0; 16]))), &cfg), Some(ProfileOutput::Gone("merged")));
         assert_eq!(output(id, Some(&ProfileRecord::Placeholder(Vec::new())), &cfg), None);
         assert_eq!(output(id, None, &cfg), None);
-        let mut line = String::from("x");
+        let mut line = b"x".to_vec();
         assert!(output_into(&mut line, id, Some(&ProfileRecord::Alias(ProfileId([0; 16]))), &cfg));
-        assert_eq!(line, format!("x{}", tombstone(id, "merged")));
+        assert_eq!(line, format!("x{}", tombstone(id, "merged")).into_bytes());
         assert!(!output_into(&mut line, id, Some(&ProfileRecord::Placeholder(Vec::new())), &cfg));
         assert!(!output_into(&mut line, id, None, &cfg));
         let lp = LiveProfile::new(IdentKey::new(IdentType::EMAIL, "a@b.co"), 1_000);
         line.clear();
         assert!(output_into(&mut line, id, Some(&ProfileRecord::Live(Box::new(lp.clone()))), &cfg));
-        assert_eq!(line, render(id, &lp, &cfg));
+        assert_eq!(line, render(id, &lp, &cfg).into_bytes());
     }
 }

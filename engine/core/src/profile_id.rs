@@ -92,12 +92,6 @@ impl ProfileId {
         }
         out
     }
-
-    /// Appends the text form to `out`.
-    pub fn push_to(&self, out: &mut String) {
-        // ASCII from the alphabet: always UTF-8.
-        out.push_str(std::str::from_utf8(&self.text()).unwrap_or_default());
-    }
 }
 
 impl fmt::Display for ProfileId {

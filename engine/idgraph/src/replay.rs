@@ -165,7 +165,7 @@ impl WriteJob {
             serde_json::to_writer(&mut json, ce)?;
             sinks.line(Stream::Consent, &json)?;
         }
-        let mut rendered = String::with_capacity(2048);
+        let mut rendered: Vec<u8> = Vec::with_capacity(2048);
         let first = self.wb.op_count();
         // Sized for the batch's records up front (~130 bytes each on
         // average in a 10M-event replay): grown by doubling, the buffer
@@ -178,7 +178,7 @@ impl WriteJob {
         let mut writes: Vec<Option<DirtyWrite>> = self.writes.into_iter().map(Some).collect();
         for p in &self.profiles {
             let line = match p {
-                ProfileLine::Rendered(line) => line.as_str(),
+                ProfileLine::Rendered(line) => line.as_bytes(),
                 ProfileLine::Dirty(i) => {
                     let Some(w) = writes.get_mut(*i).and_then(Option::take) else {
                         bail!("a touched profile's record is missing from its batch");
@@ -192,7 +192,7 @@ impl WriteJob {
                     if !some {
                         continue;
                     }
-                    rendered.as_str()
+                    rendered.as_slice()
                 }
             };
             sinks.line(Stream::Profiles, line)?;
