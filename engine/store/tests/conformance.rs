@@ -27,6 +27,13 @@ fn suite(s: &dyn Store) {
     .unwrap();
     handed.sort();
     assert_eq!(handed, vec![(0, Some(b"v3".to_vec())), (1, None), (2, Some(b"v1".to_vec())), (3, Some(b"v3".to_vec()))]);
+    // Keys that differ only past their 15th byte.
+    let mut b = Batch::default();
+    b.put(Cf::Profiles, b"0123456789abcdefY", b"y");
+    b.put(Cf::Profiles, b"0123456789abcdefX", b"x");
+    s.write(b).unwrap();
+    let keys = [b"0123456789abcdefY".to_vec(), b"0123456789abcdefZ".to_vec(), b"0123456789abcdefX".to_vec()];
+    assert_eq!(s.multi_get(Cf::Profiles, &keys).unwrap(), vec![Some(b"y".to_vec()), None, Some(b"x".to_vec())]);
     let mut seen = Vec::new();
     s.scan(Cf::Idents, b"a", &mut |k, v| {
         seen.push((k.to_vec(), v.to_vec()));
