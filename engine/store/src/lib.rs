@@ -15,6 +15,7 @@
 mod cf;
 mod error;
 mod mem;
+mod rep;
 mod rocks;
 
 pub use cf::Cf;
