@@ -15,7 +15,6 @@
 mod cf;
 mod error;
 mod mem;
-mod rep;
 mod rocks;
 
 pub use cf::Cf;

@@ -7,7 +7,6 @@
 //! reads do not put data blocks in the bounded LRU block cache (the
 //! callers cache the decoded records); scans do.
 
-use crate::rep::{via_api, RepEncoder};
 use crate::{Batch, Cf, Store, StoreError};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, DataBlockIndexType, Options, ReadOptions, WriteBatch,
@@ -47,9 +46,6 @@ pub struct RocksStore {
     path: PathBuf,
     write_opts: WriteOptions,
     read_opts: ReadOptions,
-    /// Encodes batches in RocksDB's format in one pass (`None`: through
-    /// RocksDB's calls, when the probe at open found another format).
-    rep: Option<RepEncoder>,
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -189,9 +185,7 @@ impl RocksStore {
         // record cache uses better.
         let mut read_opts = ReadOptions::default();
         read_opts.fill_cache(false);
-        let mut store = Self { db, path: path.to_path_buf(), write_opts, read_opts, rep: None };
-        store.rep = RepEncoder::probe(&store.handles()?);
-        Ok(store)
+        Ok(Self { db, path: path.to_path_buf(), write_opts, read_opts })
     }
 
     fn cf(&self, cf: Cf) -> Result<&rocksdb::ColumnFamily, StoreError> {
@@ -229,10 +223,28 @@ impl Store for RocksStore {
     }
 
     fn write(&self, batch: Batch) -> Result<(), StoreError> {
-        let wb = match &self.rep {
-            Some(rep) => WriteBatch::from_data(&rep.encode(&batch)?),
-            None => via_api(&batch, &self.handles()?)?,
-        };
+        let handles = self.handles()?;
+        // Sized up front: grown by doubling, the batch's buffer (megabytes
+        // per replay batch) was copied over and over as it filled.
+        let bytes = batch.bytes() + 16 * batch.op_count();
+        let mut wb = WriteBatch::with_capacity_bytes(bytes + 64);
+        for (cf, prefix) in &batch.prefix_deletes {
+            let h = handles[cf.index()];
+            match crate::prefix_end(prefix) {
+                Some(end) => wb.delete_range_cf(h, prefix.as_slice(), end.as_slice()),
+                None => return Err(StoreError::Engine { op: "delete prefix", reason: "the prefix has no upper bound (all 0xFF)".into() }),
+            }
+        }
+        // Sorted inserts let the memtable skip list reuse its last position
+        // (splice) instead of searching from the top for every key.
+        for i in crate::sorted_order(&batch) {
+            let op = batch.op(i);
+            let h = handles[op.cf.index()];
+            match op.value {
+                Some(v) => wb.put_cf(h, op.key, v),
+                None => wb.delete_cf(h, op.key),
+            }
+        }
         self.db.write_opt(wb, &self.write_opts).map_err(engine("write"))
     }
 
@@ -256,40 +268,5 @@ impl Store for RocksStore {
 
     fn disk_bytes(&self) -> Option<u64> {
         Some(self.property("rocksdb.total-sst-files-size"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
-
-    use super::*;
-
-    /// The one-pass encoding is the one in use (the probe at open accepted
-    /// it), and what it writes reads back, family by family, in both the
-    /// default family's form and with a family ID.
-    #[test]
-    fn batches_are_encoded_in_one_pass_and_read_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = RocksStore::open(dir.path(), &RocksOptions::default()).unwrap();
-        assert!(s.rep.is_some(), "the probe refused the one-pass encoding");
-        let mut b = Batch::default();
-        for cf in Cf::ALL {
-            b.put(cf, b"k1", [cf.index() as u8; 3]);
-            b.put(cf, b"k2", b"gone");
-            b.put(cf, b"p/1", b"x");
-        }
-        s.write(b).unwrap();
-        let mut b = Batch::default();
-        for cf in Cf::ALL {
-            b.delete(cf, b"k2");
-            b.delete_prefix(cf, b"p/".to_vec());
-        }
-        s.write(b).unwrap();
-        for cf in Cf::ALL {
-            assert_eq!(s.get(cf, b"k1").unwrap(), Some(vec![cf.index() as u8; 3]), "{}", cf.name());
-            assert_eq!(s.get(cf, b"k2").unwrap(), None);
-            assert_eq!(s.get(cf, b"p/1").unwrap(), None);
-        }
     }
 }
