@@ -79,9 +79,7 @@ impl ProfileId {
         }
         Some(Self(v.to_be_bytes()))
     }
-}
 
-impl ProfileId {
     /// The text form (26 characters of the alphabet), without a formatter.
     pub fn text(&self) -> [u8; 26] {
         let v = u128::from_be_bytes(self.0);

@@ -73,22 +73,13 @@ pub fn parse_rfc3339(s: &str) -> Option<Millis> {
 
 /// Formats as `YYYY-MM-DDTHH:MM:SS.mmmZ` (always UTC, always milliseconds).
 pub fn format_rfc3339(ms: Millis) -> String {
-    let mut out = String::with_capacity(24);
-    push_rfc3339(&mut out, ms);
-    out
-}
-
-/// Appends [`format_rfc3339`] to `out` without allocating (hot in outputs).
-pub fn push_rfc3339(out: &mut String, ms: Millis) {
     match rfc3339_ascii(ms) {
-        Some(b) => out.push_str(std::str::from_utf8(&b).unwrap_or_default()),
+        Some(b) => std::str::from_utf8(&b).unwrap_or_default().to_owned(),
         None => {
             let secs = ms.div_euclid(1000);
             let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
             let rem = secs.rem_euclid(86_400);
-            use std::fmt::Write;
-            let _ =
-                write!(out, "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, (rem % 3600) / 60, rem % 60, ms.rem_euclid(1000));
+            format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, (rem % 3600) / 60, rem % 60, ms.rem_euclid(1000))
         }
     }
 }
