@@ -89,12 +89,14 @@ struct KeyRepr<'a> {
     value: Utf8<'a>,
 }
 
-/// A key's value bytes, serialized as a string ([`crate::short::serialize_utf8`]).
+/// A key's value bytes, serialized as a string
+/// ([`crate::packed::serialize_text`]: a canonical UUID goes to a binary
+/// format packed).
 struct Utf8<'a>(&'a [u8]);
 
 impl Serialize for Utf8<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        crate::short::serialize_utf8(self.0, s)
+        crate::packed::serialize_text(self.0, s)
     }
 }
 
@@ -106,7 +108,7 @@ impl Serialize for Utf8<'_> {
 struct KeyReprIn<'a> {
     ty: IdentType,
     #[serde(borrow)]
-    value: std::borrow::Cow<'a, str>,
+    value: crate::packed::Text<'a>,
 }
 
 impl Serialize for IdentKey {
@@ -138,7 +140,7 @@ impl IdentKey {
 impl<'de> Deserialize<'de> for IdentKey {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let r = KeyReprIn::deserialize(d)?;
-        Ok(Self::new(r.ty, r.value))
+        Ok(Self::new(r.ty, r.value.as_str()))
     }
 }
 
@@ -228,21 +230,35 @@ impl IdentKey {
         }
     }
 
-    /// Storage encoding: the tag byte then the value bytes.
+    /// Storage encoding: the tag byte then the value bytes, a canonical
+    /// UUID packed ([`crate::packed`]: 17 bytes instead of 36).
     pub fn encode_into(&self, out: &mut Vec<u8>) {
+        out.push(self.ty().0);
+        match crate::packed::pack(self.bytes()) {
+            Some(p) => out.extend_from_slice(&p),
+            None => out.extend_from_slice(self.bytes()),
+        }
+    }
+
+    /// Inverse of [`Self::encode_into`]; reads the unpacked form too.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let (&tag, rest) = bytes.split_first()?;
+        match crate::packed::unpack(rest) {
+            Some(u) => Some(Self::new(IdentType(tag), std::str::from_utf8(&u).ok()?)),
+            None => Some(Self::new(IdentType(tag), std::str::from_utf8(rest).ok()?)),
+        }
+    }
+
+    /// The bytes hashes are taken of: the tag byte then the value text
+    /// (never packed, so hashes and profile IDs do not depend on the
+    /// storage encoding).
+    pub fn canonical_into(&self, out: &mut Vec<u8>) {
         out.push(self.ty().0);
         out.extend_from_slice(self.bytes());
     }
 
-    /// Inverse of [`Self::encode_into`].
-    pub fn decode(bytes: &[u8]) -> Option<Self> {
-        let (&tag, rest) = bytes.split_first()?;
-        let value = std::str::from_utf8(rest).ok()?;
-        Some(Self::new(IdentType(tag), value))
-    }
-
     /// Stable hash used for partitioning and profile IDs: xxh3 of
-    /// [`Self::encode_into`]'s bytes.
+    /// [`Self::canonical_into`]'s bytes.
     pub fn stable_hash(&self) -> u64 {
         self.hash
     }
@@ -306,16 +322,48 @@ mod tests {
         let k = IdentKey::new(IdentType(40), "x-1");
         let mut b = Vec::new();
         k.encode_into(&mut b);
+        assert_eq!(b, [&[40u8][..], b"x-1"].concat());
         assert_eq!(IdentKey::decode(&b), Some(k.clone()));
         assert_eq!(k.stable_hash(), crate::stable_hash(&b));
     }
 
     #[test]
-    fn hash_is_the_stable_hash_of_the_encoding_for_any_length() {
+    fn a_canonical_uuid_is_stored_packed_and_hashed_as_text() {
+        let text = "6d92078a-8246-4ba4-ae5b-76104861e7dc";
+        let k = IdentKey::new(IdentType::ANONYMOUS_ID, text);
+        let mut b = Vec::new();
+        k.encode_into(&mut b);
+        assert_eq!(b.len(), 1 + 17);
+        assert_eq!(b[1], crate::packed::MARK);
+        assert_eq!(IdentKey::decode(&b), Some(k.clone()));
+        // The form written before packing reads back too.
+        let mut canonical = Vec::new();
+        k.canonical_into(&mut canonical);
+        assert_eq!(canonical, [&[8u8][..], text.as_bytes()].concat());
+        assert_eq!(IdentKey::decode(&canonical), Some(k.clone()));
+        assert_eq!(k.stable_hash(), crate::stable_hash(&canonical));
+        // In records: packed in postcard, text in JSON, either read back.
+        let bin = postcard::to_allocvec(&k).unwrap();
+        assert_eq!(bin.len(), 1 + 1 + 17);
+        assert_eq!(postcard::from_bytes::<IdentKey>(&bin).unwrap(), k);
+        let old = postcard::to_allocvec(&(IdentType::ANONYMOUS_ID, text)).unwrap();
+        assert_eq!(postcard::from_bytes::<IdentKey>(&old).unwrap(), k);
+        let j = serde_json::to_string(&k).unwrap();
+        assert!(j.contains(text), "{j}");
+        // Uppercase hex is not canonical: kept as it is, not packed.
+        let upper = IdentKey::new(IdentType(40), text.to_ascii_uppercase());
+        let mut b = Vec::new();
+        upper.encode_into(&mut b);
+        assert_eq!(b.len(), 1 + 36);
+        assert_eq!(IdentKey::decode(&b), Some(upper));
+    }
+
+    #[test]
+    fn hash_is_the_stable_hash_of_the_canonical_bytes_for_any_length() {
         for n in [0, 1, 94, 95, 96, 97, 300] {
             let k = IdentKey::new(IdentType::USER_ID, "x".repeat(n));
             let mut b = Vec::new();
-            k.encode_into(&mut b);
+            k.canonical_into(&mut b);
             assert_eq!(k.stable_hash(), crate::stable_hash(&b), "length {n}");
         }
     }

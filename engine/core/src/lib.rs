@@ -21,6 +21,7 @@
 //! - [`partition`]: the deterministic partition state machine.
 //! - [`split`]: connected components over a profile's edges.
 //! - [`short`]: short strings held inline (event IDs, sources, names).
+//! - [`packed`]: text in binary encodings, canonical UUIDs in 16 bytes.
 //! - [`cluster`]: P partitions over an in-memory bus, run to quiescence.
 //! - [`invariants`]: checks of the rules and ownership over a whole state.
 
@@ -35,6 +36,7 @@ pub mod input;
 pub mod invariants;
 pub mod normalize;
 pub mod output;
+pub mod packed;
 pub mod partition;
 pub mod phone;
 pub mod prefetch;

@@ -38,7 +38,7 @@ impl ProfileId {
         let mut buf = Vec::with_capacity(64);
         buf.extend_from_slice(domain);
         buf.push(0);
-        key.encode_into(&mut buf);
+        key.canonical_into(&mut buf);
         buf.push(0);
         buf.extend_from_slice(salt);
         let h = xxhash_rust::xxh3::xxh3_128(&buf).to_be_bytes();

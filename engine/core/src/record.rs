@@ -18,8 +18,11 @@ mod wire;
 /// format 1 is refused (replay the input into a new state). Format 3
 /// writes a fragment's anchor and a consent record's identifier as its
 /// position in the profile's identifiers (~30 bytes less per fragment);
-/// format 2 records, which hold the keys, decode alike.
-pub const RECORD_FORMAT: u8 = 3;
+/// format 2 records, which hold the keys, decode alike. Format 4 writes
+/// canonical UUIDs (identifier values, event IDs) packed in 17 bytes
+/// ([`crate::packed`]); text never starts with the packed form's first
+/// byte, so format 2 and 3 records decode alike.
+pub const RECORD_FORMAT: u8 = 4;
 
 /// What the identifier partition knows of one identifier.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -410,7 +413,7 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
 /// Decodes a record written by [`encode`].
 pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError> {
     match bytes.split_first() {
-        Some((&(2 | RECORD_FORMAT), rest)) => postcard::from_bytes(rest).map_err(|_| DecodeError::Corrupt),
+        Some((&(2 | 3 | RECORD_FORMAT), rest)) => postcard::from_bytes(rest).map_err(|_| DecodeError::Corrupt),
         Some((&v, _)) => Err(DecodeError::UnknownFormat(v)),
         None => Err(DecodeError::Corrupt),
     }

@@ -3,9 +3,9 @@
 //! Event IDs, source names, trait names and consent purposes are copied
 //! from every event into records and commands, and decoded with every
 //! record. Most are short: held inline, a copy allocates nothing and
-//! freeing a record frees fewer blocks. Encoded exactly like a `String`
-//! in JSON and postcard (to a binary format it goes as a byte string,
-//! which postcard writes alike), so records and outputs do not change.
+//! freeing a record frees fewer blocks. Encoded like a `String` in JSON;
+//! to a binary format it goes as a byte string, which postcard writes like
+//! a string, except that a canonical UUID is packed ([`crate::packed`]).
 
 use serde::{Deserialize, Serialize};
 use std::borrow::Borrow;
@@ -163,41 +163,16 @@ impl fmt::Display for ShortStr {
 
 impl Serialize for ShortStr {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        serialize_utf8(self.as_bytes(), s)
-    }
-}
-
-/// Serializes bytes known to be UTF-8 (copied whole from a `str`) as a
-/// string. A binary format gets them as a byte string, without checking
-/// them again: postcard writes both alike (length, then bytes), and the
-/// check was ~1.5% of a replay's CPU. Text formats (JSON, and Avro through
-/// JSON values) get a `str`.
-pub(crate) fn serialize_utf8<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-    if s.is_human_readable() {
-        s.serialize_str(std::str::from_utf8(bytes).unwrap_or_default())
-    } else {
-        s.serialize_bytes(bytes)
+        crate::packed::serialize_text(self.as_bytes(), s)
     }
 }
 
 impl<'de> Deserialize<'de> for ShortStr {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = ShortStr;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<ShortStr, E> {
-                Ok(ShortStr::new(s))
-            }
-            // What `Serialize` gives a binary format that tells byte
-            // strings from strings (postcard does not).
-            fn visit_bytes<E: serde::de::Error>(self, b: &[u8]) -> Result<ShortStr, E> {
-                std::str::from_utf8(b).map(ShortStr::new).map_err(|_| E::invalid_value(serde::de::Unexpected::Bytes(b), &self))
-            }
-        }
-        d.deserialize_str(V)
+        Ok(match crate::packed::Text::deserialize(d)? {
+            crate::packed::Text::Owned(s) => Self::from(s),
+            t => Self::new(t.as_str()),
+        })
     }
 }
 
@@ -232,6 +207,17 @@ mod tests {
         assert_eq!(back.ok(), Some(ShortStr::new("café")));
         let bad = ShortStr::deserialize(BytesDeserializer::<Error>::new(&[0x66, 0xFF]));
         assert!(bad.is_err_and(|e| e.to_string().contains("a string")));
+    }
+
+    #[test]
+    fn a_canonical_uuid_goes_to_a_binary_format_packed() {
+        let u = ShortStr::new("6d92078a-8246-4ba4-ae5b-76104861e7dc");
+        let b = postcard::to_allocvec(&u).unwrap();
+        assert_eq!(b.len(), 18);
+        assert_eq!(postcard::from_bytes::<ShortStr>(&b).unwrap(), u);
+        assert_eq!(serde_json::to_string(&u).unwrap(), "\"6d92078a-8246-4ba4-ae5b-76104861e7dc\"");
+        let upper = ShortStr::new("6D92078A-8246-4BA4-AE5B-76104861E7DC");
+        assert_eq!(postcard::to_allocvec(&upper).unwrap(), postcard::to_allocvec(&upper.as_str()).unwrap());
     }
 
     #[test]

@@ -103,7 +103,8 @@ fn hash(cf: Cf, key: &[u8]) -> (u64, u64) {
     };
     let h = match (cf, <&[u8; 16]>::try_from(rest)) {
         (Cf::Profiles, Ok(id)) => profile_hash(id),
-        (Cf::Idents, _) => idgraph_core::stable_hash(rest),
+        // The identifier's hash is of its text, which a packed UUID is not.
+        (Cf::Idents, _) => idgraph_core::ident::IdentKey::decode(rest).map_or_else(|| idgraph_core::stable_hash(rest), |k| k.stable_hash()),
         _ => xxhash_rust::xxh3::xxh3_64(rest),
     };
     probe_hashes(cf, p, h)
@@ -243,8 +244,13 @@ mod tests {
     fn typed_lookups_agree_with_encoded_keys() {
         use idgraph_core::ident::IdentType;
         let mut f = KnownKeys::build(&MemStore::new(), 10_000).unwrap();
-        let idents: Vec<(u16, IdentKey)> =
-            (0..500u16).map(|i| (i % 7, IdentKey::new(IdentType::EMAIL, format!("u{i}@example.com")))).collect();
+        let idents: Vec<(u16, IdentKey)> = (0..500u16)
+            .map(|i| match i % 2 {
+                0 => (i % 7, IdentKey::new(IdentType::EMAIL, format!("u{i}@example.com"))),
+                // Stored packed, hashed as text.
+                _ => (i % 7, IdentKey::new(IdentType::ANONYMOUS_ID, format!("6d92078a-8246-4ba4-ae5b-{i:012x}"))),
+            })
+            .collect();
         let profiles: Vec<(u16, ProfileId)> =
             (0..500u16).map(|i| (i % 5, ProfileId::for_new(i64::from(i), &idents[i as usize].1))).collect();
         for (p, k) in &idents {

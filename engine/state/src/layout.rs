@@ -35,6 +35,20 @@ pub fn profile_key(p: u16, id: &ProfileId) -> Vec<u8> {
     out
 }
 
+/// A state key as this layout writes it: an identifier key written
+/// before UUIDs were packed (a changelog record from an older version) is
+/// keyed anew; every other key is returned as it is.
+pub fn current_key(cf: Cf, key: Vec<u8>) -> Vec<u8> {
+    match (cf, key.get(2..).and_then(IdentKey::decode)) {
+        (Cf::Idents, Some(k)) => {
+            let mut out = key[..2].to_vec();
+            k.encode_into(&mut out);
+            out
+        }
+        _ => key,
+    }
+}
+
 /// [`profile_key`], appended to `out`.
 pub fn profile_key_into(p: u16, id: &ProfileId, out: &mut Vec<u8>) {
     out.extend_from_slice(&p.to_be_bytes());
@@ -56,7 +70,7 @@ pub enum StateError {
     Corrupt { what: &'static str, reason: String },
     #[error("the state at this path was created with {found} partitions, the config asks for {wanted}; use the same `state.partitions` or a new state dir")]
     Partitions { found: u16, wanted: u16 },
-    #[error("the state at this path has record layout {found}, this version reads layout {LAYOUT} (profiles placed by another rule); replay into a new state dir")]
+    #[error("the state at this path has record layout {found}, this version reads layout {LAYOUT} (records placed or keyed by another rule); replay into a new state dir")]
     Layout { found: u16 },
 }
 
@@ -323,8 +337,10 @@ pub fn get_meta<T: for<'de> Deserialize<'de>>(store: &dyn Store, name: &str) -> 
 
 /// Where records live, recorded at creation. 1 (no `layout` record): a
 /// profile's partition hashed its whole ID. 2: a new profile lives in its
-/// anchor's partition ([`ProfileId::partition`]).
-pub const LAYOUT: u16 = 2;
+/// anchor's partition ([`ProfileId::partition`]). 3: an identifier whose
+/// value is a canonical UUID is keyed by the packed value
+/// ([`IdentKey::encode_into`]), so a state of layout 2 would not find it.
+pub const LAYOUT: u16 = 3;
 
 /// Whether an existing state was written with this version's layout.
 pub fn check_layout(store: &dyn Store) -> Result<(), StateError> {
@@ -468,5 +484,28 @@ mod tests {
         assert!(matches!(e, StateError::Layout { found: 1 }), "{e}");
         assert!(e.to_string().contains("new state dir"), "{e}");
         assert!(check_layout(&old).is_err());
+        // Layout 2: identifier keys held UUIDs as text.
+        let two = MemStore::new();
+        let mut b = Batch::default();
+        put_meta(&mut b, "partitions", &4u16);
+        put_meta(&mut b, "layout", &2u16);
+        two.write(b).unwrap();
+        assert!(matches!(check_partitions(&two, 4).unwrap_err(), StateError::Layout { found: 2 }));
+    }
+
+    #[test]
+    fn an_identifier_key_from_before_packing_is_keyed_anew() {
+        let text = "6d92078a-8246-4ba4-ae5b-76104861e7dc";
+        let k = IdentKey::new(idgraph_core::ident::IdentType::ANONYMOUS_ID, text);
+        let mut old = 7u16.to_be_bytes().to_vec();
+        k.canonical_into(&mut old);
+        assert_eq!(current_key(Cf::Idents, old.clone()), ident_key(7, &k));
+        assert_ne!(old, ident_key(7, &k));
+        // Keys already current, other identifiers and other families pass.
+        assert_eq!(current_key(Cf::Idents, ident_key(7, &k)), ident_key(7, &k));
+        let e = IdentKey::new(idgraph_core::ident::IdentType::EMAIL, "a@b.co");
+        assert_eq!(current_key(Cf::Idents, ident_key(7, &e)), ident_key(7, &e));
+        assert_eq!(current_key(Cf::Profiles, old.clone()), old);
+        assert_eq!(current_key(Cf::Idents, vec![0, 7]), vec![0, 7]);
     }
 }

@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 /// byte whose `Repoint` carries an ownership epoch, ADR 0002: that came
 /// with the epochs, before the byte was raised). 4: profiles inside
 /// commands are in record format 3 (anchors as positions); format 3
-/// envelopes, whose profiles hold the keys, decode alike.
-const FORMAT: u8 = 4;
+/// envelopes, whose profiles hold the keys, decode alike. 5: canonical
+/// UUIDs packed (record format 4); format 3 and 4 envelopes decode alike.
+const FORMAT: u8 = 5;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Envelope {
@@ -35,7 +36,7 @@ pub fn encode(e: &Envelope) -> Vec<u8> {
 
 pub fn decode(b: &[u8]) -> Result<Envelope, String> {
     match b.split_first() {
-        Some((&(3 | FORMAT), rest)) => postcard::from_bytes(rest).map_err(|e| e.to_string()),
+        Some((&(3 | 4 | FORMAT), rest)) => postcard::from_bytes(rest).map_err(|e| e.to_string()),
         Some((f, _)) => Err(format!("unknown envelope format {f}")),
         None => Err("empty envelope".into()),
     }
@@ -50,11 +51,15 @@ mod tests {
     #[test]
     fn round_trip_and_bad_bytes() {
         let k = IdentKey::new(IdentType::EMAIL, "a@b.c");
+        let u = IdentKey::new(IdentType::ANONYMOUS_ID, "6d92078a-8246-4ba4-ae5b-76104861e7dc");
         let e = Envelope::Internal {
             from: 3,
             first_seq: 7,
             origins: vec![1_700_000_000_000],
-            cmds: vec![Command::RecordRefusal { ident: k.clone(), with: idgraph_core::profile_id::ProfileId([1; 16]), at: 5 }],
+            cmds: vec![
+                Command::RecordRefusal { ident: k.clone(), with: idgraph_core::profile_id::ProfileId([1; 16]), at: 5 },
+                Command::RecordRefusal { ident: u, with: idgraph_core::profile_id::ProfileId([2; 16]), at: 6 },
+            ],
         };
         assert_eq!(decode(&encode(&e)).unwrap(), e);
         // Format 3 (before record format 3) reads alike.

@@ -277,6 +277,7 @@ impl Restorer {
             };
             if let Step::Apply(ops, meta) = step {
                 for (cf, k, v) in ops {
+                    let k = idgraph_state::current_key(cf, k);
                     match v {
                         Some(v) => {
                             known.insert(cf, &k);

@@ -230,16 +230,19 @@ mod tests {
         assert!(lp.fragments.iter().any(|f| !f.consent.is_empty()), "the test needs a consent record");
         let rec = ProfileRecord::Live(Box::new(lp.clone()));
         let bytes = encode(&rec);
-        assert_eq!(bytes[0], 3);
+        assert_eq!(bytes[0], crate::record::RECORD_FORMAT);
         assert_eq!(decode::<ProfileRecord>(&bytes).unwrap(), rec);
         let old = format2(&lp);
-        // Three keys as one-digit positions: the device's anchor (36
-        // bytes of value), the user's anchor and consent identifier (10
-        // each); the type tag and length byte stay.
-        assert_eq!(old.len() - bytes.len(), (36 - 1) + 2 * (10 - 1), "format 3 against format 2");
-        // The device ID appears once (in `idents`), not again as an anchor.
+        // Three keys as one-digit positions: the device's anchor (a UUID:
+        // 17 bytes of value, packed), the user's anchor and consent
+        // identifier (10 each); the type tag and length byte stay.
+        assert_eq!(old.len() - bytes.len(), (17 - 1) + 2 * (10 - 1), "format 3 against format 2");
+        // The device ID appears once (in `idents`, packed), not again as
+        // an anchor, and nowhere as text.
         let dev = b"0b9417e1-9ba4-457d-a245-65e315435a8d";
-        assert_eq!(bytes.windows(dev.len()).filter(|w| w == dev).count(), 1);
+        let packed = crate::packed::pack(dev).unwrap();
+        assert_eq!(bytes.windows(packed.len()).filter(|w| w == &packed).count(), 1);
+        assert_eq!(bytes.windows(dev.len()).filter(|w| w == dev).count(), 0);
         // A key the profile does not hold is written whole.
         assert_eq!(bytes.windows(12).filter(|w| w == b"+14155550100").count(), 1);
     }
