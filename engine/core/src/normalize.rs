@@ -9,6 +9,7 @@ use crate::config::{CaseRule, CoreConfig};
 use crate::ident::{IdentKey, IdentType};
 use crate::phone::PhoneValidity;
 use rustc_hash::FxHashMap;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Why an identifier was dropped from an event.
@@ -112,43 +113,45 @@ impl Normalizer {
         if is_blocked_word(v) {
             return Err(DropReason::Blocked);
         }
-        let value: Box<str> = match ty {
+        // Borrowed where normalising changes nothing (most values): no
+        // allocation per identifier.
+        let value: Cow<'_, str> = match ty {
             IdentType::EMAIL => {
-                let e = v.to_lowercase();
+                let e = lowercase(v);
                 if !valid_email(&e) {
                     return Err(DropReason::InvalidEmail);
                 }
-                e.into()
+                e
             }
             IdentType::HASHED_EMAIL => {
                 if v.len() != 64 || !v.bytes().all(|c| c.is_ascii_hexdigit()) {
                     return Err(DropReason::InvalidHashedEmail);
                 }
-                v.to_ascii_lowercase().into()
+                ascii_lowercase(v)
             }
-            IdentType::PHONE => self.phone(v)?,
+            IdentType::PHONE => String::from(self.phone(v)?).into(),
             IdentType::ADVERTISING_ID => {
                 if !is_uuid(v) {
                     return Err(DropReason::InvalidAdvertisingId);
                 }
-                let l = v.to_ascii_lowercase();
+                let l = ascii_lowercase(v);
                 if l.bytes().all(|c| c == b'0' || c == b'-') {
                     return Err(DropReason::Blocked);
                 }
-                l.into()
+                l
             }
             IdentType::ANONYMOUS_ID | IdentType::DEVICE_ID => {
                 if is_uuid(v) {
-                    v.to_ascii_lowercase().into()
+                    ascii_lowercase(v)
                 } else {
                     v.into()
                 }
             }
             IdentType::USER_ID | IdentType::LOYALTY_ID => v.into(),
             _ => {
-                let cased: Box<str> = match info.case {
+                let cased: Cow<'_, str> = match info.case {
                     CaseRule::Preserve => v.into(),
-                    CaseRule::Lower => v.to_lowercase().into(),
+                    CaseRule::Lower => lowercase(v),
                     CaseRule::Upper => v.to_uppercase().into(),
                 };
                 match &info.pattern {
@@ -183,6 +186,27 @@ impl Normalizer {
         }
         self.phone_cache.insert(v.into(), parsed.clone());
         parsed.ok_or(DropReason::InvalidPhone)
+    }
+}
+
+/// `v` in lower case, borrowed when it has no upper-case letter (ASCII
+/// text without one is its own lower case; other text goes through the
+/// full Unicode mapping).
+fn lowercase(v: &str) -> Cow<'_, str> {
+    if v.bytes().all(|c| c.is_ascii() && !c.is_ascii_uppercase()) {
+        v.into()
+    } else {
+        v.to_lowercase().into()
+    }
+}
+
+/// `v` with ASCII letters in lower case, borrowed when it has none in
+/// upper case.
+fn ascii_lowercase(v: &str) -> Cow<'_, str> {
+    if v.bytes().any(|c| c.is_ascii_uppercase()) {
+        v.to_ascii_lowercase().into()
+    } else {
+        v.into()
     }
 }
 
@@ -340,6 +364,16 @@ mod tests {
         #[test]
         fn agrees_with_the_definition(v in "[0-9a-fA-F-]{30,40}|[0-9a-g]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|.{36}") {
             prop_assert_eq!(is_uuid(&v), oracle(&v));
+        }
+
+        #[test]
+        fn lower_casing_borrows_only_what_it_would_not_change(v in "[a-zA-Z0-9@.-]{0,20}|.{0,20}") {
+            let l = lowercase(&v);
+            prop_assert_eq!(l.to_string(), v.to_lowercase());
+            prop_assert_eq!(matches!(l, Cow::Borrowed(_)), v.is_ascii() && !v.bytes().any(|c| c.is_ascii_uppercase()));
+            let a = ascii_lowercase(&v);
+            prop_assert_eq!(a.to_string(), v.to_ascii_lowercase());
+            prop_assert_eq!(matches!(a, Cow::Borrowed(_)), !v.bytes().any(|c| c.is_ascii_uppercase()));
         }
     }
 }
