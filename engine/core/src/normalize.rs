@@ -214,12 +214,35 @@ fn is_blocked_word(v: &str) -> bool {
     v.len() <= 16 && BLOCKED_WORDS.iter().any(|w| w.eq_ignore_ascii_case(v))
 }
 
-/// 8-4-4-4-12 hexadecimal.
+/// 8-4-4-4-12 hexadecimal. Checked without a branch per byte: each byte's
+/// class (hex digit, dash, other) against the class its position wants
+/// (~1% of a replay's CPU as a loop of early exits).
 pub fn is_uuid(v: &str) -> bool {
-    let b = v.as_bytes();
-    b.len() == 36
-        && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-')
-        && [&b[..8], &b[9..13], &b[14..18], &b[19..23], &b[24..]].iter().all(|g| g.iter().all(u8::is_ascii_hexdigit))
+    const HEX: u8 = 1;
+    const DASH: u8 = 2;
+    static CLASS: [u8; 256] = {
+        let mut t = [0u8; 256];
+        let mut c = 0;
+        while c < 256 {
+            t[c] = match c as u8 {
+                b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => HEX,
+                b'-' => DASH,
+                _ => 0,
+            };
+            c += 1;
+        }
+        t
+    };
+    static WANT: [u8; 36] = {
+        let mut w = [HEX; 36];
+        w[8] = DASH;
+        w[13] = DASH;
+        w[18] = DASH;
+        w[23] = DASH;
+        w
+    };
+    let Ok(b) = <&[u8; 36]>::try_from(v.as_bytes()) else { return false };
+    b.iter().zip(WANT.iter()).fold(0u8, |bad, (&c, &w)| bad | (CLASS[c as usize] ^ w)) == 0
 }
 
 /// A pragmatic syntactic check: one `@`, a non-empty local part without
