@@ -8,9 +8,9 @@
 //! than the processor's caches, so each lookup otherwise waits for memory
 //! twice (three times with a general map's control bytes).
 //!
-//! An entry keeps its position while it is in the map; [`CacheMap::retain`]
-//! frees the positions of the entries it removes (new entries take them)
-//! and costs what it removes, not what it keeps.
+//! An entry keeps its position while it is in the map;
+//! [`CacheMap::remove_at`] frees the position of the entry it removes (new
+//! entries take them).
 
 use crate::ident::IdentKey;
 use crate::prefetch;
@@ -172,26 +172,27 @@ impl<K: CacheKey, V> CacheMap<K, V> {
         }
     }
 
-    /// Keeps the entries `keep` says to; the others' positions are free.
-    pub fn retain(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) {
-        for i in 0..self.entries.len() {
-            let Some((k, v)) = &mut self.entries[i] else { continue };
-            if keep(k, v) {
-                continue;
-            }
-            // The slot pointing here, found from the key's home.
-            let t = tag(k.cache_hash());
-            let mut s = self.home(t);
-            while self.slots[s] != 0 && (self.slots[s] & POSITION) as usize != i + 1 {
-                s = self.next(s);
-            }
-            if self.slots[s] != 0 {
-                self.erase(s);
-            }
-            self.entries[i] = None;
-            self.free.push(i);
-            self.live -= 1;
+    /// Removes the entry at position `i` (none there: `None`) and frees
+    /// the position for a later insert.
+    pub fn remove_at(&mut self, i: usize) -> Option<(K, V)> {
+        let (k, _) = self.entries.get(i)?.as_ref()?;
+        // The slot pointing here, found from the key's home.
+        let t = tag(k.cache_hash());
+        let mut s = self.home(t);
+        while self.slots[s] != 0 && (self.slots[s] & POSITION) as usize != i + 1 {
+            s = self.next(s);
         }
+        if self.slots[s] != 0 {
+            self.erase(s);
+        }
+        self.free.push(i);
+        self.live -= 1;
+        self.entries[i].take()
+    }
+
+    /// The positions that hold entries, in order.
+    pub fn positions(&self) -> impl Iterator<Item = usize> + '_ {
+        self.entries.iter().enumerate().filter_map(|(i, e)| e.as_ref().map(|_| i))
     }
 
     /// Empties slot `s`, moving later slots of its run back so every probe
@@ -304,8 +305,9 @@ mod tests {
     #[derive(Debug, Clone)]
     enum Op {
         Insert(u32, u64, u32),
-        /// Removes the entries whose `(key + value) % d` is (not) zero: a few or most.
-        Retain(u32, bool),
+        /// Removes, by position, the entries whose `(key + value) % d` is
+        /// (not) zero: a few or most.
+        Remove(u32, bool),
         Get(u32, u64),
     }
 
@@ -315,7 +317,7 @@ mod tests {
         let hash = prop_oneof![0u64..8, any::<u64>(), Just(u64::from(u32::MAX)), Just(0xFFFF_FFFF_0000_0000)];
         prop_oneof![
             6 => (0u32..200, hash.clone(), any::<u32>()).prop_map(|(k, h, v)| Op::Insert(k, h, v)),
-            1 => (2u32..5, any::<bool>()).prop_map(|(d, most)| Op::Retain(d, most)),
+            1 => (2u32..5, any::<bool>()).prop_map(|(d, most)| Op::Remove(d, most)),
             2 => (0u32..200, hash).prop_map(|(k, h)| Op::Get(k, h)),
         ]
     }
@@ -333,10 +335,15 @@ mod tests {
                         prop_assert_eq!(old, oracle.insert(key.clone(), v));
                         prop_assert_eq!(m.get_index(i), Some((&key, &v)));
                     }
-                    Op::Retain(d, most) => {
-                        let keep = |k: &K, v: &mut u32| k.0.wrapping_add(*v).is_multiple_of(d) == most;
-                        m.retain(keep);
-                        oracle.retain(|k, v| keep(k, v));
+                    Op::Remove(d, most) => {
+                        let keep = |k: &K, v: &u32| k.0.wrapping_add(*v).is_multiple_of(d) == most;
+                        let gone: Vec<usize> = m.positions().filter(|&i| m.get_index(i).is_some_and(|(k, v)| !keep(k, v))).collect();
+                        for i in gone {
+                            let (k, v) = m.remove_at(i).unwrap();
+                            prop_assert_eq!(oracle.remove(&k), Some(v));
+                            prop_assert_eq!(m.remove_at(i), None);
+                        }
+                        prop_assert!(oracle.iter().all(|(k, v)| keep(k, v)));
                     }
                     Op::Get(k, h) => prop_assert_eq!(m.get(&K(k, h)), oracle.get(&K(k, h))),
                 }
@@ -346,7 +353,7 @@ mod tests {
     }
 
     #[test]
-    fn prefetches_change_nothing_and_positions_hold_until_retain() {
+    fn prefetches_change_nothing_and_positions_hold_until_removed() {
         let mut m: CacheMap<K, u32> = CacheMap::default();
         m.prefetch_slot(&K(1, 1));
         m.prefetch_entry(&K(1, 1));
@@ -361,7 +368,11 @@ mod tests {
         assert_eq!(m.get(&K(5, 5)), Some(&500));
         // Removing entries frees their positions; the others keep theirs,
         // and the next insert takes the last position freed.
-        m.retain(|k, _| k.0 % 10 != 0);
+        for i in (0..100).step_by(10) {
+            assert_eq!(m.remove_at(i), Some((K(i as u32, (i % 7) as u64), i as u32)));
+        }
+        assert_eq!(m.remove_at(1000), None);
+        assert_eq!(m.positions().count(), 90);
         assert_eq!(m.get_index(0), None);
         assert_eq!(m.get_index_of(&K(0, 0)), None);
         assert_eq!(m.get_index(99), Some((&K(99, 99 % 7), &99)));

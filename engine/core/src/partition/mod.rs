@@ -130,7 +130,11 @@ pub struct Partition {
     spare: Option<Arc<ProfileRecord>>,
     /// Owners of identifiers whose records may have left `idents`.
     owners: owners::OwnerCache,
+    /// The cache generation (one per batch) and where each map's records
+    /// were last used, by generation.
     gen: u32,
+    ident_uses: cache::Uses,
+    profile_uses: cache::Uses,
     pub stats: Stats,
 }
 
@@ -154,6 +158,8 @@ impl Partition {
             spare: None,
             owners: owners::OwnerCache::default(),
             gen: 0,
+            ident_uses: cache::Uses::default(),
+            profile_uses: cache::Uses::default(),
             stats: Stats::default(),
         }
     }
