@@ -21,7 +21,9 @@
 //! does not start at offset 0, the head of the log was compacted: every
 //! record before it is taken as committed history (a batch that never
 //! committed is always followed by its redo, which rewrites the same keys
-//! and so compacts the unfinished records away).
+//! and so compacts the unfinished records away; an identifier key written
+//! before UUIDs were packed is not the same key as the redo's, but restore
+//! keys it anew, and the redo's record, later in the log, wins).
 
 use crate::meta::{part_meta_key, BatchId, PartMeta};
 use crate::outbox::{Dest, OutRecord};

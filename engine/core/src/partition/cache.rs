@@ -102,7 +102,10 @@ fn slot_index<K: CacheKey + Clone, V>(
 
 impl Uses {
     /// Evicts the clean records listed in `older` that were not used in
-    /// generation `keep` (those are listed in `current` as well).
+    /// generation `keep` (those are listed in `current` as well). A record
+    /// unused for exactly 2^32 generations looks used in `keep` and loses
+    /// its listing: it stays cached until the list is rebuilt (`roll`),
+    /// one record per 2^32 batches (over a decade at ten a second).
     fn evict_unused<K: CacheKey, V>(&mut self, map: &mut Map<K, Slot<V>>, keep: u32) {
         self.older.retain(|&i| match map.get_index(i) {
             Some((_, s)) if s.dirty => true,
