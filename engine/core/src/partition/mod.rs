@@ -16,6 +16,7 @@
 //! - `merge.rs`: link, hand-over and the verdict; detach and split.
 
 mod cache;
+mod evict;
 mod ident_cmds;
 mod map;
 mod merge;
@@ -133,8 +134,8 @@ pub struct Partition {
     /// The cache generation (one per batch) and where each map's records
     /// were last used, by generation.
     gen: u32,
-    ident_uses: cache::Uses,
-    profile_uses: cache::Uses,
+    ident_uses: evict::Uses,
+    profile_uses: evict::Uses,
     pub stats: Stats,
 }
 
@@ -158,8 +159,8 @@ impl Partition {
             spare: None,
             owners: owners::OwnerCache::default(),
             gen: 0,
-            ident_uses: cache::Uses::default(),
-            profile_uses: cache::Uses::default(),
+            ident_uses: evict::Uses::default(),
+            profile_uses: evict::Uses::default(),
             stats: Stats::default(),
         }
     }
