@@ -243,10 +243,7 @@ impl IdentKey {
     /// Inverse of [`Self::encode_into`]; reads the unpacked form too.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
         let (&tag, rest) = bytes.split_first()?;
-        match crate::packed::unpack(rest) {
-            Some(u) => Some(Self::new(IdentType(tag), std::str::from_utf8(&u).ok()?)),
-            None => Some(Self::new(IdentType(tag), std::str::from_utf8(rest).ok()?)),
-        }
+        Some(Self::new(IdentType(tag), crate::packed::text_of(rest)?.as_str()))
     }
 
     /// The bytes hashes are taken of: the tag byte then the value text

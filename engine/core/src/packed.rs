@@ -117,6 +117,16 @@ impl Text<'_> {
     }
 }
 
+/// What bytes [`serialize_text`] wrote (or text written before packing)
+/// stand for: a packed UUID's text, or the bytes themselves when they are
+/// UTF-8; `None` for anything else.
+pub fn text_of(bytes: &[u8]) -> Option<Text<'_>> {
+    match unpack(bytes) {
+        Some(u) => Some(Text::Uuid(u)),
+        None => std::str::from_utf8(bytes).ok().map(Text::Borrowed),
+    }
+}
+
 impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         if d.is_human_readable() {
@@ -155,16 +165,14 @@ impl<'de> serde::de::Visitor<'de> for TextVisitor {
     }
 
     fn visit_borrowed_bytes<E: serde::de::Error>(self, b: &'de [u8]) -> Result<Text<'de>, E> {
-        match unpack(b) {
-            Some(u) => Ok(Text::Uuid(u)),
-            None => std::str::from_utf8(b).map(Text::Borrowed).map_err(|_| self.invalid(b)),
-        }
+        text_of(b).ok_or_else(|| self.invalid(b))
     }
 
     fn visit_bytes<E: serde::de::Error>(self, b: &[u8]) -> Result<Text<'de>, E> {
-        match unpack(b) {
-            Some(u) => Ok(Text::Uuid(u)),
-            None => std::str::from_utf8(b).map(|s| Text::Owned(s.to_owned())).map_err(|_| self.invalid(b)),
+        match text_of(b) {
+            Some(Text::Uuid(u)) => Ok(Text::Uuid(u)),
+            Some(t) => Ok(Text::Owned(t.as_str().to_owned())),
+            None => Err(self.invalid(b)),
         }
     }
 }
