@@ -14,12 +14,12 @@ use idgraph_state::meta_key;
 use idgraph_store::{Batch, Cf, Store};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 /// Where a produced record goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,14 +86,72 @@ pub fn drop_leftovers(store: &dyn Store) -> Result<usize, StreamError> {
     Ok(n)
 }
 
-/// Counts failed deliveries (after librdkafka's own retries) and keeps
-/// the offsets of tracked records.
-#[derive(Debug, Default)]
+/// Counts delivery reports (and, of them, failures after librdkafka's own
+/// retries), keeps the offsets of tracked records, and wakes a waiting
+/// [`Sender::flush`] when the reports it waits for are in.
+#[derive(Debug)]
 pub struct DeliveryCheck {
     failed: AtomicU64,
     first: Mutex<Option<String>>,
     /// (index in the delivered slice, offset) of tracked records.
     offsets: Mutex<Vec<(usize, i64)>>,
+    /// Reports served so far, successful or not: one per record sent.
+    reported: AtomicU64,
+    /// The count a flush waits for (`u64::MAX`: none waits).
+    want: AtomicU64,
+    lock: Mutex<()>,
+    progress: Condvar,
+}
+
+impl Default for DeliveryCheck {
+    fn default() -> Self {
+        Self {
+            failed: AtomicU64::new(0),
+            first: Mutex::new(None),
+            offsets: Mutex::new(Vec::new()),
+            reported: AtomicU64::new(0),
+            want: AtomicU64::new(u64::MAX),
+            lock: Mutex::new(()),
+            progress: Condvar::new(),
+        }
+    }
+}
+
+impl DeliveryCheck {
+    /// Blocks until `target` reports are in, or `deadline`; true when they are.
+    fn wait_for(&self, target: u64, deadline: Instant) -> bool {
+        // Sequentially consistent on both sides (store `want`, load
+        // `reported` here; add to `reported`, load `want` in `delivery`):
+        // either the reporter sees the wish, or this thread sees the count.
+        self.want.store(target, Ordering::SeqCst);
+        let Ok(mut g) = self.lock.lock() else { return false };
+        let done = loop {
+            if self.reported.load(Ordering::SeqCst) >= target {
+                break true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break false;
+            }
+            // The timeout only bounds the wait; a report wakes it.
+            match self.progress.wait_timeout(g, (deadline - now).min(Duration::from_millis(100))) {
+                Ok((next, _)) => g = next,
+                Err(_) => return false,
+            }
+        };
+        self.want.store(u64::MAX, Ordering::SeqCst);
+        done
+    }
+
+    /// Counts one report and wakes the waiter once its count is reached.
+    fn reported_one(&self) {
+        let n = self.reported.fetch_add(1, Ordering::SeqCst) + 1;
+        if n >= self.want.load(Ordering::SeqCst) {
+            // Taking the lock orders this wake-up after the waiter's check.
+            drop(self.lock.lock());
+            self.progress.notify_all();
+        }
+    }
 }
 
 impl ClientContext for DeliveryCheck {}
@@ -116,13 +174,23 @@ impl ProducerContext for DeliveryCheck {
             }
             Ok(_) => {}
         }
+        self.reported_one();
     }
 }
 
 /// An idempotent producer that sends batches of records and waits for them.
+///
+/// Delivery reports are served by the producer's own polling thread; the
+/// caller sleeps until they are in. (Waiting by polling on the caller's
+/// thread spun: rdkafka's poll serves events until its deadline, and a
+/// deadline under a millisecond polls with a zero timeout; the core's
+/// thread spent its whole delivery phase on a core the broker and
+/// librdkafka's own threads needed.)
 pub struct Sender {
-    producer: BaseProducer<DeliveryCheck>,
+    producer: ThreadedProducer<DeliveryCheck>,
     topics: Topics,
+    /// Records handed to librdkafka so far: each gets one report.
+    sent: AtomicU64,
 }
 
 impl std::fmt::Debug for Sender {
@@ -134,7 +202,7 @@ impl std::fmt::Debug for Sender {
 impl Sender {
     pub fn new(brokers: &str, topics: Topics) -> Result<Self, StreamError> {
         let producer = client::producer(brokers).create_with_context(DeliveryCheck::default()).map_err(StreamError::kafka("producer"))?;
-        Ok(Self { producer, topics })
+        Ok(Self { producer, topics, sent: AtomicU64::new(0) })
     }
 
     fn topic(&self, d: Dest) -> &str {
@@ -160,10 +228,14 @@ impl Sender {
         }
         loop {
             match self.producer.send(rec) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.sent.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    // The polling thread serves reports, which frees room.
                     rec = back;
-                    self.producer.poll(Duration::from_millis(5));
+                    std::thread::sleep(Duration::from_millis(1));
                 }
                 Err((e, _)) => return Err(StreamError::Kafka { what: format!("produce to {}", self.topic(r.dest)), source: e }),
             }
@@ -173,17 +245,12 @@ impl Sender {
     /// Waits until every enqueued record is acknowledged; fails if any was
     /// not (the caller retries the whole set: duplicates are harmless).
     pub fn flush(&self) -> Result<(), StreamError> {
-        // Not `Producer::flush`: it sleeps up to 100 ms per round after the
-        // delivery reports were served, which put 100 ms on every batch.
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while self.producer.in_flight_count() > 0 {
-            if std::time::Instant::now() >= deadline {
-                return Err(StreamError::Kafka {
-                    what: "flush producer".into(),
-                    source: KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut),
-                });
-            }
-            self.producer.poll(Duration::from_millis(1));
+        let target = self.sent.load(Ordering::Relaxed);
+        if !self.producer.context().wait_for(target, Instant::now() + Duration::from_secs(60)) {
+            return Err(StreamError::Kafka {
+                what: "flush producer".into(),
+                source: KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut),
+            });
         }
         let failed = self.producer.context().failed.swap(0, Ordering::Relaxed);
         if failed > 0 {
@@ -230,6 +297,33 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use idgraph_store::MemStore;
+
+    #[test]
+    fn a_flush_wakes_when_its_reports_are_in_and_not_before() {
+        let check = std::sync::Arc::new(DeliveryCheck::default());
+        // Nothing reported: the wait runs out.
+        let t = Instant::now();
+        assert!(!check.wait_for(1, Instant::now() + Duration::from_millis(50)));
+        assert!(t.elapsed() >= Duration::from_millis(50));
+        // Reports from another thread, slower than the waiter starts.
+        let c = check.clone();
+        let reporter = std::thread::spawn(move || {
+            for _ in 0..1000 {
+                c.reported_one();
+                if c.reported.load(Ordering::Relaxed) % 100 == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        });
+        assert!(check.wait_for(1000, Instant::now() + Duration::from_secs(30)));
+        assert!(check.reported.load(Ordering::SeqCst) >= 1000);
+        reporter.join().unwrap();
+        // Already there: no wait.
+        let t = Instant::now();
+        assert!(check.wait_for(1000, Instant::now() + Duration::from_secs(30)));
+        assert!(t.elapsed() < Duration::from_secs(1));
+        assert!(!check.wait_for(1001, Instant::now() + Duration::from_millis(10)));
+    }
 
     #[test]
     fn an_older_versions_outbox_is_dropped_and_nothing_else() {
