@@ -4,7 +4,8 @@
 //! `idgraph.cmd`; the core runs the partitions of ADR 0002 on the
 //! `idgraph.cmd` partitions it owns, commits state and progress in one RocksDB write
 //! per batch, then produces the batch's records and, last, its changelog
-//! markers with an idempotent producer (ADR 0003, ADR 0004).
+//! markers with an idempotent producer (ADR 0003, ADR 0004), on a thread
+//! of its own while the next batch is applied (ADR 0009).
 //!
 //! # Layout
 //! - [`config`]: what the engine needs to run (built by the binary).
@@ -32,6 +33,7 @@
 //! - [`fence`]: taking, claiming and giving up partitions; standing by
 //!   while another instance writes one.
 //! - [`worker`]: the partitions' batch loop over `idgraph.cmd`.
+//! - [`tail`]: a batch's delivery, overlapping the next batch.
 //! - [`metrics`]: counters and histograms, Prometheus text.
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`embedded`]: the in-process mock broker of `make run`.
@@ -57,6 +59,7 @@ pub mod rebalance;
 pub mod registry;
 pub mod restore;
 pub mod resume;
+pub mod tail;
 pub mod topics;
 pub mod window;
 pub mod worker;

@@ -4,14 +4,15 @@
 //!
 //! Newly assigned partitions are paused inside the rebalance so nothing is
 //! fetched for them before they are restored and sought to their own
-//! position. Revocation needs no work inside the callback: the worker
-//! delivers each batch's outbox (changelog included) before it polls
-//! again, so a revoked partition's changelog is complete when the
+//! position. A revocation waits inside the callback for the delivery in
+//! flight (ADR 0009: a batch's records are produced while the next is
+//! polled), so a revoked partition's changelog is complete when the
 //! rebalance goes on; the worker then drops what it buffered for it.
 
+use crate::tail::InFlight;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::ClientContext;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// One change of the assignment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,12 +25,17 @@ pub enum Change {
     },
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CoreContext {
     changes: Mutex<Vec<Change>>,
+    in_flight: Arc<InFlight>,
 }
 
 impl CoreContext {
+    pub fn new(in_flight: Arc<InFlight>) -> Self {
+        Self { changes: Mutex::new(Vec::new()), in_flight }
+    }
+
     /// The changes since the last call, in order.
     pub fn take(&self) -> Vec<Change> {
         self.changes.lock().map(|mut c| std::mem::take(&mut *c)).unwrap_or_default()
@@ -51,6 +57,7 @@ impl ClientContext for CoreContext {}
 impl ConsumerContext for CoreContext {
     fn pre_rebalance(&self, c: &BaseConsumer<Self>, r: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = r {
+            self.in_flight.wait_idle();
             self.push(Change::Revoked { partitions: partitions(tpl), lost: c.assignment_lost() });
         }
     }

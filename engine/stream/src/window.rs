@@ -22,9 +22,13 @@ impl Window {
     /// Consumer errors are logged (with `who`) and skipped.
     pub fn next<'c, C: ConsumerContext>(&mut self, c: &'c BaseConsumer<C>, who: &'static str) -> Option<BorrowedMessage<'c>> {
         loop {
+            // Whole milliseconds: rdkafka's poll keeps polling until its
+            // timeout is used up, with a zero wait for the last fraction of
+            // a millisecond (a spin). Under a millisecond left, it takes
+            // only what is already fetched.
             let wait = match self.deadline {
                 None => FIRST_WAIT,
-                Some(d) => d.saturating_duration_since(Instant::now()),
+                Some(d) => Duration::from_millis(d.saturating_duration_since(Instant::now()).as_millis() as u64),
             };
             match c.poll(wait)? {
                 Ok(m) => {

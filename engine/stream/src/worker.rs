@@ -6,10 +6,12 @@
 //! envelopes, drop what each partition has already applied (input
 //! offsets, sender sequences), run the rest through the partitions, then
 //! commit the dirty records and the stream meta of each partition the batch
-//! advanced in one RocksDB write, then produce the batch's records
+//! advanced in one RocksDB write, then hand the batch's records
 //! (commands, profiles, lifecycle, consent, the changelog copy of the
-//! state records) and, once those are acknowledged, one changelog marker
-//! per advanced partition, all before polling again.
+//! state records, and last one changelog marker per advanced partition)
+//! to the delivery thread ([`crate::tail`]), which has them acknowledged
+//! while the next batch is polled and applied. The next batch collects
+//! that result before it writes anything (ADR 0009).
 
 use crate::changelog;
 use crate::client;
@@ -23,6 +25,7 @@ use crate::outbox::{Dest, OutRecord, Sender};
 use crate::rebalance::{Change, CoreContext};
 use crate::restore::Restorer;
 use crate::resume::{Resume, Verdict};
+use crate::tail::{Delivered, InFlight, Job, Tail};
 use crate::topics::Topics;
 use crate::window::Window;
 use idgraph_core::cluster::prefetch_owners;
@@ -71,7 +74,12 @@ pub struct Worker {
     pub(crate) own: Vec<Own>,
     pub(crate) consumer: BaseConsumer<CoreContext>,
     pub(crate) restorer: Restorer,
-    pub(crate) sender: Sender,
+    /// Shared with the delivery thread; used here (claims) only while no
+    /// delivery is in flight.
+    pub(crate) sender: Arc<Sender>,
+    pub(crate) tail: Tail,
+    /// The batch handed to the delivery thread and not yet collected.
+    pending: Option<Pending>,
     /// The output topics' value format.
     pub(crate) out: Arc<OutFormat>,
     pub(crate) metrics: Arc<Metrics>,
@@ -104,6 +112,20 @@ impl std::fmt::Debug for Worker {
     }
 }
 
+/// What a batch in delivery needs once its markers landed.
+#[derive(Debug)]
+struct Pending {
+    batch: BatchId,
+    /// The partitions whose markers the job carries, in its order, and the
+    /// changelog records each wrote before its marker.
+    markers_at: Vec<u16>,
+    cl_records: Vec<i64>,
+    handled: u64,
+    dups: u64,
+    t0: Instant,
+    oldest_input: Option<i64>,
+}
+
 struct In {
     p: u16,
     offset: i64,
@@ -127,7 +149,9 @@ impl Worker {
         let store = RocksStore::open(&cfg.state_dir, &ropts)?;
         let n = check_partitions(&store, cfg.partitions)?;
         let known = KnownKeys::build(&store, KNOWN_KEYS_MIN_CAPACITY)?;
-        let sender = Sender::new(&cfg.brokers, topics.clone())?;
+        let sender = Arc::new(Sender::new(&cfg.brokers, topics.clone())?);
+        let in_flight = Arc::new(InFlight::default());
+        let tail = Tail::start(sender.clone(), in_flight.clone())?;
         let left = crate::outbox::drop_leftovers(&store)?;
         if left > 0 {
             tracing::info!(records = left, "dropped the outbox an older version persisted; its batches are redone");
@@ -143,7 +167,7 @@ impl Worker {
             // that answers a fetch only when its wait ends (tansu 0.6)
             // would hold every hop for the whole wait.
             .set("fetch.wait.max.ms", FETCH_WAIT_MS.to_string())
-            .create_with_context(CoreContext::default())
+            .create_with_context(CoreContext::new(in_flight))
             .map_err(StreamError::kafka("core consumer"))?;
         consumer.subscribe(&[&topics.cmd]).map_err(StreamError::kafka("subscribe to idgraph.cmd"))?;
         let restorer = Restorer::new(&cfg.brokers, &cfg.group_id, &topics.changelog, n)?;
@@ -161,6 +185,8 @@ impl Worker {
             consumer,
             restorer,
             sender,
+            tail,
+            pending: None,
             out,
             metrics,
             reported: Stats::default(),
@@ -188,6 +214,7 @@ impl Worker {
                 self.update_lag();
             }
         }
+        self.complete()?;
         self.metrics.ready.store(false, Ordering::Relaxed);
         self.store.flush()?;
         // Leaving the group hands the partitions over at once.
@@ -200,7 +227,12 @@ impl Worker {
     /// of partitions that left (and of those that arrive: they are read
     /// again from their restored position), restores the new ones.
     fn rebalance(&mut self, recs: &mut Vec<In>) -> Result<(), StreamError> {
-        for change in self.consumer.context().take() {
+        let changes = self.consumer.context().take();
+        if !changes.is_empty() {
+            // Restores, claims and releases see every earlier batch landed.
+            self.complete()?;
+        }
+        for change in changes {
             match change {
                 Change::Revoked { partitions, lost } => {
                     let label = if lost { "lost" } else { "revoked" };
@@ -287,7 +319,7 @@ impl Worker {
         self.metrics.phase_seconds.add("core_poll", tp.elapsed());
         self.rebalance(&mut recs)?;
         if recs.is_empty() {
-            return Ok(());
+            return self.complete();
         }
         self.batch.seq += 1;
         // Where each partition the batch advances started (its changelog
@@ -303,6 +335,8 @@ impl Worker {
         prefetch(&recs, &mut self.parts, &mut loader);
         let mut fx = Effects::default();
         let mut outgoing: FxHashMap<(u16, u16), (Vec<Command>, Vec<i64>)> = FxHashMap::default();
+        // The partition each lifecycle and consent event came from.
+        let (mut lc_from, mut cs_from) = (Vec::new(), Vec::new());
         let (mut handled, mut dups) = (0u64, 0u64);
         for r in recs {
             let pi = r.p as usize;
@@ -319,6 +353,8 @@ impl Worker {
                     oldest_input = Some(oldest_input.map_or(origin, |o| o.min(origin)));
                 }
                 part.handle(c, loader, &mut fx);
+                lc_from.resize(fx.lifecycle.len(), r.p);
+                cs_from.resize(fx.consent.len(), r.p);
                 for c in fx.cmds.drain(..) {
                     let (cmds, origins) = outgoing.entry((r.p, c.partition(n))).or_default();
                     cmds.push(c);
@@ -363,11 +399,15 @@ impl Worker {
             }
         }
         let mut out: Vec<OutRecord> = Vec::new();
-        for le in &fx.lifecycle {
+        // The partition each record of `out` comes from.
+        let mut out_from: Vec<u16> = Vec::new();
+        for (le, &p) in fx.lifecycle.iter().zip(&lc_from) {
             out.push(keyed(Dest::Lifecycle, &le.profile_id.to_string(), self.out.event(Dest::Lifecycle, le)?));
+            out_from.push(p);
         }
-        for ce in &fx.consent {
+        for (ce, &p) in fx.consent.iter().zip(&cs_from) {
             out.push(keyed(Dest::Consent, &ce.profile_id, self.out.event(Dest::Consent, ce)?));
+            out_from.push(p);
         }
         for part in &mut self.parts {
             for id in part.take_touched() {
@@ -377,6 +417,7 @@ impl Worker {
                     Some(ProfileOutput::Gone(_)) => None,
                     None => continue,
                 };
+                out_from.push(part.id);
                 out.push(OutRecord {
                     dest: Dest::Profiles,
                     partition: Some(part.id as i32),
@@ -393,16 +434,30 @@ impl Worker {
             let first_seq = *sent + 1;
             *sent += cmds.len() as u64;
             out.push(OutRecord::cmd(d, &Envelope::Internal { from: s, first_seq, origins, cmds }));
+            out_from.push(s);
         }
         if let Some(e) = loader.error.take() {
             return Err(e.into());
         }
         drop(loader);
+        // The previous batch's delivery: a partition it finds written by
+        // another instance stands by, and this batch's work on it is
+        // dropped here, never written or produced.
+        let tc = Instant::now();
+        self.complete()?;
+        let collecting = tc.elapsed();
+        if out_from.iter().any(|&p| self.own[p as usize] != Own::Active) {
+            let mut from_of = out_from.iter();
+            out.retain(|_| from_of.next().is_some_and(|&p| self.own[p as usize] == Own::Active));
+        }
         let mut wb = Batch::default();
         let mut cl_records = vec![0i64; self.parts.len()];
         // Produced last, once `out` is acknowledged (below).
         let mut markers: Vec<(u16, OutRecord)> = Vec::new();
         for (pi, part) in self.parts.iter_mut().enumerate() {
+            if self.own[pi] != Own::Active {
+                continue;
+            }
             let first = wb.op_count();
             idgraph_state::write_dirty(&mut wb, part, &mut self.known);
             let Some(from) = from[pi] else { continue };
@@ -417,52 +472,64 @@ impl Worker {
         let (markers_at, marker_recs): (Vec<u16>, Vec<OutRecord>) = markers.into_iter().unzip();
         self.metrics.outbox_pending.store((out.len() + marker_recs.len()) as u64, Ordering::Relaxed);
         let tw = Instant::now();
-        self.metrics.phase_seconds.add("core_apply", tw - t0);
+        self.metrics.phase_seconds.add("core_apply", (tw - t0).saturating_sub(collecting));
         self.store.write(wb)?;
         crate::fault::point("run.after-commit");
-        let td = Instant::now();
-        self.metrics.phase_seconds.add("core_write", td - tw);
-        // The markers go last, once everything else of the batch is
+        self.metrics.phase_seconds.add("core_write", tw.elapsed());
+        // Markers go last, once everything else of the batch is
         // acknowledged: a batch whose marker is on the changelog has all of
         // its outputs and commands on their topics, so a new owner that
         // restores past it loses nothing (ADR 0004).
-        self.sender.deliver(&out)?;
-        let tm = Instant::now();
-        self.metrics.phase_seconds.add("core_deliver", tm - td);
-        let landed = self.sender.deliver_tracked(&marker_recs, |_| true)?;
-        self.metrics.phase_seconds.add("core_markers", tm.elapsed());
+        self.tail.submit(Job { out, markers: marker_recs })?;
+        self.pending = Some(Pending { batch: self.batch, markers_at, cl_records, handled, dups, t0, oldest_input });
+        for part in &mut self.parts {
+            part.end_batch((self.cfg.cache_entries / n as usize).max(1024), false);
+        }
+        Ok(())
+    }
+
+    /// Collects the batch in delivery, if any (waiting for it): keeps where
+    /// each advanced partition's changelog now ends, stands by the
+    /// partitions another instance wrote, and counts the batch.
+    fn complete(&mut self) -> Result<(), StreamError> {
+        let Some(p) = self.pending.take() else { return Ok(()) };
+        let tw = Instant::now();
+        let Some(Delivered { landed, job, out_time, markers_time }) = self.tail.collect()? else {
+            return Err(StreamError::Internal("a batch in delivery has no result".into()));
+        };
+        self.metrics.phase_seconds.add("core_wait", tw.elapsed());
+        self.metrics.phase_seconds.add("core_deliver", out_time);
+        self.metrics.phase_seconds.add("core_markers", markers_time);
+        let landed = landed?;
         // Where each advanced partition's changelog now ends: its local
         // state can continue from there after a restart.
         let mut pos = Batch::default();
         let mut fenced = Vec::new();
         for (i, offset) in landed {
-            let p = markers_at[i];
-            let pi = p as usize;
+            let part = p.markers_at[i];
+            let pi = part as usize;
             // Our records and marker follow our last one directly, unless
             // another instance wrote in between.
-            if self.cl_last[pi].is_some_and(|l| offset != l + cl_records[pi] + 1) {
+            if self.cl_last[pi].is_some_and(|l| offset != l + p.cl_records[pi] + 1) {
                 // This batch may be a losing fork: never continue from it;
-                // the next restore of `p` rebuilds.
-                fenced.push(p);
-                pos.delete(Cf::Meta, clpos_key(p));
+                // the next restore of `part` rebuilds.
+                fenced.push(part);
+                pos.delete(Cf::Meta, clpos_key(part));
                 continue;
             }
             self.cl_last[pi] = Some(offset);
-            pos.put(Cf::Meta, clpos_key(p), idgraph_core::record::encode(&ClPos { batch: self.batch, offset }));
+            pos.put(Cf::Meta, clpos_key(part), idgraph_core::record::encode(&ClPos { batch: p.batch, offset }));
         }
         self.store.write(pos)?;
-        for p in fenced {
-            tracing::warn!(partition = p, "another instance wrote this partition's changelog; standing by");
+        for part in fenced {
+            tracing::warn!(partition = part, "another instance wrote this partition's changelog; standing by");
             self.metrics.fenced.fetch_add(1, Ordering::Relaxed);
-            self.stand_by(p)?;
+            self.stand_by(part)?;
         }
-        self.metrics.deliver_seconds.observe(td.elapsed().as_secs_f64());
-        self.metrics.count_out(out.iter().chain(&marker_recs));
+        self.metrics.deliver_seconds.observe((out_time + markers_time).as_secs_f64());
+        self.metrics.count_out(job.out.iter().chain(&job.markers));
         self.metrics.outbox_pending.store(0, Ordering::Relaxed);
-        for part in &mut self.parts {
-            part.end_batch((self.cfg.cache_entries / n as usize).max(1024), false);
-        }
-        self.account(handled, dups, t0, oldest_input);
+        self.account(p.handled, p.dups, p.t0, p.oldest_input);
         Ok(())
     }
 

@@ -1,0 +1,148 @@
+//! A core batch's delivery on a thread of its own (ADR 0009): the broker
+//! acknowledges batch N while the worker polls and applies batch N+1.
+//!
+//! One delivery at a time. The worker hands a batch's records over once
+//! its state is written and collects the result before it writes the next
+//! batch (or before it restores, claims, gives partitions up or stops), so
+//! the order of everything on the topics and in the store is the order of
+//! the synchronous loop; only the waiting overlaps.
+
+use crate::error::StreamError;
+use crate::outbox::{OutRecord, Sender};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// A batch's records: everything else first, then its changelog markers.
+#[derive(Debug, Default)]
+pub struct Job {
+    pub out: Vec<OutRecord>,
+    pub markers: Vec<OutRecord>,
+}
+
+/// What became of a [`Job`].
+#[derive(Debug)]
+pub struct Delivered {
+    /// (index in `job.markers`, offset) of each marker that landed.
+    pub landed: Result<Vec<(usize, i64)>, StreamError>,
+    pub job: Job,
+    /// Time to have `out` acknowledged, then the markers.
+    pub out_time: Duration,
+    pub markers_time: Duration,
+}
+
+/// Whether a delivery is in flight. A revocation waits for it inside the
+/// rebalance, so a partition leaves this instance with its changelog
+/// complete (ADR 0004), as it did when each batch was delivered before the
+/// next poll.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    busy: Mutex<bool>,
+    idle: Condvar,
+}
+
+impl InFlight {
+    fn set(&self, busy: bool) {
+        if let Ok(mut b) = self.busy.lock() {
+            *b = busy;
+        }
+        if !busy {
+            self.idle.notify_all();
+        }
+    }
+
+    /// Blocks while a delivery is in flight.
+    pub fn wait_idle(&self) {
+        let Ok(mut b) = self.busy.lock() else { return };
+        while *b {
+            match self.idle.wait(b) {
+                Ok(next) => b = next,
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// The delivery thread and its two channels.
+#[derive(Debug)]
+pub struct Tail {
+    jobs: SyncSender<Job>,
+    done: Receiver<Delivered>,
+    in_flight: Arc<InFlight>,
+    pending: bool,
+}
+
+impl Tail {
+    pub fn start(sender: Arc<Sender>, in_flight: Arc<InFlight>) -> Result<Self, StreamError> {
+        let (jobs, jobs_rx) = mpsc::sync_channel::<Job>(1);
+        let (done_tx, done) = mpsc::channel();
+        let flag = in_flight.clone();
+        std::thread::Builder::new()
+            .name("deliver".into())
+            .spawn(move || {
+                for job in jobs_rx {
+                    let t = Instant::now();
+                    let out = sender.deliver(&job.out);
+                    let tm = Instant::now();
+                    let landed = out.and_then(|()| sender.deliver_tracked(&job.markers, |_| true));
+                    let d = Delivered { landed, job, out_time: tm - t, markers_time: tm.elapsed() };
+                    // The result is queued before the flag drops: a
+                    // revocation that waited for the flag finds it.
+                    let gone = done_tx.send(d).is_err();
+                    flag.set(false);
+                    if gone {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| StreamError::Internal(format!("cannot start the delivery thread: {e}")))?;
+        Ok(Self { jobs, done, in_flight, pending: false })
+    }
+
+    pub fn pending(&self) -> bool {
+        self.pending
+    }
+
+    /// Hands a batch over; the previous one must have been collected.
+    pub fn submit(&mut self, job: Job) -> Result<(), StreamError> {
+        if self.pending {
+            return Err(StreamError::Internal("a batch was handed to the delivery thread before the previous one was collected".into()));
+        }
+        self.in_flight.set(true);
+        self.jobs.send(job).map_err(|_| StreamError::Internal("the delivery thread stopped".into()))?;
+        self.pending = true;
+        Ok(())
+    }
+
+    /// The result of the batch handed over last (waiting for it), or `None`
+    /// when none is pending.
+    pub fn collect(&mut self) -> Result<Option<Delivered>, StreamError> {
+        if !self.pending {
+            return Ok(None);
+        }
+        self.pending = false;
+        self.done.recv().map(Some).map_err(|_| StreamError::Internal("the delivery thread stopped".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn waiting_for_idle_returns_only_once_the_delivery_is_done() {
+        let f = Arc::new(InFlight::default());
+        f.wait_idle(); // nothing in flight: at once
+        f.set(true);
+        let g = f.clone();
+        let t = Instant::now();
+        let h = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            g.set(false);
+        });
+        f.wait_idle();
+        assert!(t.elapsed() >= Duration::from_millis(50));
+        h.join().unwrap();
+    }
+}
