@@ -36,6 +36,9 @@ impl Worker {
     /// them and resumes those whose claim landed where expected; the others
     /// stand by.
     pub(crate) fn acquire(&mut self, ps: &[u16], rebuild: bool) -> Result<(), StreamError> {
+        // The restore reads the store and the claims share the producer:
+        // the batch in delivery lands first (ADR 0009).
+        self.complete()?;
         let restored = self.restorer.restore(&self.store, &mut self.known, ps, rebuild, &self.metrics)?;
         self.batch.seq += 1;
         let claim = self.batch;

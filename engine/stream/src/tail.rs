@@ -29,6 +29,9 @@ pub struct Delivered {
     /// Time to have `out` acknowledged, then the markers.
     pub out_time: Duration,
     pub markers_time: Duration,
+    /// When the markers were acknowledged (or the delivery failed).
+    pub acked_at: Instant,
+    pub acked_ms: i64,
 }
 
 /// Whether a delivery is in flight. A revocation waits for it inside the
@@ -63,6 +66,15 @@ impl InFlight {
     }
 }
 
+/// Clears the in-flight flag when dropped.
+struct Idle(Arc<InFlight>);
+
+impl Drop for Idle {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
+}
+
 /// The delivery thread and its two channels.
 #[derive(Debug)]
 pub struct Tail {
@@ -80,17 +92,24 @@ impl Tail {
         std::thread::Builder::new()
             .name("deliver".into())
             .spawn(move || {
+                // However the thread ends (a panic included), nothing stays
+                // "in flight" for a revocation to wait for.
+                let _idle = Idle(flag.clone());
                 for job in jobs_rx {
                     let t = Instant::now();
                     let out = sender.deliver(&job.out);
                     let tm = Instant::now();
                     let landed = out.and_then(|()| sender.deliver_tracked(&job.markers, |_| true));
-                    let d = Delivered { landed, job, out_time: tm - t, markers_time: tm.elapsed() };
-                    // The result is queued before the flag drops: a
-                    // revocation that waited for the flag finds it.
-                    let gone = done_tx.send(d).is_err();
+                    let acked_at = Instant::now();
+                    let acked_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+                    let d = Delivered { landed, job, out_time: tm - t, markers_time: acked_at - tm, acked_at, acked_ms };
+                    // The flag drops before the result is sent: the worker
+                    // hands the next batch over (raising it) only after it
+                    // received this one, so a late drop cannot clear the
+                    // next batch's flag. A revocation only needs the
+                    // delivery done; the worker collects the result after.
                     flag.set(false);
-                    if gone {
+                    if done_tx.send(d).is_err() {
                         break;
                     }
                 }
@@ -109,7 +128,10 @@ impl Tail {
             return Err(StreamError::Internal("a batch was handed to the delivery thread before the previous one was collected".into()));
         }
         self.in_flight.set(true);
-        self.jobs.send(job).map_err(|_| StreamError::Internal("the delivery thread stopped".into()))?;
+        if self.jobs.send(job).is_err() {
+            self.in_flight.set(false);
+            return Err(StreamError::Internal("the delivery thread stopped".into()));
+        }
         self.pending = true;
         Ok(())
     }
@@ -129,6 +151,26 @@ impl Tail {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_batch_is_collected_once_with_the_flag_down_and_never_twice() {
+        // No broker: an empty batch needs none (nothing to acknowledge).
+        let sender = Arc::new(Sender::new("127.0.0.1:9", crate::topics::Topics::new("idgraph")).unwrap());
+        let flag = Arc::new(InFlight::default());
+        let mut tail = Tail::start(sender, flag.clone()).unwrap();
+        assert!(tail.collect().unwrap().is_none(), "nothing handed over");
+        for _ in 0..3 {
+            tail.submit(Job::default()).unwrap();
+            assert!(tail.pending());
+            assert!(tail.submit(Job::default()).is_err(), "a second batch before the first is collected");
+            let d = tail.collect().unwrap().unwrap();
+            assert_eq!(d.landed.unwrap(), vec![]);
+            assert!(!tail.pending());
+            // The flag dropped before the result came back.
+            assert!(!*flag.busy.lock().unwrap());
+            flag.wait_idle();
+        }
+    }
 
     #[test]
     fn waiting_for_idle_returns_only_once_the_delivery_is_done() {

@@ -491,13 +491,12 @@ impl Worker {
     /// Collects the batch in delivery, if any (waiting for it): keeps where
     /// each advanced partition's changelog now ends, stands by the
     /// partitions another instance wrote, and counts the batch.
-    fn complete(&mut self) -> Result<(), StreamError> {
+    pub(crate) fn complete(&mut self) -> Result<(), StreamError> {
         let Some(p) = self.pending.take() else { return Ok(()) };
         let tw = Instant::now();
-        let Some(Delivered { landed, job, out_time, markers_time }) = self.tail.collect()? else {
+        let Some(Delivered { landed, job, out_time, markers_time, acked_at, acked_ms }) = self.tail.collect()? else {
             return Err(StreamError::Internal("a batch in delivery has no result".into()));
         };
-        self.metrics.phase_seconds.add("core_wait", tw.elapsed());
         self.metrics.phase_seconds.add("core_deliver", out_time);
         self.metrics.phase_seconds.add("core_markers", markers_time);
         let landed = landed?;
@@ -529,11 +528,16 @@ impl Worker {
         self.metrics.deliver_seconds.observe((out_time + markers_time).as_secs_f64());
         self.metrics.count_out(job.out.iter().chain(&job.markers));
         self.metrics.outbox_pending.store(0, Ordering::Relaxed);
-        self.account(p.handled, p.dups, p.t0, p.oldest_input);
+        // Timed to the acknowledgement, not to this collection (which
+        // waits for the next batch's poll and apply).
+        self.account(p.handled, p.dups, acked_at.saturating_duration_since(p.t0), p.oldest_input.map(|ts| acked_ms - ts));
+        self.metrics.phase_seconds.add("core_wait", tw.elapsed());
         Ok(())
     }
 
-    fn account(&mut self, handled: u64, dups: u64, t0: Instant, oldest_input: Option<i64>) {
+    /// Counts a delivered batch: `took` from its start to its markers'
+    /// acknowledgement, `oldest_ms` the age of its oldest input then.
+    fn account(&mut self, handled: u64, dups: u64, took: Duration, oldest_ms: Option<i64>) {
         let m = &self.metrics;
         m.commands.fetch_add(handled, Ordering::Relaxed);
         m.duplicates_dropped.fetch_add(dups, Ordering::Relaxed);
@@ -553,10 +557,9 @@ impl Worker {
         m.owner_cache_hits.fetch_add(d(hits, self.owner_hits_reported), Ordering::Relaxed);
         self.owner_hits_reported = hits;
         m.batches.fetch_add(1, Ordering::Relaxed);
-        m.batch_seconds.observe(t0.elapsed().as_secs_f64());
-        if let Some(ts) = oldest_input {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-            m.event_to_output_seconds.observe((now - ts).max(0) as f64 / 1000.0);
+        m.batch_seconds.observe(took.as_secs_f64());
+        if let Some(age) = oldest_ms {
+            m.event_to_output_seconds.observe(age.max(0) as f64 / 1000.0);
         }
     }
 }
