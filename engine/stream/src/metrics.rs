@@ -271,7 +271,7 @@ impl Metrics {
             &mut o,
             "idgraph_phase_seconds_total",
             "phase",
-            "Time the ingest and core loops spent, by phase (`ingest_poll`, `ingest_parse`, `ingest_deliver`, `ingest_commit`, `core_poll`, `core_apply`, `core_write`, `core_deliver`, `core_markers`).",
+            "Time the ingest and core loops spent, by phase (`ingest_poll`, `ingest_parse`, `ingest_deliver`, `ingest_commit`, `core_poll`, `core_decode`, `core_apply`, `core_write`, `core_wait`, `core_deliver`, `core_markers`).",
         );
         let _ = writeln!(
             o,

@@ -286,8 +286,11 @@ impl Worker {
         }
     }
 
-    fn poll(&mut self) -> Vec<In> {
+    /// Up to `max_batch_records` records of the owned partitions, decoded;
+    /// also returns the time spent decoding them.
+    fn poll(&mut self) -> (Vec<In>, Duration) {
         let mut recs = Vec::new();
+        let mut decoding = Duration::ZERO;
         let mut window = Window::new(Duration::from_millis(self.cfg.batch_linger_ms));
         while recs.len() < self.cfg.max_batch_records {
             let Some(m) = window.next(&self.consumer, "core") else { break };
@@ -298,7 +301,10 @@ impl Worker {
             if self.resume.check(&self.consumer, &self.cmd_topic, m.partition(), m.offset()) == Verdict::Skip {
                 continue;
             }
-            let env = match envelope::decode(m.payload().unwrap_or_default()) {
+            let td = Instant::now();
+            let decoded = envelope::decode(m.payload().unwrap_or_default());
+            decoding += td.elapsed();
+            let env = match decoded {
                 Ok(env) => Some(env),
                 Err(reason) => {
                     // Not written by idgraph (or by an incompatible
@@ -310,13 +316,14 @@ impl Worker {
             };
             recs.push(In { p, offset: m.offset(), env, ts: m.timestamp().to_millis() });
         }
-        recs
+        (recs, decoding)
     }
 
     fn batch(&mut self) -> Result<(), StreamError> {
         let tp = Instant::now();
-        let mut recs = self.poll();
-        self.metrics.phase_seconds.add("core_poll", tp.elapsed());
+        let (mut recs, decoding) = self.poll();
+        self.metrics.phase_seconds.add("core_poll", tp.elapsed().saturating_sub(decoding));
+        self.metrics.phase_seconds.add("core_decode", decoding);
         self.rebalance(&mut recs)?;
         if recs.is_empty() {
             return self.complete();
