@@ -212,11 +212,16 @@ impl Sender {
     /// Enqueues one record, waiting while the local queue is full;
     /// `tracked` > 0 keeps the record's offset.
     fn send(&self, r: &OutRecord, tracked: usize) -> Result<(), StreamError> {
-        let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-        for (k, v) in &r.headers {
-            headers = headers.insert(Header { key: k, value: Some(v) });
+        let mut rec: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(self.topic(r.dest), tracked);
+        // Most records have none: no header list is allocated for them
+        // (librdkafka allocates and frees one per record otherwise).
+        if !r.headers.is_empty() {
+            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+            for (k, v) in &r.headers {
+                headers = headers.insert(Header { key: k, value: Some(v) });
+            }
+            rec = rec.headers(headers);
         }
-        let mut rec: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(self.topic(r.dest), tracked).headers(headers);
         if let Some(p) = r.partition {
             rec = rec.partition(p);
         }
