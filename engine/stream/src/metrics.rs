@@ -150,10 +150,11 @@ pub struct Metrics {
 impl Metrics {
     /// Counts produced records by topic role.
     pub fn count_out<'a>(&self, recs: impl IntoIterator<Item = &'a crate::outbox::OutRecord>) {
-        let mut n = [0u64; crate::outbox::Dest::ALL.len()];
-        for r in recs {
-            n[r.dest as usize] += 1;
-        }
+        self.add_out(crate::outbox::count_by_dest(recs));
+    }
+
+    /// Adds counts of produced records, by [`crate::outbox::Dest`] index.
+    pub fn add_out(&self, n: [u64; crate::outbox::Dest::ALL.len()]) {
         for (d, k) in crate::outbox::Dest::ALL.iter().zip(n) {
             if k > 0 {
                 self.records_out.add(d.name(), k);

@@ -66,6 +66,15 @@ impl OutRecord {
     }
 }
 
+/// How many of `recs` go to each [`Dest`] (by its index).
+pub fn count_by_dest<'a>(recs: impl IntoIterator<Item = &'a OutRecord>) -> [u64; Dest::ALL.len()] {
+    let mut n = [0u64; Dest::ALL.len()];
+    for r in recs {
+        n[r.dest as usize] += 1;
+    }
+    n
+}
+
 const PREFIX: &str = "outbox/";
 
 /// Deletes what an older version of idgraph persisted as its outbox (rows

@@ -7,16 +7,21 @@
 //! the order of everything on the topics and in the store is the order of
 //! the synchronous loop; only the waiting overlaps.
 
+use crate::envelope::Envelope;
 use crate::error::StreamError;
-use crate::outbox::{OutRecord, Sender};
+use crate::outbox::{count_by_dest, Dest, OutRecord, Sender};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-/// A batch's records: everything else first, then its changelog markers.
+/// A batch's records: everything else first (outputs and changelog
+/// records, and the command envelopes, encoded on the delivery thread),
+/// then its changelog markers.
 #[derive(Debug, Default)]
 pub struct Job {
     pub out: Vec<OutRecord>,
+    /// (destination partition of `idgraph.cmd`, envelope).
+    pub cmds: Vec<(u16, Envelope)>,
     pub markers: Vec<OutRecord>,
 }
 
@@ -25,7 +30,9 @@ pub struct Job {
 pub struct Delivered {
     /// (index in `job.markers`, offset) of each marker that landed.
     pub landed: Result<Vec<(usize, i64)>, StreamError>,
-    pub job: Job,
+    /// Records produced, by [`Dest`] index (the job itself is freed on the
+    /// delivery thread).
+    pub counts: [u64; Dest::ALL.len()],
     /// Time to have `out` acknowledged, then the markers.
     pub out_time: Duration,
     pub markers_time: Duration,
@@ -97,12 +104,20 @@ impl Tail {
                 let _idle = Idle(flag.clone());
                 for job in jobs_rx {
                     let t = Instant::now();
-                    let out = sender.deliver(&job.out);
+                    let Job { mut out, cmds, markers } = job;
+                    out.extend(cmds.iter().map(|(d, env)| OutRecord::cmd(*d, env)));
+                    drop(cmds);
+                    let counts = {
+                        let mut n = count_by_dest(&out);
+                        n[Dest::Changelog as usize] += markers.len() as u64;
+                        n
+                    };
+                    let delivered = sender.deliver(&out);
                     let tm = Instant::now();
-                    let landed = out.and_then(|()| sender.deliver_tracked(&job.markers, |_| true));
+                    let landed = delivered.and_then(|()| sender.deliver_tracked(&markers, |_| true));
                     let acked_at = Instant::now();
                     let acked_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-                    let d = Delivered { landed, job, out_time: tm - t, markers_time: acked_at - tm, acked_at, acked_ms };
+                    let d = Delivered { landed, counts, out_time: tm - t, markers_time: acked_at - tm, acked_at, acked_ms };
                     // The flag drops before the result is sent: the worker
                     // hands the next batch over (raising it) only after it
                     // received this one, so a late drop cannot clear the
@@ -112,6 +127,7 @@ impl Tail {
                     if done_tx.send(d).is_err() {
                         break;
                     }
+                    drop((out, markers));
                 }
             })
             .map_err(|e| StreamError::Internal(format!("cannot start the delivery thread: {e}")))?;

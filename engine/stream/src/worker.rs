@@ -436,12 +436,13 @@ impl Worker {
         }
         let mut pairs: Vec<_> = outgoing.into_iter().collect();
         pairs.sort_unstable_by_key(|(k, _)| *k);
+        // (sender, receiver, envelope): encoded on the delivery thread.
+        let mut envelopes: Vec<(u16, u16, Envelope)> = Vec::with_capacity(pairs.len());
         for ((s, d), (cmds, origins)) in pairs {
             let sent = &mut self.meta[s as usize].sent[d as usize];
             let first_seq = *sent + 1;
             *sent += cmds.len() as u64;
-            out.push(OutRecord::cmd(d, &Envelope::Internal { from: s, first_seq, origins, cmds }));
-            out_from.push(s);
+            envelopes.push((s, d, Envelope::Internal { from: s, first_seq, origins, cmds }));
         }
         if let Some(e) = loader.error.take() {
             return Err(e.into());
@@ -457,6 +458,8 @@ impl Worker {
             let mut from_of = out_from.iter();
             out.retain(|_| from_of.next().is_some_and(|&p| self.own[p as usize] == Own::Active));
         }
+        let cmds: Vec<(u16, Envelope)> =
+            envelopes.into_iter().filter(|(s, ..)| self.own[*s as usize] == Own::Active).map(|(_, d, env)| (d, env)).collect();
         let mut wb = Batch::default();
         let mut cl_records = vec![0i64; self.parts.len()];
         // Produced last, once `out` is acknowledged (below).
@@ -477,7 +480,7 @@ impl Worker {
             markers.push((p, changelog::marker(p, from, m)));
         }
         let (markers_at, marker_recs): (Vec<u16>, Vec<OutRecord>) = markers.into_iter().unzip();
-        self.metrics.outbox_pending.store((out.len() + marker_recs.len()) as u64, Ordering::Relaxed);
+        self.metrics.outbox_pending.store((out.len() + cmds.len() + marker_recs.len()) as u64, Ordering::Relaxed);
         let tw = Instant::now();
         self.metrics.phase_seconds.add("core_apply", (tw - t0).saturating_sub(collecting));
         self.store.write(wb)?;
@@ -487,7 +490,7 @@ impl Worker {
         // acknowledged: a batch whose marker is on the changelog has all of
         // its outputs and commands on their topics, so a new owner that
         // restores past it loses nothing (ADR 0004).
-        self.tail.submit(Job { out, markers: marker_recs })?;
+        self.tail.submit(Job { out, cmds, markers: marker_recs })?;
         self.pending = Some(Pending { batch: self.batch, markers_at, cl_records, handled, dups, t0, oldest_input });
         for part in &mut self.parts {
             part.end_batch((self.cfg.cache_entries / n as usize).max(1024), false);
@@ -501,7 +504,7 @@ impl Worker {
     pub(crate) fn complete(&mut self) -> Result<(), StreamError> {
         let Some(p) = self.pending.take() else { return Ok(()) };
         let tw = Instant::now();
-        let Some(Delivered { landed, job, out_time, markers_time, acked_at, acked_ms }) = self.tail.collect()? else {
+        let Some(Delivered { landed, counts, out_time, markers_time, acked_at, acked_ms }) = self.tail.collect()? else {
             return Err(StreamError::Internal("a batch in delivery has no result".into()));
         };
         self.metrics.phase_seconds.add("core_deliver", out_time);
@@ -533,7 +536,7 @@ impl Worker {
             self.stand_by(part)?;
         }
         self.metrics.deliver_seconds.observe((out_time + markers_time).as_secs_f64());
-        self.metrics.count_out(job.out.iter().chain(&job.markers));
+        self.metrics.add_out(counts);
         self.metrics.outbox_pending.store(0, Ordering::Relaxed);
         // Timed to the acknowledgement, not to this collection (which
         // waits for the next batch's poll and apply).
