@@ -11,6 +11,9 @@
 //! - on every batch, the partition's marker must follow its own previous
 //!   marker and this batch's records exactly; a gap means another instance
 //!   wrote in between, and the partition stands by (after that one batch).
+//!   The check runs when the worker collects a delivered batch
+//!   ([`Worker::complete`], ADR 0009), which also keeps where each
+//!   partition's changelog now ends.
 //!
 //! A partition standing by is paused and tried again later (rebuilt from
 //! the whole changelog, then claimed), with a doubling backoff, until it
@@ -19,6 +22,7 @@
 use crate::changelog;
 use crate::error::StreamError;
 use crate::meta::{clpos_key, part_meta_key, ClPos};
+use crate::tail::Delivered;
 use crate::worker::{Own, Worker};
 use idgraph_core::partition::Partition;
 use idgraph_store::{Batch, Cf, Store};
@@ -86,6 +90,53 @@ impl Worker {
             self.stand_by(p)?;
         }
         self.report_ownership();
+        Ok(())
+    }
+
+    /// Collects the batch in delivery, if any (waiting for it): keeps where
+    /// each advanced partition's changelog now ends, stands by the
+    /// partitions another instance wrote, and counts the batch.
+    pub(crate) fn complete(&mut self) -> Result<(), StreamError> {
+        let Some(p) = self.pending.take() else { return Ok(()) };
+        let tw = Instant::now();
+        let Some(Delivered { landed, counts, out_time, markers_time, acked_at, acked_ms }) = self.tail.collect()? else {
+            return Err(StreamError::Internal("a batch in delivery has no result".into()));
+        };
+        self.metrics.phase_seconds.add("core_deliver", out_time);
+        self.metrics.phase_seconds.add("core_markers", markers_time);
+        let landed = landed?;
+        // Where each advanced partition's changelog now ends: its local
+        // state can continue from there after a restart.
+        let mut pos = Batch::default();
+        let mut fenced = Vec::new();
+        for (i, offset) in landed {
+            let part = p.markers_at[i];
+            let pi = part as usize;
+            // Our records and marker follow our last one directly, unless
+            // another instance wrote in between.
+            if self.cl_last[pi].is_some_and(|l| offset != l + p.cl_records[pi] + 1) {
+                // This batch may be a losing fork: never continue from it;
+                // the next restore of `part` rebuilds.
+                fenced.push(part);
+                pos.delete(Cf::Meta, clpos_key(part));
+                continue;
+            }
+            self.cl_last[pi] = Some(offset);
+            pos.put(Cf::Meta, clpos_key(part), idgraph_core::record::encode(&ClPos { batch: p.batch, offset }));
+        }
+        self.store.write(pos)?;
+        for part in fenced {
+            tracing::warn!(partition = part, "another instance wrote this partition's changelog; standing by");
+            self.metrics.fenced.fetch_add(1, Ordering::Relaxed);
+            self.stand_by(part)?;
+        }
+        self.metrics.deliver_seconds.observe((out_time + markers_time).as_secs_f64());
+        self.metrics.add_out(counts);
+        self.metrics.outbox_pending.store(0, Ordering::Relaxed);
+        // Timed to the acknowledgement, not to this collection (which
+        // waits for the next batch's poll and apply).
+        self.account(p.handled, p.dups, acked_at.saturating_duration_since(p.t0), p.oldest_input.map(|ts| acked_ms - ts));
+        self.metrics.phase_seconds.add("core_wait", tw.elapsed());
         Ok(())
     }
 

@@ -18,14 +18,14 @@ use crate::client;
 use crate::config::EngineConfig;
 use crate::envelope::{self, Envelope};
 use crate::error::StreamError;
-use crate::meta::{clpos_key, BatchId, ClPos, PartMeta};
+use crate::meta::{BatchId, PartMeta};
 use crate::metrics::Metrics;
 use crate::out_format::OutFormat;
 use crate::outbox::{Dest, OutRecord, Sender};
 use crate::rebalance::{Change, CoreContext};
 use crate::restore::Restorer;
 use crate::resume::{Resume, Verdict};
-use crate::tail::{Delivered, InFlight, Job, Tail};
+use crate::tail::{InFlight, Job, Tail};
 use crate::topics::Topics;
 use crate::window::Window;
 use idgraph_core::cluster::prefetch_owners;
@@ -79,7 +79,7 @@ pub struct Worker {
     pub(crate) sender: Arc<Sender>,
     pub(crate) tail: Tail,
     /// The batch handed to the delivery thread and not yet collected.
-    pending: Option<Pending>,
+    pub(crate) pending: Option<Pending>,
     /// The output topics' value format.
     pub(crate) out: Arc<OutFormat>,
     pub(crate) metrics: Arc<Metrics>,
@@ -112,18 +112,19 @@ impl std::fmt::Debug for Worker {
     }
 }
 
-/// What a batch in delivery needs once its markers landed.
+/// What a batch in delivery needs once its markers landed
+/// ([`Worker::complete`], in `fence.rs`).
 #[derive(Debug)]
-struct Pending {
-    batch: BatchId,
+pub(crate) struct Pending {
+    pub(crate) batch: BatchId,
     /// The partitions whose markers the job carries, in its order, and the
     /// changelog records each wrote before its marker.
-    markers_at: Vec<u16>,
-    cl_records: Vec<i64>,
-    handled: u64,
-    dups: u64,
-    t0: Instant,
-    oldest_input: Option<i64>,
+    pub(crate) markers_at: Vec<u16>,
+    pub(crate) cl_records: Vec<i64>,
+    pub(crate) handled: u64,
+    pub(crate) dups: u64,
+    pub(crate) t0: Instant,
+    pub(crate) oldest_input: Option<i64>,
 }
 
 struct In {
@@ -498,56 +499,9 @@ impl Worker {
         Ok(())
     }
 
-    /// Collects the batch in delivery, if any (waiting for it): keeps where
-    /// each advanced partition's changelog now ends, stands by the
-    /// partitions another instance wrote, and counts the batch.
-    pub(crate) fn complete(&mut self) -> Result<(), StreamError> {
-        let Some(p) = self.pending.take() else { return Ok(()) };
-        let tw = Instant::now();
-        let Some(Delivered { landed, counts, out_time, markers_time, acked_at, acked_ms }) = self.tail.collect()? else {
-            return Err(StreamError::Internal("a batch in delivery has no result".into()));
-        };
-        self.metrics.phase_seconds.add("core_deliver", out_time);
-        self.metrics.phase_seconds.add("core_markers", markers_time);
-        let landed = landed?;
-        // Where each advanced partition's changelog now ends: its local
-        // state can continue from there after a restart.
-        let mut pos = Batch::default();
-        let mut fenced = Vec::new();
-        for (i, offset) in landed {
-            let part = p.markers_at[i];
-            let pi = part as usize;
-            // Our records and marker follow our last one directly, unless
-            // another instance wrote in between.
-            if self.cl_last[pi].is_some_and(|l| offset != l + p.cl_records[pi] + 1) {
-                // This batch may be a losing fork: never continue from it;
-                // the next restore of `part` rebuilds.
-                fenced.push(part);
-                pos.delete(Cf::Meta, clpos_key(part));
-                continue;
-            }
-            self.cl_last[pi] = Some(offset);
-            pos.put(Cf::Meta, clpos_key(part), idgraph_core::record::encode(&ClPos { batch: p.batch, offset }));
-        }
-        self.store.write(pos)?;
-        for part in fenced {
-            tracing::warn!(partition = part, "another instance wrote this partition's changelog; standing by");
-            self.metrics.fenced.fetch_add(1, Ordering::Relaxed);
-            self.stand_by(part)?;
-        }
-        self.metrics.deliver_seconds.observe((out_time + markers_time).as_secs_f64());
-        self.metrics.add_out(counts);
-        self.metrics.outbox_pending.store(0, Ordering::Relaxed);
-        // Timed to the acknowledgement, not to this collection (which
-        // waits for the next batch's poll and apply).
-        self.account(p.handled, p.dups, acked_at.saturating_duration_since(p.t0), p.oldest_input.map(|ts| acked_ms - ts));
-        self.metrics.phase_seconds.add("core_wait", tw.elapsed());
-        Ok(())
-    }
-
     /// Counts a delivered batch: `took` from its start to its markers'
     /// acknowledgement, `oldest_ms` the age of its oldest input then.
-    fn account(&mut self, handled: u64, dups: u64, took: Duration, oldest_ms: Option<i64>) {
+    pub(crate) fn account(&mut self, handled: u64, dups: u64, took: Duration, oldest_ms: Option<i64>) {
         let m = &self.metrics;
         m.commands.fetch_add(handled, Ordering::Relaxed);
         m.duplicates_dropped.fetch_add(dups, Ordering::Relaxed);
