@@ -36,8 +36,8 @@ deps: ## Install what the build needs (libclang for RocksDB bindings)
 build: deps ## Build release binaries; leaves target/release/idgraph
 	$(CARGO) build --release --workspace --bins
 	@mkdir -p target/release
-	@for b in idgraph idgraph-loadgen idgraph-score idgraph-produce idgraph-consume idgraph-ufbase idgraph-parsebench; do cp -f $(BIN)/$$b target/release/$$b; done
-	@echo "built target/release/idgraph (and the load tools: idgraph-loadgen, -score, -produce, -consume, -ufbase, -parsebench)"
+	@for b in idgraph idgraph-loadgen idgraph-score idgraph-produce idgraph-consume idgraph-ufbase idgraph-parsebench idgraph-recbench; do cp -f $(BIN)/$$b target/release/$$b; done
+	@echo "built target/release/idgraph (and the load tools: idgraph-loadgen, -score, -produce, -consume, -ufbase, -parsebench, -recbench)"
 
 run: build ## The engine on an embedded broker, fed with generated touchpoints (no external service; Ctrl-C stops)
 	BIN=$(BIN) RUN_DIR=$(RUN_DIR) loadtest/run-embedded.sh
@@ -78,10 +78,15 @@ bench-parse: build ## The input parser alone: 2M Segment events in memory, micro
 	[ -s $$data ] || $(BIN)/idgraph-loadgen --persons 600000 --events 2000000 --format segment --seed 42 --out $$data; \
 	$(BIN)/idgraph-parsebench --format segment $$data
 
+bench-records: build ## The profile record codec alone: hand-written against serde, nanoseconds per record
+	@data=$(BENCH_DIR)/events-v2-2000000-600000.ndjson; mkdir -p $(BENCH_DIR); \
+	[ -s $$data ] || $(BIN)/idgraph-loadgen --persons 600000 --events 2000000 --format segment --seed 42 --out $$data; \
+	$(BIN)/idgraph-recbench --format segment $$data
+
 bench-kafka: build tools ## End-to-end events/s through tansu next to the raw consume rate of the same topic (RUNS=3 runs, medians)
 	BENCH_DIR=$(BENCH_DIR) BIN=$(BIN) TANSU=$(TANSU) loadtest/bench-kafka-runs.sh
 
 clean: ## Remove build outputs of this clone (keeps the shared cache)
 	rm -rf target out
 
-.PHONY: help deps build run replay-demo tools fmt lint test bench-core bench-parse bench-kafka clean
+.PHONY: help deps build run replay-demo tools fmt lint test bench-core bench-parse bench-records bench-kafka clean

@@ -11,7 +11,9 @@ use crate::time::Millis;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
+mod read;
 mod wire;
+mod write;
 
 /// Record format version, the first byte of every encoded record.
 /// Format 2 added the ownership epochs (ADR 0002); a state written in
@@ -378,6 +380,13 @@ pub fn encode_append<T: Serialize>(v: &T, out: &mut Vec<u8>) {
     }
 }
 
+/// Appends a profile record (format byte, then the bytes
+/// [`encode_append`] writes) to `out`, encoded by hand ([`write`]).
+pub fn encode_profile_append(rec: &ProfileRecord, out: &mut Vec<u8>) {
+    out.push(RECORD_FORMAT);
+    write::profile_record_into(rec, out);
+}
+
 /// postcard's output appended to a `Vec`, copying the short pieces it
 /// writes (varints, small strings) byte by byte: a library copy call per
 /// field cost more than the copy.
@@ -416,6 +425,38 @@ pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError>
         Some((&(2 | 3 | RECORD_FORMAT), rest)) => postcard::from_bytes(rest).map_err(|_| DecodeError::Corrupt),
         Some((&v, _)) => Err(DecodeError::UnknownFormat(v)),
         None => Err(DecodeError::Corrupt),
+    }
+}
+
+/// Decodes a profile record written by [`encode`]: by hand
+/// ([`read`]) on the hot path, the same value [`decode`] gives.
+pub fn decode_profile(bytes: &[u8]) -> Result<ProfileRecord, DecodeError> {
+    match bytes.split_first() {
+        Some((&(2 | 3 | RECORD_FORMAT), rest)) => match read::profile_record(rest) {
+            Some(r) => Ok(r),
+            // What the hand decoder does not read (placeholders, damage):
+            // serde has the last word.
+            None => postcard::from_bytes(rest).map_err(|_| DecodeError::Corrupt),
+        },
+        Some((&v, _)) => Err(DecodeError::UnknownFormat(v)),
+        None => Err(DecodeError::Corrupt),
+    }
+}
+
+/// A record type the state store decodes.
+pub trait Record: Sized {
+    fn decode_record(bytes: &[u8]) -> Result<Self, DecodeError>;
+}
+
+impl Record for ProfileRecord {
+    fn decode_record(bytes: &[u8]) -> Result<Self, DecodeError> {
+        decode_profile(bytes)
+    }
+}
+
+impl Record for IdentRecord {
+    fn decode_record(bytes: &[u8]) -> Result<Self, DecodeError> {
+        decode(bytes)
     }
 }
 

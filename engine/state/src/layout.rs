@@ -8,7 +8,7 @@ use idgraph_core::ident::IdentKey;
 use idgraph_core::invariants::Snapshot;
 use idgraph_core::partition::{DirtyRef, Loader, Partition, Upcoming, PREFETCH_AHEAD};
 use idgraph_core::profile_id::ProfileId;
-use idgraph_core::record::{decode, encode, encode_append, IdentRecord, ProfileRecord};
+use idgraph_core::record::{decode, decode_profile, encode, encode_append, encode_profile_append, IdentRecord, ProfileRecord, Record};
 use idgraph_store::{Batch, Cf, Store, StoreError};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -121,14 +121,14 @@ impl<'a> StoreLoader<'a> {
     }
 
     /// Decodes one record; a failure is kept and reads as absent.
-    fn decoded<T: for<'de> Deserialize<'de>>(&mut self, cf: Cf, bytes: Option<&[u8]>) -> Option<T> {
+    fn decoded<T: Record>(&mut self, cf: Cf, bytes: Option<&[u8]>) -> Option<T> {
         decoded(&mut self.error, cf, bytes)
     }
 }
 
 /// [`StoreLoader::decoded`], for callers that hold other parts of the loader.
-fn decoded<T: for<'de> Deserialize<'de>>(error: &mut Option<StateError>, cf: Cf, bytes: Option<&[u8]>) -> Option<T> {
-    match decode(bytes?) {
+fn decoded<T: Record>(error: &mut Option<StateError>, cf: Cf, bytes: Option<&[u8]>) -> Option<T> {
+    match T::decode_record(bytes?) {
         Ok(r) => Some(r),
         Err(e) => {
             if error.is_none() {
@@ -267,7 +267,9 @@ impl DirtyWrite {
     pub fn encode_into(self, batch: &mut Batch) {
         match self {
             DirtyWrite::Ident(p, k, r) => batch.put_with(Cf::Idents, |b| ident_key_into(p, &k, b), |b| encode_append(&r, b)),
-            DirtyWrite::Profile(p, id, r) => batch.put_with(Cf::Profiles, |b| profile_key_into(p, &id, b), |b| encode_append(&*r, b)),
+            DirtyWrite::Profile(p, id, r) => {
+                batch.put_with(Cf::Profiles, |b| profile_key_into(p, &id, b), |b| encode_profile_append(&r, b))
+            }
             DirtyWrite::IdentGone(p, k) => batch.delete_with(Cf::Idents, |b| ident_key_into(p, &k, b)),
             DirtyWrite::ProfileGone(p, id) => batch.delete_with(Cf::Profiles, |b| profile_key_into(p, &id, b)),
         }
@@ -370,7 +372,7 @@ pub fn check_partitions(store: &dyn Store, wanted: u16) -> Result<u16, StateErro
 pub fn load_profile(store: &dyn Store, partitions: u16, id: &ProfileId) -> Result<Option<ProfileRecord>, StateError> {
     match store.get(Cf::Profiles, &profile_key(id.partition(partitions), id))? {
         None => Ok(None),
-        Some(b) => decode(&b).map(Some).map_err(|e| StateError::Corrupt { what: "profiles", reason: e.to_string() }),
+        Some(b) => decode_profile(&b).map(Some).map_err(|e| StateError::Corrupt { what: "profiles", reason: e.to_string() }),
     }
 }
 
@@ -406,7 +408,7 @@ pub fn for_each_profile(store: &dyn Store, f: &mut dyn FnMut(ProfileId, ProfileR
         }
         let mut id = [0u8; 16];
         id.copy_from_slice(&k[2..]);
-        match decode::<ProfileRecord>(v) {
+        match decode_profile(v) {
             Ok(r) => {
                 f(ProfileId(id), r);
                 true

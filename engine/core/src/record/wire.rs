@@ -157,7 +157,7 @@ mod tests {
     use crate::event::{ConsentInput, Touchpoint};
     use crate::fragment::{Metrics, Traits};
     use crate::ident::IdentType;
-    use crate::record::{decode, encode, Edge, ProfileRecord};
+    use crate::record::{decode, decode_profile, encode, Edge, ProfileRecord};
 
     /// The derived encoding of format 2 (keys written whole).
     #[derive(Serialize)]
@@ -250,7 +250,8 @@ mod tests {
     #[test]
     fn format_2_records_decode_alike() {
         let lp = profile();
-        assert_eq!(decode::<ProfileRecord>(&format2(&lp)).unwrap(), ProfileRecord::Live(Box::new(lp)));
+        assert_eq!(decode::<ProfileRecord>(&format2(&lp)).unwrap(), ProfileRecord::Live(Box::new(lp.clone())));
+        assert_eq!(decode_profile(&format2(&lp)).unwrap(), ProfileRecord::Live(Box::new(lp)));
     }
 
     #[test]
@@ -284,6 +285,7 @@ mod tests {
         .unwrap();
         w.splice(0..0, [3u8, 0]);
         assert_eq!(decode::<ProfileRecord>(&w), Err(crate::record::DecodeError::Corrupt));
+        assert_eq!(decode_profile(&w), Err(crate::record::DecodeError::Corrupt));
     }
 
     #[test]
