@@ -2,25 +2,43 @@
 //!
 //! Every batch writes back each profile it changed, so encoding a
 //! [`ProfileRecord`] is on the writer's hot path (~16% of the replay's
-//! writer thread through serde). This writes the bytes the serde encoding
+//! writer thread through serde). This writes the layout the serde encoding
 //! of [`super::wire`] writes, field by field: postcard's varints, zigzag
 //! for signed integers, raw bytes for `u8` and arrays, text packed by
 //! [`crate::packed`], a fragment's anchor and a consent record's
 //! identifier as their position in the profile's identifiers. The rare
-//! parts (queued commands, placeholders) go through serde. A property test
-//! checks the two encodings are the same bytes.
+//! parts (queued commands, placeholders) go through serde. With
+//! [`Times::Absolute`] the bytes are serde's (a property test checks it);
+//! records are written with [`Times::SinceCreated`] (record format 5).
 
 use super::{Append, LiveProfile, ProfileRecord};
 use crate::fragment::{ConsentRecord, Fragment};
 use crate::ident::{IdentKey, POSITION_TAG};
+use crate::time::Millis;
 use serde::Serialize;
 
-/// Appends the postcard encoding of `rec` (no format byte) to `out`.
-pub(super) fn profile_record_into(rec: &ProfileRecord, out: &mut Vec<u8>) {
+/// How a live profile's times are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Times {
+    /// As they are (record formats 2 to 4: what serde writes).
+    Absolute,
+    /// Every time but `created` as its difference from `created` (record
+    /// format 5): most are the same instant or close to it, one or two
+    /// bytes instead of six.
+    SinceCreated,
+}
+
+/// Appends `rec` (no format byte) to `out`, its times written as `times`
+/// says.
+pub(super) fn profile_record_into(rec: &ProfileRecord, times: Times, out: &mut Vec<u8>) {
     match rec {
         ProfileRecord::Live(lp) => {
             out.push(0);
-            live(lp, out);
+            let base = match times {
+                Times::Absolute => 0,
+                Times::SinceCreated => lp.created,
+            };
+            live(lp, base, out);
         }
         ProfileRecord::Alias(id) => {
             out.push(1);
@@ -104,27 +122,34 @@ fn opt_str(s: &Option<String>, out: &mut Vec<u8>) {
     }
 }
 
-fn live(lp: &LiveProfile, out: &mut Vec<u8>) {
+/// A time as its difference from `base` (wrapping: the empty metrics'
+/// `Millis::MIN` and `MAX` come back unchanged).
+#[inline]
+fn time(t: Millis, base: Millis, out: &mut Vec<u8>) {
+    i64(t.wrapping_sub(base), out);
+}
+
+fn live(lp: &LiveProfile, base: Millis, out: &mut Vec<u8>) {
     varint(lp.version, out);
     i64(lp.created, out);
-    i64(lp.updated, out);
+    time(lp.updated, base, out);
     len(lp.idents.len(), out);
     for e in &lp.idents {
         key(&e.key, out);
-        i64(e.first_seen, out);
-        i64(e.last_seen, out);
+        time(e.first_seen, base, out);
+        time(e.last_seen, base, out);
     }
     len(lp.edges.len(), out);
     for e in &lp.edges {
         varint(e.a.into(), out);
         varint(e.b.into(), out);
         text(e.evidence.event_id.as_bytes(), out);
-        i64(e.evidence.ts, out);
+        time(e.evidence.ts, base, out);
         text(e.evidence.source.as_bytes(), out);
     }
     len(lp.fragments.len(), out);
     for f in &lp.fragments {
-        fragment(f, lp, out);
+        fragment(f, lp, base, out);
     }
     len(lp.pending.len(), out);
     for k in &lp.pending {
@@ -149,12 +174,12 @@ fn live(lp: &LiveProfile, out: &mut Vec<u8>) {
     varint(lp.epoch.into(), out);
 }
 
-fn fragment(f: &Fragment, lp: &LiveProfile, out: &mut Vec<u8>) {
+fn fragment(f: &Fragment, lp: &LiveProfile, base: Millis, out: &mut Vec<u8>) {
     key_within(&f.anchor, lp, out);
     let m = &f.metrics;
     varint(m.event_count, out);
-    i64(m.first_seen, out);
-    i64(m.last_seen, out);
+    time(m.first_seen, base, out);
+    time(m.last_seen, base, out);
     len(m.sources.len(), out);
     for (s, n) in &m.sources {
         text(s.as_bytes(), out);
@@ -166,9 +191,11 @@ fn fragment(f: &Fragment, lp: &LiveProfile, out: &mut Vec<u8>) {
     for t in &f.traits {
         text(t.name.as_bytes(), out);
         text(t.value.as_bytes(), out);
-        i64(t.ts, out);
+        time(t.ts, base, out);
         text(t.source.as_bytes(), out);
     }
+    // Consent records keep their absolute times in every format (they
+    // are few, and read through serde).
     len(f.consent.len(), out);
     for c in &f.consent {
         consent(c, lp, out);
@@ -194,25 +221,27 @@ mod tests {
     use crate::record::read::tests::profile;
     use proptest::prelude::*;
 
-    fn by_hand(rec: &ProfileRecord) -> Vec<u8> {
+    fn by_hand(rec: &ProfileRecord, times: Times) -> Vec<u8> {
         let mut out = b"before".to_vec();
-        profile_record_into(rec, &mut out);
+        profile_record_into(rec, times, &mut out);
         assert_eq!(&out[..6], b"before");
         out.split_off(6)
     }
 
     proptest! {
         #[test]
-        fn writes_what_serde_writes(lp in profile()) {
+        fn writes_what_serde_writes_with_absolute_times(lp in profile()) {
             let rec = ProfileRecord::Live(Box::new(lp));
-            prop_assert_eq!(by_hand(&rec), postcard::to_allocvec(&rec).unwrap());
+            prop_assert_eq!(by_hand(&rec, Times::Absolute), postcard::to_allocvec(&rec).unwrap());
         }
     }
 
     #[test]
     fn aliases_and_placeholders() {
         for rec in [ProfileRecord::Alias(ProfileId([7; 16])), ProfileRecord::Placeholder(vec![])] {
-            assert_eq!(by_hand(&rec), postcard::to_allocvec(&rec).unwrap());
+            for times in [Times::Absolute, Times::SinceCreated] {
+                assert_eq!(by_hand(&rec, times), postcard::to_allocvec(&rec).unwrap());
+            }
         }
     }
 }
