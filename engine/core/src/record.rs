@@ -17,7 +17,8 @@ mod write;
 
 use write::Times;
 
-/// Record format version, the first byte of every encoded record.
+/// Record format version, the first byte of every encoded record but
+/// profile records (which start with [`PROFILE_FORMAT`]).
 /// Format 2 added the ownership epochs (ADR 0002); a state written in
 /// format 1 is refused (replay the input into a new state). Format 3
 /// writes a fragment's anchor and a consent record's identifier as its

@@ -158,12 +158,13 @@ impl<'a> Reader<'a> {
         Some(v)
     }
 
-    /// Reserves room for `n` elements read one by one, bounded by the
-    /// bytes left (each element takes at least one), so a corrupt length
-    /// cannot ask for more memory than the record could hold.
+    /// Room for `n` elements read one by one, each encoded in at least
+    /// `min` bytes: bounded by what the bytes left could hold, so a
+    /// damaged length cannot ask for more memory than the record could
+    /// fill.
     #[inline]
-    fn room(&self, n: usize) -> usize {
-        n.min(self.b.len())
+    fn room(&self, n: usize, min: usize) -> usize {
+        n.min(self.b.len() / min)
     }
 
     /// A time written as its difference from `base` (0 for absolute
@@ -182,29 +183,29 @@ impl<'a> Reader<'a> {
         };
         let updated = self.time(base)?;
         let n = self.len()?;
-        let mut idents = Idents::with_capacity(self.room(n));
+        let mut idents = Idents::with_capacity(self.room(n, 4));
         for _ in 0..n {
             idents.push(IdentEntry { key: self.key()?, first_seen: self.time(base)?, last_seen: self.time(base)? });
         }
         let n = self.len()?;
-        let mut edges = Edges::with_capacity(self.room(n));
+        let mut edges = Edges::with_capacity(self.room(n, 5));
         for _ in 0..n {
             let (a, b) = (self.u32()?, self.u32()?);
             let evidence = Evidence { event_id: self.short()?, ts: self.time(base)?, source: self.short()? };
             edges.push(Edge { a, b, evidence });
         }
         let n = self.len()?;
-        let mut fragments = Fragments::with_capacity(self.room(n));
+        let mut fragments = Fragments::with_capacity(self.room(n, 17));
         for _ in 0..n {
             fragments.push(self.fragment(&idents, base)?);
         }
         let n = self.len()?;
-        let mut pending = Vec::with_capacity(self.room(n));
+        let mut pending = Vec::with_capacity(self.room(n, 2));
         for _ in 0..n {
             pending.push(self.key()?);
         }
         let n = self.len()?;
-        let mut merged_from = Vec::with_capacity(self.room(n));
+        let mut merged_from = Vec::with_capacity(self.room(n, 16));
         for _ in 0..n {
             merged_from.push(self.profile_id()?);
         }
@@ -225,18 +226,18 @@ impl<'a> Reader<'a> {
         let first_seen = self.time(base)?;
         let last_seen = self.time(base)?;
         let n = self.len()?;
-        let mut sources = Sources::with_capacity(self.room(n));
+        let mut sources = Sources::with_capacity(self.room(n, 2));
         for _ in 0..n {
             sources.push((self.short()?, self.u64()?));
         }
         let metrics = Metrics { event_count, first_seen, last_seen, sources, order_count: self.u64()?, revenue_total: self.f64()? };
         let n = self.len()?;
-        let mut traits = Traits::with_capacity(self.room(n));
+        let mut traits = Traits::with_capacity(self.room(n, 4));
         for _ in 0..n {
             traits.push(TraitCandidate { name: self.short()?, value: self.short()?, ts: self.time(base)?, source: self.short()? });
         }
         let n = self.len()?;
-        let mut consent = Vec::with_capacity(self.room(n));
+        let mut consent = Vec::with_capacity(self.room(n, 9));
         for _ in 0..n {
             let mut c: ConsentRecord = self.serde()?;
             if let Some(i) = c.identifier.as_position() {
