@@ -10,14 +10,15 @@
 //! text packed by [`crate::packed`]), and hands the rare parts (consent
 //! records, queued commands, placeholders) to serde.
 //!
-//! Records of formats 2 to 4 (times absolute) are the bytes serde wrote:
+//! Records of formats 2 to 4 are the bytes serde wrote:
 //! read here alike, and where this answers `None` the caller asks serde,
 //! which has the last word on them (a property test checks the two agree
 //! on random records and read nothing differently on damaged ones).
-//! Format 5 (times since `created`) is this module's and
+//! Format 5 ([`Layout::Compact`]: times since `created`, an evidence
+//! repeated by the next edge written once) is this module's and
 //! [`super::write`]'s alone.
 
-use super::write::Times;
+use super::write::Layout;
 use super::{Edge, Edges, Evidence, Fragments, IdentEntry, Idents, LiveProfile, ProfileRecord};
 use crate::command::Command;
 use crate::fragment::{ConsentRecord, Fragment, Metrics, Sources, TraitCandidate, Traits};
@@ -27,12 +28,12 @@ use crate::short::ShortStr;
 use crate::time::Millis;
 use serde::Deserialize;
 
-/// A record body (after its format byte) as a [`ProfileRecord`], its
-/// times written as `times` says.
-pub(super) fn profile_record(bytes: &[u8], times: Times) -> Option<ProfileRecord> {
+/// A record body (after its format byte) as a [`ProfileRecord`], laid
+/// out as `layout` says.
+pub(super) fn profile_record(bytes: &[u8], layout: Layout) -> Option<ProfileRecord> {
     let mut r = Reader { b: bytes };
     match r.u32()? {
-        0 => Some(ProfileRecord::Live(Box::new(r.live(times)?))),
+        0 => Some(ProfileRecord::Live(Box::new(r.live(layout)?))),
         1 => Some(ProfileRecord::Alias(r.profile_id()?)),
         2 => Some(ProfileRecord::Placeholder(r.serde()?)),
         _ => None,
@@ -174,12 +175,12 @@ impl<'a> Reader<'a> {
         Some(base.wrapping_add(self.i64()?))
     }
 
-    fn live(&mut self, times: Times) -> Option<LiveProfile> {
+    fn live(&mut self, layout: Layout) -> Option<LiveProfile> {
         let version = self.u64()?;
         let created = self.i64()?;
-        let base = match times {
-            Times::Absolute => 0,
-            Times::SinceCreated => created,
+        let base = match layout {
+            Layout::Serde => 0,
+            Layout::Compact => created,
         };
         let updated = self.time(base)?;
         let n = self.len()?;
@@ -190,8 +191,19 @@ impl<'a> Reader<'a> {
         let n = self.len()?;
         let mut edges = Edges::with_capacity(self.room(n, 5));
         for _ in 0..n {
-            let (a, b) = (self.u32()?, self.u32()?);
-            let evidence = Evidence { event_id: self.short()?, ts: self.time(base)?, source: self.short()? };
+            let (a, repeated) = match layout {
+                Layout::Serde => (self.u32()?, false),
+                Layout::Compact => {
+                    let v = self.u64()?;
+                    (u32::try_from(v >> 1).ok()?, v & 1 == 1)
+                }
+            };
+            let b = self.u32()?;
+            let evidence = if repeated {
+                edges.last().map(|e: &Edge| e.evidence.clone())?
+            } else {
+                Evidence { event_id: self.short()?, ts: self.time(base)?, source: self.short()? }
+            };
             edges.push(Edge { a, b, evidence });
         }
         let n = self.len()?;
@@ -283,7 +295,7 @@ pub(super) mod tests {
         /// Live profiles with every field and form filled at random.
         pub(in crate::record) fn profile()(
             idents in proptest::collection::vec((1u8..9, text(), ts(), ts()), 0..5),
-            edges in proptest::collection::vec((any::<u32>(), 0u32..300, text(), ts(), text()), 0..4),
+            edges in proptest::collection::vec((any::<u32>(), 0u32..300, text(), ts(), text(), any::<bool>()), 0..4),
             frags in proptest::collection::vec((0usize..6, any::<u64>(), ts(), ts(),
                 proptest::collection::vec((text(), any::<u64>()), 0..3), any::<u64>(), any::<f64>(),
                 proptest::collection::vec((text(), text(), ts(), text()), 0..3), any::<bool>(), any::<bool>()), 0..4),
@@ -298,8 +310,13 @@ pub(super) mod tests {
             for (t, v, f, l) in idents {
                 lp.idents.push(IdentEntry { key: key(t, &v), first_seen: f, last_seen: l });
             }
-            for (a, b, id, ts, src) in edges {
-                lp.edges.push(Edge { a, b, evidence: Evidence { event_id: ShortStr::new(&id), ts, source: ShortStr::new(&src) } });
+            for (a, b, id, ts, src, repeat) in edges {
+                // The edges one event adds share their evidence.
+                let evidence = match lp.edges.last() {
+                    Some(e) if repeat => e.evidence.clone(),
+                    _ => Evidence { event_id: ShortStr::new(&id), ts, source: ShortStr::new(&src) },
+                };
+                lp.edges.push(Edge { a, b, evidence });
             }
             for (at, count, first, last, sources, orders, revenue, traits, consent, foreign) in frags {
                 // Anchors held by the profile (written as positions) and
@@ -337,18 +354,18 @@ pub(super) mod tests {
             let rec = ProfileRecord::Live(Box::new(lp));
             let bytes = encode(&rec);
             prop_assert_eq!(bytes[0], RECORD_FORMAT);
-            let fast = profile_record(&bytes[1..], Times::Absolute);
+            let fast = profile_record(&bytes[1..], Layout::Serde);
             prop_assert_eq!(&fast, &serde_decode(&bytes));
             prop_assert_eq!(fast, Some(rec));
         }
 
         #[test]
-        fn reads_what_it_writes_with_times_since_created(lp in profile()) {
+        fn reads_what_it_writes_in_format_5(lp in profile()) {
             let rec = ProfileRecord::Live(Box::new(lp));
             let mut bytes = Vec::new();
             encode_profile_append(&rec, &mut bytes);
             prop_assert_eq!(bytes[0], PROFILE_FORMAT);
-            prop_assert_eq!(profile_record(&bytes[1..], Times::SinceCreated), Some(rec.clone()));
+            prop_assert_eq!(profile_record(&bytes[1..], Layout::Compact), Some(rec.clone()));
             prop_assert_eq!(decode_profile(&bytes), Ok(rec));
             // Never read as the layout serde wrote.
             prop_assert_eq!(decode::<ProfileRecord>(&bytes), Err(DecodeError::UnknownFormat(PROFILE_FORMAT)));
@@ -380,7 +397,7 @@ pub(super) mod tests {
             } else {
                 bytes[i] = byte;
             }
-            if let Some(fast) = profile_record(&bytes[1..], Times::Absolute) {
+            if let Some(fast) = profile_record(&bytes[1..], Layout::Serde) {
                 prop_assert_eq!(Some(fast), serde_decode(&bytes));
             }
         }
@@ -391,11 +408,53 @@ pub(super) mod tests {
         let queued = Command::Absorbed { id: ProfileId([1; 16]), into: ProfileId([2; 16]) };
         for rec in [ProfileRecord::Alias(ProfileId([7; 16])), ProfileRecord::Placeholder(vec![]), ProfileRecord::Placeholder(vec![queued])]
         {
-            assert_eq!(profile_record(&encode(&rec)[1..], Times::Absolute), Some(rec.clone()));
+            assert_eq!(profile_record(&encode(&rec)[1..], Layout::Serde), Some(rec.clone()));
             let mut bytes = Vec::new();
             encode_profile_append(&rec, &mut bytes);
             assert_eq!(decode_profile(&bytes), Ok(rec));
         }
+    }
+
+    /// The edges one event adds share their evidence: written once.
+    #[test]
+    fn a_repeated_evidence_is_written_once() {
+        let ts = 1_764_000_000_123;
+        let email = key(3, "ann.lee@example.com");
+        let mut lp = LiveProfile::new(email.clone(), ts);
+        let ev = Evidence { event_id: "0b9417e1-9ba4-457d-a245-65e315435a8d".into(), ts, source: "web".into() };
+        for v in ["u1", "+14155550100", "d-7"] {
+            let k = key(5, v);
+            lp.idents.push(IdentEntry { key: k.clone(), first_seen: ts, last_seen: ts });
+            assert!(lp.add_edge(&email, &k, &ev));
+        }
+        let other = Evidence { event_id: "e2".into(), ..ev.clone() };
+        assert!(lp.add_edge(&key(5, "u1"), &key(5, "d-7"), &other));
+        let rec = ProfileRecord::Live(Box::new(lp.clone()));
+        let mut compact = Vec::new();
+        encode_profile_append(&rec, &mut compact);
+        assert_eq!(decode_profile(&compact), Ok(rec));
+        // The same profile with every evidence its own.
+        lp.edges[1].evidence.source = "app".into();
+        lp.edges[2].evidence.source = "pos".into();
+        let mut distinct = Vec::new();
+        encode_profile_append(&ProfileRecord::Live(Box::new(lp.clone())), &mut distinct);
+        // Two evidences not repeated: the packed UUID (1 + 17), the time
+        // (1) and the source (1 + 3) each.
+        assert_eq!(distinct.len() - compact.len(), 2 * (18 + 1 + 4));
+        assert_eq!(decode_profile(&distinct), Ok(ProfileRecord::Live(Box::new(lp))));
+        // A first edge that claims to repeat its predecessor is corrupt.
+        let mut lone = LiveProfile::new(email, 0);
+        lone.idents.clear();
+        lone.updated = 0;
+        lone.edges.push(Edge { a: 0, b: 1, evidence: ev });
+        let mut bytes = Vec::new();
+        encode_profile_append(&ProfileRecord::Live(Box::new(lone)), &mut bytes);
+        // Format, variant, version, created, updated, no identifiers, one
+        // edge: its `a` (0, not repeated) comes next.
+        assert_eq!(bytes[..7], [PROFILE_FORMAT, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(bytes[7], 0);
+        bytes[7] = 1;
+        assert_eq!(decode_profile(&bytes), Err(DecodeError::Corrupt));
     }
 
     /// A profile seen once holds one instant ten times: each is one byte

@@ -8,8 +8,8 @@
 //! [`crate::packed`], a fragment's anchor and a consent record's
 //! identifier as their position in the profile's identifiers. The rare
 //! parts (queued commands, placeholders) go through serde. With
-//! [`Times::Absolute`] the bytes are serde's (a property test checks it);
-//! records are written with [`Times::SinceCreated`] (record format 5).
+//! [`Layout::Serde`] the bytes are serde's (a property test checks it);
+//! records are written with [`Layout::Compact`] (record format 5).
 
 use super::{Append, LiveProfile, ProfileRecord};
 use crate::fragment::{ConsentRecord, Fragment};
@@ -17,28 +17,26 @@ use crate::ident::{IdentKey, POSITION_TAG};
 use crate::time::Millis;
 use serde::Serialize;
 
-/// How a live profile's times are written.
+/// How a live profile is laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Times {
-    /// As they are (record formats 2 to 4: what serde writes).
-    Absolute,
-    /// Every time but `created` as its difference from `created` (record
-    /// format 5): most are the same instant or close to it, one or two
-    /// bytes instead of six.
-    SinceCreated,
+pub(super) enum Layout {
+    /// As serde writes it (record formats 2 to 4).
+    Serde,
+    /// Record format 5: serde's layout, except that every time but
+    /// `created` (and consent records' times) is written as its difference
+    /// from `created` (most are the same instant or close to it: one or two
+    /// bytes instead of six), and an edge whose evidence is the previous
+    /// edge's (the edges one event adds share it) says so in its `a`
+    /// (`a << 1 | 1`) instead of repeating it (~27 bytes).
+    Compact,
 }
 
-/// Appends `rec` (no format byte) to `out`, its times written as `times`
-/// says.
-pub(super) fn profile_record_into(rec: &ProfileRecord, times: Times, out: &mut Vec<u8>) {
+/// Appends `rec` (no format byte) to `out`, laid out as `layout` says.
+pub(super) fn profile_record_into(rec: &ProfileRecord, layout: Layout, out: &mut Vec<u8>) {
     match rec {
         ProfileRecord::Live(lp) => {
             out.push(0);
-            let base = match times {
-                Times::Absolute => 0,
-                Times::SinceCreated => lp.created,
-            };
-            live(lp, base, out);
+            live(lp, layout, out);
         }
         ProfileRecord::Alias(id) => {
             out.push(1);
@@ -129,7 +127,11 @@ fn time(t: Millis, base: Millis, out: &mut Vec<u8>) {
     i64(t.wrapping_sub(base), out);
 }
 
-fn live(lp: &LiveProfile, base: Millis, out: &mut Vec<u8>) {
+fn live(lp: &LiveProfile, layout: Layout, out: &mut Vec<u8>) {
+    let base = match layout {
+        Layout::Serde => 0,
+        Layout::Compact => lp.created,
+    };
     varint(lp.version, out);
     i64(lp.created, out);
     time(lp.updated, base, out);
@@ -140,12 +142,20 @@ fn live(lp: &LiveProfile, base: Millis, out: &mut Vec<u8>) {
         time(e.last_seen, base, out);
     }
     len(lp.edges.len(), out);
+    let mut previous = None;
     for e in &lp.edges {
-        varint(e.a.into(), out);
+        let repeated = layout == Layout::Compact && previous == Some(&e.evidence);
+        match layout {
+            Layout::Serde => varint(e.a.into(), out),
+            Layout::Compact => varint(u64::from(e.a) << 1 | u64::from(repeated), out),
+        }
         varint(e.b.into(), out);
-        text(e.evidence.event_id.as_bytes(), out);
-        time(e.evidence.ts, base, out);
-        text(e.evidence.source.as_bytes(), out);
+        if !repeated {
+            text(e.evidence.event_id.as_bytes(), out);
+            time(e.evidence.ts, base, out);
+            text(e.evidence.source.as_bytes(), out);
+        }
+        previous = Some(&e.evidence);
     }
     len(lp.fragments.len(), out);
     for f in &lp.fragments {
@@ -221,26 +231,26 @@ mod tests {
     use crate::record::read::tests::profile;
     use proptest::prelude::*;
 
-    fn by_hand(rec: &ProfileRecord, times: Times) -> Vec<u8> {
+    fn by_hand(rec: &ProfileRecord, layout: Layout) -> Vec<u8> {
         let mut out = b"before".to_vec();
-        profile_record_into(rec, times, &mut out);
+        profile_record_into(rec, layout, &mut out);
         assert_eq!(&out[..6], b"before");
         out.split_off(6)
     }
 
     proptest! {
         #[test]
-        fn writes_what_serde_writes_with_absolute_times(lp in profile()) {
+        fn writes_what_serde_writes_in_serde_layout(lp in profile()) {
             let rec = ProfileRecord::Live(Box::new(lp));
-            prop_assert_eq!(by_hand(&rec, Times::Absolute), postcard::to_allocvec(&rec).unwrap());
+            prop_assert_eq!(by_hand(&rec, Layout::Serde), postcard::to_allocvec(&rec).unwrap());
         }
     }
 
     #[test]
     fn aliases_and_placeholders() {
         for rec in [ProfileRecord::Alias(ProfileId([7; 16])), ProfileRecord::Placeholder(vec![])] {
-            for times in [Times::Absolute, Times::SinceCreated] {
-                assert_eq!(by_hand(&rec, times), postcard::to_allocvec(&rec).unwrap());
+            for layout in [Layout::Serde, Layout::Compact] {
+                assert_eq!(by_hand(&rec, layout), postcard::to_allocvec(&rec).unwrap());
             }
         }
     }
