@@ -3,7 +3,8 @@
 //! identity core in memory (one partition, no store), takes every profile
 //! record the run leaves, checks that both codecs read back what they
 //! wrote (serde: record format 4; by hand, `encode_profile_append` and
-//! `decode_profile`: format 5, times since `created`) and that the hand
+//! `decode_profile`: format 5, times since `created`, shared edge
+//! evidence once) and that the hand
 //! decoder reads format 4 as serde does, then times both codecs over all
 //! records, alternating, for `--rounds` rounds. Prints one JSON line: bytes
 //! per record in each format, and nanoseconds per record, best and median,
