@@ -387,6 +387,11 @@ pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 /// that encode many records into one buffer.
 pub fn encode_append<T: Serialize>(v: &T, out: &mut Vec<u8>) {
     out.push(RECORD_FORMAT);
+    postcard_append(v, out);
+}
+
+/// Appends postcard's encoding of `v` (no format byte) to `out`.
+fn postcard_append<T: Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) {
     // postcard into a Vec cannot fail for these types (no maps with
     // non-string keys, no unsupported serde features).
     if let Err(e) = postcard::serialize_with_flavor(v, Append(out)) {

@@ -252,9 +252,7 @@ impl<'a> Reader<'a> {
         let mut consent = Vec::with_capacity(self.room(n, 9));
         for _ in 0..n {
             let mut c: ConsentRecord = self.serde()?;
-            if let Some(i) = c.identifier.as_position() {
-                c.identifier = idents.get(i)?.key.clone();
-            }
+            super::wire::resolve(&mut c.identifier, idents).ok()?;
             consent.push(c);
         }
         Some(Fragment { anchor, metrics, traits, consent })

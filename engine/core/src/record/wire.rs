@@ -116,7 +116,7 @@ pub(super) struct LiveProfileIn {
 }
 
 /// The key a decoded anchor stands for.
-fn resolve(k: &mut IdentKey, idents: &[IdentEntry]) -> Result<(), String> {
+pub(super) fn resolve(k: &mut IdentKey, idents: &[IdentEntry]) -> Result<(), String> {
     if let Some(i) = k.as_position() {
         *k = idents.get(i).map(|e| e.key.clone()).ok_or_else(|| format!("anchor position {i} past {} identifiers", idents.len()))?;
     }

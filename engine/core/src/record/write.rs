@@ -11,11 +11,10 @@
 //! [`Layout::Serde`] the bytes are serde's (a property test checks it);
 //! records are written with [`Layout::Compact`] (record format 5).
 
-use super::{Append, LiveProfile, ProfileRecord};
+use super::{postcard_append, LiveProfile, ProfileRecord};
 use crate::fragment::{ConsentRecord, Fragment};
 use crate::ident::{IdentKey, POSITION_TAG};
 use crate::time::Millis;
-use serde::Serialize;
 
 /// How a live profile is laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,15 +41,8 @@ pub(super) fn profile_record_into(rec: &ProfileRecord, layout: Layout, out: &mut
             out.push(1);
             out.extend_from_slice(&id.0);
         }
-        ProfileRecord::Placeholder(_) => serde(rec, out),
-    }
-}
-
-/// A value serde writes (the rare parts).
-fn serde<T: Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) {
-    // postcard into a Vec cannot fail for these types (as `encode_append`).
-    if let Err(e) = postcard::serialize_with_flavor(v, Append(out)) {
-        panic!("record encoding failed: {e}");
+        // The rare parts go through serde.
+        ProfileRecord::Placeholder(_) => postcard_append(rec, out),
     }
 }
 
@@ -99,7 +91,7 @@ fn key(k: &IdentKey, out: &mut Vec<u8>) {
 /// them ([`crate::ident::serialize_position`]), else whole.
 #[inline]
 fn key_within(k: &IdentKey, lp: &LiveProfile, out: &mut Vec<u8>) {
-    match lp.idents.iter().position(|e| e.key == *k) {
+    match lp.index_of(k) {
         Some(i) => {
             out.push(POSITION_TAG.0);
             let mut digits = [0u8; 20];
@@ -179,7 +171,7 @@ fn live(lp: &LiveProfile, layout: Layout, out: &mut Vec<u8>) {
     if lp.queue.is_empty() {
         out.push(0);
     } else {
-        serde(&lp.queue, out);
+        postcard_append(&lp.queue, out);
     }
     varint(lp.epoch.into(), out);
 }
