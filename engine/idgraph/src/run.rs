@@ -66,6 +66,7 @@ pub fn run(cfg: &Config) -> Result<()> {
         topic_prefix: cfg.kafka.topic_prefix.clone(),
         replication_factor: cfg.kafka.replication_factor,
         input_start: cfg.kafka.input_start,
+        compression: cfg.kafka.compression,
         inputs,
         partitions: p,
         state_dir,

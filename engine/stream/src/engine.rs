@@ -52,7 +52,7 @@ pub fn run(cfg: EngineConfig, stop: Arc<AtomicBool>, on_start: impl FnOnce(&Star
             avro: i.avro.as_ref().map(AvroDecoder::new).transpose()?,
         });
     }
-    let sender = Sender::new(&cfg.brokers, topics.clone())?;
+    let sender = Sender::new(&cfg.brokers, cfg.compression, topics.clone())?;
     let ingest = Ingest::new(&cfg, sender, parsers, metrics, out)?;
     let ingest_stop = stop.clone();
     let ingest = std::thread::Builder::new()

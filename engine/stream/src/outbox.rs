@@ -8,6 +8,7 @@
 //! did not land is redone by whoever restores its partitions.
 
 use crate::client;
+use crate::config::Compression;
 use crate::error::StreamError;
 use crate::topics::Topics;
 use idgraph_state::meta_key;
@@ -209,8 +210,9 @@ impl std::fmt::Debug for Sender {
 }
 
 impl Sender {
-    pub fn new(brokers: &str, topics: Topics) -> Result<Self, StreamError> {
-        let producer = client::producer(brokers).create_with_context(DeliveryCheck::default()).map_err(StreamError::kafka("producer"))?;
+    pub fn new(brokers: &str, compression: Compression, topics: Topics) -> Result<Self, StreamError> {
+        let producer =
+            client::producer(brokers, compression).create_with_context(DeliveryCheck::default()).map_err(StreamError::kafka("producer"))?;
         Ok(Self { producer, topics, sent: AtomicU64::new(0) })
     }
 

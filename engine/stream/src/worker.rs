@@ -150,7 +150,7 @@ impl Worker {
         let store = RocksStore::open(&cfg.state_dir, &ropts)?;
         let n = check_partitions(&store, cfg.partitions)?;
         let known = KnownKeys::build(&store, KNOWN_KEYS_MIN_CAPACITY)?;
-        let sender = Arc::new(Sender::new(&cfg.brokers, topics.clone())?);
+        let sender = Arc::new(Sender::new(&cfg.brokers, cfg.compression, topics.clone())?);
         let in_flight = Arc::new(InFlight::default());
         let tail = Tail::start(sender.clone(), in_flight.clone())?;
         let left = crate::outbox::drop_leftovers(&store)?;

@@ -37,7 +37,8 @@ struct Args {
 
 fn main() -> Result<()> {
     let a = Args::parse();
-    let producer: BaseProducer = idgraph_stream::client::producer(&a.brokers).create().context("producer")?;
+    let producer: BaseProducer =
+        idgraph_stream::client::producer(&a.brokers, idgraph_stream::config::Compression::Lz4).create().context("producer")?;
     let f = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&a.file).with_context(|| format!("open {}", a.file.display()))?);
     let schema = match &a.avro_schema {
         Some(p) => Some(

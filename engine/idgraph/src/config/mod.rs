@@ -6,7 +6,7 @@
 
 use idgraph_core::config::{CoreConfig, IdentitySection, TraitsSection};
 use idgraph_core::input::{FieldPath, Format, InputMapping};
-use idgraph_stream::config::StartAt;
+use idgraph_stream::config::{Compression, StartAt};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -39,6 +39,10 @@ pub struct KafkaSection {
     /// `earliest` or `latest`: where ingest starts on an input partition
     /// without a usable committed offset (its `auto.offset.reset`).
     pub input_start: StartAt,
+    /// Compression of the record batches the engine produces (commands,
+    /// changelog, outputs): `none` (Kafka's default), `gzip`, `snappy` or
+    /// `lz4`.
+    pub compression: Compression,
 }
 
 impl Default for KafkaSection {
@@ -49,6 +53,7 @@ impl Default for KafkaSection {
             topic_prefix: "idgraph".into(),
             replication_factor: 1,
             input_start: StartAt::Earliest,
+            compression: Compression::None,
         }
     }
 }
@@ -555,5 +560,17 @@ mod tests {
         assert!(e.contains("kafka.replication-factor"), "{e}");
         let e = err("[kafka]\ninput-start = \"newest\"\n");
         assert!(e.contains("kafka.input-start") && e.contains("newest"), "{e}");
+    }
+
+    #[test]
+    fn compression_defaults_to_none_and_is_checked() {
+        assert_eq!(load("", &[]).unwrap().kafka.compression, Compression::None);
+        let c = load("[kafka]\ncompression = \"lz4\"\n", &[]).unwrap();
+        assert_eq!(c.kafka.compression, Compression::Lz4);
+        assert_eq!(c.kafka.compression.as_codec(), "lz4");
+        let c = load("", &[("IDGRAPH__KAFKA__COMPRESSION", "snappy")]).unwrap();
+        assert_eq!(c.kafka.compression, Compression::Snappy);
+        let e = load("[kafka]\ncompression = \"zstd\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("kafka.compression") && e.contains("zstd"), "{e}");
     }
 }
