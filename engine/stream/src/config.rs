@@ -38,16 +38,19 @@ impl StartAt {
 }
 
 /// How the engine's producers compress record batches (their
-/// `compression.type`). Kafka's own default is none: on a fast network
-/// compression costs CPU on both ends for nothing; across slower links,
-/// or to keep the broker's disk small, `lz4` is the usual choice.
+/// `compression.type`). `lz4` by default, as producers in production
+/// usually do: the profiles' JSON and the changelog shrink severalfold
+/// on the broker's disk and network. `none` saves the CPU of compressing
+/// and decompressing on both ends where the broker is local or the
+/// network fast (about a tenth of the engine's CPU per event against a
+/// broker on the same machine: docs/BENCHMARKS.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Compression {
-    #[default]
     None,
     Gzip,
     Snappy,
+    #[default]
     Lz4,
 }
 

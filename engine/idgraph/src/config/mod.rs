@@ -40,8 +40,7 @@ pub struct KafkaSection {
     /// without a usable committed offset (its `auto.offset.reset`).
     pub input_start: StartAt,
     /// Compression of the record batches the engine produces (commands,
-    /// changelog, outputs): `none` (Kafka's default), `gzip`, `snappy` or
-    /// `lz4`.
+    /// changelog, outputs): `lz4` (default), `snappy`, `gzip` or `none`.
     pub compression: Compression,
 }
 
@@ -53,7 +52,7 @@ impl Default for KafkaSection {
             topic_prefix: "idgraph".into(),
             replication_factor: 1,
             input_start: StartAt::Earliest,
-            compression: Compression::None,
+            compression: Compression::Lz4,
         }
     }
 }
@@ -563,11 +562,11 @@ mod tests {
     }
 
     #[test]
-    fn compression_defaults_to_none_and_is_checked() {
-        assert_eq!(load("", &[]).unwrap().kafka.compression, Compression::None);
-        let c = load("[kafka]\ncompression = \"lz4\"\n", &[]).unwrap();
-        assert_eq!(c.kafka.compression, Compression::Lz4);
-        assert_eq!(c.kafka.compression.as_codec(), "lz4");
+    fn compression_defaults_to_lz4_and_is_checked() {
+        assert_eq!(load("", &[]).unwrap().kafka.compression, Compression::Lz4);
+        let c = load("[kafka]\ncompression = \"none\"\n", &[]).unwrap();
+        assert_eq!(c.kafka.compression, Compression::None);
+        assert_eq!(c.kafka.compression.as_codec(), "none");
         let c = load("", &[("IDGRAPH__KAFKA__COMPRESSION", "snappy")]).unwrap();
         assert_eq!(c.kafka.compression, Compression::Snappy);
         let e = load("[kafka]\ncompression = \"zstd\"\n", &[]).unwrap_err().to_string();
