@@ -33,6 +33,43 @@ fn thirty_people_on_one_store_kiosk_stay_thirty_profiles() {
 }
 
 #[test]
+fn kiosk_shoppers_keep_their_own_identifiers_whatever_the_batching() {
+    // Each sign-in on the kiosk browser is followed by anonymous browsing on
+    // it. The sign-ins' identifiers attach through the kiosk cookie, which
+    // turns shared and is detached: every shopper must keep their login and
+    // their email together, however the events are cut into batches and
+    // partitions.
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("kiosk.ndjson");
+    let track = |i: usize, k: usize, ts_min: usize| {
+        format!(
+            r#"{{"type":"track","event":"Viewed","messageId":"t{i}-{k}","timestamp":"2026-03-01T10:{:02}:{:02}Z","anonymousId":"kiosk-browser"}}"#,
+            ts_min / 60,
+            ts_min % 60
+        )
+    };
+    let mut lines = Vec::new();
+    for i in 0..30 {
+        lines.push(identify(i, 3 * i, "kiosk-browser", &format!("shopper-{i}"), &format!("s{i}@example.com")));
+        for k in 0..i % 3 {
+            lines.push(track(i, k, 3 * i + 1 + k));
+        }
+    }
+    write_lines(&f, &lines);
+    for (batch, parts) in [("16384", "1"), ("16384", "4"), ("3", "4"), ("1", "1")] {
+        let (state, out) = (dir.path().join(format!("s-{batch}-{parts}")), dir.path().join(format!("o-{batch}-{parts}")));
+        let env = [("IDGRAPH__REPLAY__BATCH_SIZE", batch), ("IDGRAPH__STATE__PARTITIONS", parts)];
+        let ps = replay_env_and_profiles("segment", &state, &out, &[&f], &env);
+        assert_eq!(ps.len(), 30, "batch {batch}, P={parts}: {:?}", ps.iter().map(idents).collect::<Vec<_>>());
+        for p in &ps {
+            let ids = idents(p);
+            let user = ids.iter().find_map(|i| i.strip_prefix("user_id:shopper-")).unwrap_or_else(|| panic!("no login: {ids:?}"));
+            assert_eq!(ids, vec![format!("email:s{user}@example.com"), format!("user_id:shopper-{user}")], "batch {batch}, P={parts}");
+        }
+    }
+}
+
+#[test]
 fn a_family_email_does_not_join_people_with_their_own_logins() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("family.ndjson");

@@ -202,8 +202,6 @@ impl LiveProfile {
         c
     }
 
-    /// Adds the edge `a`–`b` if both are members and it is new. Returns
-    /// whether an edge was added.
     /// Folds the outcome of attaching `x` to this profile, joined to
     /// `anchor` by `ev` (at `ev.ts`): a claimed identifier becomes a member,
     /// a member gets the edge. Returns whether the profile took a new
@@ -212,7 +210,7 @@ impl LiveProfile {
         match outcome {
             AttachOutcome::Claimed => {
                 self.idents.push(IdentEntry { key: x.clone(), first_seen: ev.ts, last_seen: ev.ts });
-                self.add_edge(anchor, x, ev);
+                self.join(anchor, x, ev);
                 self.version += 1;
                 true
             }
@@ -224,13 +222,29 @@ impl LiveProfile {
                 if seen {
                     self.version += 1;
                 }
-                self.add_edge(anchor, x, ev);
+                self.join(anchor, x, ev);
                 seen
             }
             AttachOutcome::Linking | AttachOutcome::Shared => false,
         }
     }
 
+    /// Joins member `x` by the event `ev` to the event's `anchor`; if the
+    /// anchor left meanwhile (detached as shared while `x` was being
+    /// attached), to a member the same event joined, so a later split does
+    /// not part `x` from the event's other identifiers.
+    fn join(&mut self, anchor: &IdentKey, x: &IdentKey, ev: &Evidence) {
+        if self.add_edge(anchor, x, ev) || self.contains(anchor) {
+            return;
+        }
+        let Some(xi) = self.index_of(x).map(|i| i as u32) else { return };
+        if let Some(y) = self.edges.iter().find(|e| &e.evidence == ev && e.a != xi && e.b != xi).map(|e| e.a) {
+            self.add_edge_idx(xi, y, ev);
+        }
+    }
+
+    /// Adds the edge `a`–`b` if both are members and it is new. Returns
+    /// whether an edge was added.
     pub fn add_edge(&mut self, a: &IdentKey, b: &IdentKey, ev: &Evidence) -> bool {
         match (self.index_of(a), self.index_of(b)) {
             (Some(x), Some(y)) if x != y => self.add_edge_idx(x as u32, y as u32, ev),
@@ -288,17 +302,31 @@ impl LiveProfile {
         self.version = self.version.max(other.version) + 1;
     }
 
-    /// Removes an identifier and its edges; its fragment stays.
+    /// Removes an identifier and its edges; its fragment stays. The other
+    /// identifiers of an event stay joined without it: an event whose new
+    /// identifiers attached through a known one (the kiosk's cookie) left
+    /// only edges to that one, so its edges are replaced, per evidence, by
+    /// a chain through the identifiers at their other ends.
     pub fn remove_ident(&mut self, idx: usize) {
         let idx32 = idx as u32;
-        self.idents.remove(idx);
-        self.edges.retain(|e| e.a != idx32 && e.b != idx32);
-        for e in &mut self.edges {
-            if e.a > idx32 {
-                e.a -= 1;
+        let renumber = |i: u32| if i > idx32 { i - 1 } else { i };
+        let mut via: Vec<(u32, Evidence)> = Vec::new();
+        self.edges.retain(|e| {
+            if e.a != idx32 && e.b != idx32 {
+                return true;
             }
-            if e.b > idx32 {
-                e.b -= 1;
+            let other = if e.a == idx32 { e.b } else { e.a };
+            via.push((renumber(other), e.evidence.clone()));
+            false
+        });
+        self.idents.remove(idx);
+        for e in &mut self.edges {
+            e.a = renumber(e.a);
+            e.b = renumber(e.b);
+        }
+        for (i, (x, ev)) in via.iter().enumerate() {
+            if let Some((y, _)) = via[i + 1..].iter().find(|(_, e)| e == ev) {
+                self.add_edge_idx(*x, *y, ev);
             }
         }
     }
@@ -515,5 +543,65 @@ mod tests {
         encode_append(&rec, &mut appended);
         assert_eq!(&appended[..6], b"before");
         assert_eq!(&appended[6..], &want[..]);
+    }
+
+    #[test]
+    fn removing_an_identifier_keeps_each_events_other_identifiers_joined() {
+        // A kiosk cookie that two shoppers' sign-ins attached through (a
+        // star on the cookie), then a second device seen with shopper A.
+        let kiosk = IdentKey::new(IdentType::ANONYMOUS_ID, "kiosk");
+        let key = |t, v: &str| IdentKey::new(t, v);
+        let (ua, ea) = (key(IdentType::USER_ID, "a"), key(IdentType::EMAIL, "a@example.com"));
+        let (ub, eb) = (key(IdentType::USER_ID, "b"), key(IdentType::EMAIL, "b@example.com"));
+        let dev = key(IdentType::DEVICE_ID, "d-a");
+        let mut lp = LiveProfile::new(kiosk.clone(), 1);
+        for (i, k) in [&ua, &ea, &ub, &eb, &dev].into_iter().enumerate() {
+            lp.idents.push(IdentEntry { key: k.clone(), first_seen: 2 + i as i64, last_seen: 9 });
+        }
+        let ev = |id: &str, ts| Evidence { event_id: ShortStr::new(id), ts, source: ShortStr::new("store") };
+        let (sign_in_a, sign_in_b, other) = (ev("a", 2), ev("b", 4), ev("d", 6));
+        for (x, e) in [(&ua, &sign_in_a), (&ea, &sign_in_a), (&ub, &sign_in_b), (&eb, &sign_in_b), (&dev, &other)] {
+            assert!(lp.add_edge(&kiosk, x, e));
+        }
+        assert!(lp.add_edge(&ua, &dev, &other));
+        lp.remove_ident(lp.index_of(&kiosk).unwrap());
+        assert!(!lp.contains(&kiosk));
+        let pieces = lp.split_components();
+        let members = |p: &LiveProfile| {
+            let mut v: Vec<String> = p.idents.iter().map(|e| e.key.value().to_string()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(members(&lp), ["a", "a@example.com", "d-a"], "one event's identifiers stay together");
+        assert_eq!(pieces.len(), 1, "two shoppers who met only through the kiosk part");
+        assert_eq!(members(&pieces[0]), ["b", "b@example.com"]);
+        // The joining edge keeps the event that joined them.
+        let joined = |p: &LiveProfile, x: &IdentKey, y: &IdentKey| {
+            let (i, j) = (p.index_of(x).unwrap() as u32, p.index_of(y).unwrap() as u32);
+            p.edges.iter().find(|e| (e.a, e.b) == (i.min(j), i.max(j))).map(|e| e.evidence.event_id.to_string())
+        };
+        assert_eq!(joined(&lp, &ua, &ea).as_deref(), Some("a"));
+        assert_eq!(joined(&pieces[0], &ub, &eb).as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn an_identifier_attached_after_its_anchor_left_joins_the_events_other_identifiers() {
+        let kiosk = IdentKey::new(IdentType::ANONYMOUS_ID, "kiosk");
+        let (u, e, d) = (
+            IdentKey::new(IdentType::USER_ID, "u"),
+            IdentKey::new(IdentType::EMAIL, "u@example.com"),
+            IdentKey::new(IdentType::DEVICE_ID, "d"),
+        );
+        let ev = Evidence { event_id: ShortStr::new("sign-in"), ts: 5, source: ShortStr::new("store") };
+        let mut lp = LiveProfile::new(kiosk.clone(), 1);
+        // The sign-in carried the kiosk, a login, an email and a device: the
+        // login and the email attach through the kiosk, the kiosk is
+        // detached as shared, then the device's attach completes.
+        assert!(lp.attached(&u, AttachOutcome::Claimed, &kiosk, &ev));
+        assert!(lp.attached(&e, AttachOutcome::Claimed, &kiosk, &ev));
+        lp.remove_ident(lp.index_of(&kiosk).unwrap());
+        assert!(lp.attached(&d, AttachOutcome::Claimed, &kiosk, &ev));
+        assert!(lp.split_components().is_empty(), "one event's identifiers stay one profile: {:?}", lp.edges);
+        assert_eq!(lp.idents.len(), 3);
     }
 }
