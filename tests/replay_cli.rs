@@ -151,3 +151,58 @@ fn a_state_keeps_its_partition_count() {
     assert!(stderr(&bad).contains("4 partitions"), "{}", stderr(&bad));
     assert_eq!(profiles(&st).len(), 1);
 }
+
+#[test]
+fn a_state_keeps_its_custom_identifier_types_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.ndjson");
+    write_lines(
+        &input,
+        &seg(&[
+            r#"{"event_id":"e1","type":"identify","timestamp":"2026-03-01T10:00:00Z","identifiers":[{"type":"email","value":"ann@example.com"},{"type":"member_no","value":"M12345678"}]}"#,
+        ]),
+    );
+    let cfg = dir.path().join("idgraph.toml");
+    std::fs::write(&cfg, "[identity.types.member_no]\npattern = \"M[0-9]{8}\"\n").unwrap();
+    let (state, out) = (dir.path().join("state"), dir.path().join("out"));
+    let s = state.to_str().unwrap();
+    let replay = |config: &std::path::Path| {
+        idgraph(&[
+            "replay",
+            "--config",
+            config.to_str().unwrap(),
+            "--format",
+            "canonical",
+            "--state",
+            s,
+            "--out",
+            out.to_str().unwrap(),
+            input.to_str().unwrap(),
+        ])
+    };
+    ok(&replay(&cfg));
+    // Queried without the config that wrote it, the state still names the type.
+    let listed = ok(&idgraph(&["profiles", "--state", s]));
+    assert!(listed.contains(r#"{"type":"member_no","value":"M12345678""#), "{listed}");
+    let found = ok(&idgraph(&["lookup", "--state", s, "member_no:M12345678"]));
+    assert!(found.contains("ann@example.com"), "{found}");
+    // A config that would number it otherwise (a new type sorting first)
+    // is refused at start, naming the key, and so is one that drops it.
+    let renumbered = dir.path().join("renumbered.toml");
+    std::fs::write(&renumbered, "[identity.types.account]\npattern = \"A[0-9]+\"\n[identity.types.member_no]\npattern = \"M[0-9]{8}\"\n")
+        .unwrap();
+    let o = replay(&renumbered);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("`identity.types.member_no`"), "{}", stderr(&o));
+    let o = idgraph(&["profiles", "--config", renumbered.to_str().unwrap(), "--state", s]);
+    assert!(!o.status.success() && stderr(&o).contains("`identity.types.member_no`"), "{}", stderr(&o));
+    let dropped = dir.path().join("dropped.toml");
+    std::fs::write(&dropped, "").unwrap();
+    let o = replay(&dropped);
+    assert!(!o.status.success() && stderr(&o).contains("keep it declared"), "{}", stderr(&o));
+    // A type sorting after it is added.
+    let added = dir.path().join("added.toml");
+    std::fs::write(&added, "[identity.types.member_no]\npattern = \"M[0-9]{8}\"\n[identity.types.store_card]\npattern = \"S[0-9]+\"\n")
+        .unwrap();
+    ok(&replay(&added));
+}

@@ -252,6 +252,37 @@ impl CoreConfig {
         self.types[ty.0 as usize].as_ref()
     }
 
+    /// The custom types and their numbers (tags), in number order.
+    pub fn custom_types(&self) -> impl Iterator<Item = (IdentType, &str)> {
+        self.types.iter().flatten().filter(|t| t.ty.0 >= IdentType::FIRST_CUSTOM).map(|t| (t.ty, t.name.as_str()))
+    }
+
+    /// Gives the custom types a state recorded (number, name) that this
+    /// config does not declare their names, so that a query run without
+    /// the config that wrote the state shows them by name, not as
+    /// `unknown`. Their other settings are the custom defaults and they
+    /// take any value; a number or name this config uses is left alone.
+    pub fn adopt_type_names(&mut self, recorded: &[(u8, String)]) {
+        let any = Regex::new("^(?s:.+)$").ok();
+        for (n, name) in recorded {
+            let ty = IdentType(*n);
+            if ty.0 < IdentType::FIRST_CUSTOM || self.types[ty.0 as usize].is_some() || self.type_by_name(name).is_some() {
+                continue;
+            }
+            let (max_per_profile, priority) = built_in_defaults(ty);
+            self.types[ty.0 as usize] = Some(TypeInfo {
+                ty,
+                name: name.clone(),
+                max_per_profile,
+                priority,
+                blocked: Vec::new(),
+                blocked_regex: Vec::new(),
+                pattern: any.clone(),
+                case: CaseRule::Preserve,
+            });
+        }
+    }
+
     /// Looks a type up by its configured name.
     pub fn type_by_name(&self, name: &str) -> Option<IdentType> {
         self.types.iter().flatten().find(|t| t.name == name).map(|t| t.ty)

@@ -21,7 +21,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 use idgraph_core::input::Format;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 #[derive(Parser, Debug)]
 #[command(name = "idgraph", version, about = "Event-streaming identity resolution: identity graph and golden profiles")]
@@ -148,18 +147,17 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Profiles { config, state } => {
             let cfg = load_config(config.as_ref())?;
-            let (store, _) = query::open(&state)?;
+            let (store, _, core) = query::open(&state, &cfg)?;
             let stdout = std::io::stdout();
             let mut w = std::io::BufWriter::new(stdout.lock());
-            query::profiles(&store, &cfg.core()?, &mut w)?;
+            query::profiles(&store, &core, &mut w)?;
             std::io::Write::flush(&mut w).ok();
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Lookup { config, state, identifier } => {
             let cfg = load_config(config.as_ref())?;
-            let core = Arc::new(cfg.core()?);
+            let (store, p, core) = query::open(&state, &cfg)?;
             let k = query::parse_ident(&core, &identifier)?;
-            let (store, p) = query::open(&state)?;
             match query::lookup(&store, p, &k)? {
                 Some((id, lp)) => {
                     println!("{}", idgraph_core::golden::render(id, &lp, &core));
@@ -173,9 +171,9 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Check { config, state } => {
             let cfg = load_config(config.as_ref())?;
-            let (store, _) = query::open(&state)?;
+            let (store, _, core) = query::open(&state, &cfg)?;
             let snap = idgraph_state::snapshot(&store)?;
-            let errs = idgraph_core::invariants::check(&snap, &cfg.core()?);
+            let errs = idgraph_core::invariants::check(&snap, &core);
             let live = snap.live_groups().values().filter(|g| !g.is_empty()).count();
             println!("{} identifiers, {} profile records, {live} live profiles", snap.idents.len(), snap.profiles.len());
             for e in &errs {
@@ -190,9 +188,8 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Explain { config, state, a, b } => {
             let cfg = load_config(config.as_ref())?;
-            let core = Arc::new(cfg.core()?);
+            let (store, p, core) = query::open(&state, &cfg)?;
             let (ka, kb) = (query::parse_ident(&core, &a)?, query::parse_ident(&core, &b)?);
-            let (store, p) = query::open(&state)?;
             match query::explain(&store, p, &core, &ka, &kb)? {
                 Ok(lines) => {
                     for line in lines {

@@ -1,5 +1,6 @@
 //! Read-only queries over a state: `profiles`, `lookup`, `explain`.
 
+use crate::config::Config;
 use anyhow::{Context, Result};
 use idgraph_core::config::CoreConfig;
 use idgraph_core::golden;
@@ -15,12 +16,18 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-pub fn open(dir: &Path) -> Result<(RocksStore, u16)> {
+/// Opens a state read-only with the core config of `cfg`: its partition
+/// count, and the config checked against the custom identifier types the
+/// state recorded (those it does not declare keep their recorded names).
+pub fn open(dir: &Path, cfg: &Config) -> Result<(RocksStore, u16, Arc<CoreConfig>)> {
     let store = RocksStore::open_read_only(dir, &RocksOptions { block_cache_bytes: 64 << 20, ..Default::default() })?;
     let p =
         state::get_meta::<u16>(&store, "partitions")?.context("the state has no partition count; was it written by `idgraph replay`?")?;
     state::check_layout(&store)?;
-    Ok((store, p))
+    let mut core = cfg.core()?;
+    let held = state::check_types(&store, &core, false)?;
+    core.adopt_type_names(&held);
+    Ok((store, p, Arc::new(core)))
 }
 
 /// Every live golden profile as NDJSON. Returns how many were written.

@@ -322,6 +322,7 @@ pub fn run(cfg: &Config, args: &ReplayArgs) -> Result<Summary> {
         .collect::<Result<_>>()?;
     let store = RocksStore::open(&args.state, &ropts)?;
     let partitions = state::check_partitions(&store, cfg.state.partitions)?;
+    state::check_types(&store, &core, true)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create out dir {}", args.out.display()))?;
     let out_dir = std::fs::canonicalize(&args.out)?;
     let committed: [u64; 4] = state::get_meta(&store, &out_key(&out_dir))?.unwrap_or([0; 4]);

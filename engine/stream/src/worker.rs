@@ -149,6 +149,7 @@ impl Worker {
             .map_err(|e| StreamError::Internal(format!("cannot create state dir {}: {e}", cfg.state_dir.display())))?;
         let store = RocksStore::open(&cfg.state_dir, &ropts)?;
         let n = check_partitions(&store, cfg.partitions)?;
+        idgraph_state::check_types(&store, &cfg.core, true)?;
         let known = KnownKeys::build(&store, KNOWN_KEYS_MIN_CAPACITY)?;
         let sender = Arc::new(Sender::new(&cfg.brokers, cfg.compression, topics.clone())?);
         let in_flight = Arc::new(InFlight::default());
