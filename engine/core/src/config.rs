@@ -238,14 +238,51 @@ impl CoreConfig {
         if traits.default == Survivorship::SourcePriority && traits.source_priority.is_empty() {
             return Err(err("traits.default", "`source-priority` needs `traits.source-priority` to list sources"));
         }
-        Ok(Self {
+        let mut cfg = Self {
             types,
             default_region: region,
             max_identifiers: id.max_identifiers,
             shared_threshold: id.shared_threshold,
             max_identifiers_per_event: id.max_identifiers_per_event as usize,
             traits: traits.clone(),
-        })
+        };
+        cfg.normalize_blocked()?;
+        Ok(cfg)
+    }
+
+    /// Per-type blocked values are compared with normalised identifiers,
+    /// so they are normalised here as values of their type are
+    /// (`NoReply@Example.com` blocks `noreply@example.com`, `(415)
+    /// 555-0100` blocks `+14155550100`). One that is not a valid value of
+    /// its type could never block anything and is refused; one the
+    /// built-in list blocks already is left out.
+    fn normalize_blocked(&mut self) -> Result<(), ConfigError> {
+        if self.types.iter().flatten().all(|t| t.blocked.is_empty()) {
+            return Ok(());
+        }
+        let mut plain = self.clone();
+        for t in plain.types.iter_mut().flatten() {
+            t.blocked.clear();
+            t.blocked_regex.clear();
+        }
+        let mut n = crate::normalize::Normalizer::new(std::sync::Arc::new(plain));
+        for t in self.types.iter_mut().flatten() {
+            let mut normal = Vec::with_capacity(t.blocked.len());
+            for (i, b) in t.blocked.iter().enumerate() {
+                match n.normalize(t.ty, b) {
+                    Ok(k) => normal.push(k.value().to_string()),
+                    Err(crate::normalize::DropReason::Blocked) => {}
+                    Err(r) => {
+                        return Err(err(
+                            format!("identity.types.{}.blocked[{i}]", t.name),
+                            format!("not a valid `{}` value ({}), so it would never match", t.name, r.as_str()),
+                        ))
+                    }
+                }
+            }
+            t.blocked = normal;
+        }
+        Ok(())
     }
 
     pub fn type_info(&self, ty: IdentType) -> Option<&TypeInfo> {
@@ -341,6 +378,25 @@ mod tests {
         let t = c.type_by_name("member_no").unwrap();
         assert_eq!(t.0, IdentType::FIRST_CUSTOM);
         assert_eq!(c.priority(t), 2);
+    }
+
+    #[test]
+    fn blocked_values_are_normalised_like_identifiers_and_invalid_ones_refused() {
+        use crate::normalize::{DropReason, Normalizer};
+        let mut id = IdentitySection::default();
+        id.types.insert("email".into(), TypeSection { blocked: vec![" NoReply@Example.com".into()], ..Default::default() });
+        id.types.insert("phone".into(), TypeSection { blocked: vec!["(415) 555-0100".into(), "call me".into()], ..Default::default() });
+        let e = CoreConfig::build(&id, &TraitsSection::default()).unwrap_err();
+        assert_eq!(e.key, "identity.types.phone.blocked[1]", "not a phone: {e}");
+        id.types.insert("phone".into(), TypeSection { blocked: vec!["(415) 555-0100".into()], ..Default::default() });
+        let mut n = Normalizer::new(std::sync::Arc::new(CoreConfig::build(&id, &TraitsSection::default()).unwrap()));
+        assert_eq!(n.normalize_named("email", "noreply@example.com"), Err(DropReason::Blocked));
+        assert_eq!(n.normalize_named("phone", "+14155550100"), Err(DropReason::Blocked));
+        assert_eq!(n.normalize_named("phone", "415.555.0100"), Err(DropReason::Blocked));
+        assert!(n.normalize_named("phone", "+14155550101").is_ok());
+        // Blocked by the built-in list already: accepted, nothing to add.
+        id.types.insert("email".into(), TypeSection { blocked: vec!["Test@Test.com".into()], ..Default::default() });
+        assert!(CoreConfig::build(&id, &TraitsSection::default()).is_ok());
     }
 
     #[test]
