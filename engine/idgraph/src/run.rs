@@ -88,6 +88,9 @@ pub fn run(cfg: &Config) -> Result<()> {
         let _ = writeln!(out, "outputs: {} (compacted, key = profile id), {}, {}, {}", t.profiles, t.lifecycle, t.consent, t.rejects);
         let _ = out.flush();
     })?;
-    drop(embedded);
+    // The embedded broker lives until the process exits: torn down here,
+    // its own client logged two `AllBrokersDown` errors on every clean
+    // stop. Its data is in memory and its state dir is cleared at start.
+    std::mem::forget(embedded);
     Ok(())
 }
