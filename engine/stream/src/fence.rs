@@ -136,6 +136,12 @@ impl Worker {
         // Timed to the acknowledgement, not to this collection (which
         // waits for the next batch's poll and apply).
         self.account(p.handled, p.dups, acked_at.saturating_duration_since(p.t0), p.oldest_input.map(|ts| acked_ms - ts));
+        tracing::debug!(
+            batch = p.batch.seq,
+            deliver_ms = out_time.as_millis() as u64,
+            markers_ms = markers_time.as_millis() as u64,
+            "core batch acknowledged"
+        );
         self.metrics.phase_seconds.add("core_wait", tw.elapsed());
         Ok(())
     }

@@ -227,6 +227,7 @@ impl Ingest {
         let tc = Instant::now();
         ph.add("ingest_deliver", tc - td);
         self.metrics.count_out(&out);
+        tracing::debug!(records = n, envelopes_and_rejects = out.len(), deliver_ms = (tc - td).as_millis() as u64, "ingest batch routed");
         let committed = self.consumer.commit(&commit, CommitMode::Sync);
         ph.add("ingest_commit", tc.elapsed());
         if let Err(e) = committed {

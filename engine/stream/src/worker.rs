@@ -492,6 +492,15 @@ impl Worker {
         // acknowledged: a batch whose marker is on the changelog has all of
         // its outputs and commands on their topics, so a new owner that
         // restores past it loses nothing (ADR 0004).
+        tracing::debug!(
+            batch = self.batch.seq,
+            commands = handled,
+            duplicates = dups,
+            records = out.len() + cmds.len(),
+            partitions = marker_recs.len(),
+            apply_ms = (tw - t0).as_millis() as u64,
+            "core batch written; delivering"
+        );
         self.tail.submit(Job { out, cmds, markers: marker_recs })?;
         self.pending = Some(Pending { batch: self.batch, markers_at, cl_records, handled, dups, t0, oldest_input });
         for part in &mut self.parts {
