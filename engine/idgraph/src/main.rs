@@ -105,7 +105,8 @@ fn main() -> ExitCode {
     alloc::tune();
     let cli = Cli::parse();
     let filter = |default: &str| tracing_subscriber::EnvFilter::try_from_env("IDGRAPH_LOG").unwrap_or_else(|_| default.into());
-    if matches!(cli.cmd, Cmd::Run { .. }) {
+    let service = matches!(cli.cmd, Cmd::Run { .. });
+    if service {
         // The service logs JSON lines (no identifier values: keys are redacted).
         tracing_subscriber::fmt().json().with_env_filter(filter("info")).with_writer(std::io::stderr).init();
     } else {
@@ -114,7 +115,12 @@ fn main() -> ExitCode {
     match real_main(cli) {
         Ok(code) => code,
         Err(e) => {
-            // `{:#}` prints the context chain, one cause per colon.
+            // `{:#}` prints the context chain, one cause per colon. The
+            // service also logs it as a JSON line, for log shippers that
+            // read nothing else.
+            if service {
+                tracing::error!(error = %format!("{e:#}"), "stopped on an error");
+            }
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }

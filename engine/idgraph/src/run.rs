@@ -8,7 +8,7 @@ use idgraph_stream::embedded::Embedded;
 use idgraph_stream::topics::Topics;
 use idgraph_stream::{EngineConfig, InputSpec};
 use std::io::Write;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// The input used when the config names none: Segment-spec JSON on
@@ -31,6 +31,25 @@ pub fn run(cfg: &Config) -> Result<()> {
         // is being honoured (say the broker is gone), exits at once.
         signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone()).context("cannot install the signal handler")?;
         signal_hook::flag::register(sig, stop.clone()).context("cannot install the signal handler")?;
+    }
+    // Until the engine runs (topics checked, state opened, HTTP up) there
+    // is no batch to finish: a stop exits at once instead of waiting out a
+    // broker's timeouts (a pod's grace period is shorter).
+    let started = Arc::new(AtomicBool::new(false));
+    {
+        let (stop, started) = (stop.clone(), started.clone());
+        std::thread::Builder::new()
+            .name("start-up".into())
+            .spawn(move || {
+                while !started.load(Ordering::Relaxed) {
+                    if stop.load(Ordering::Relaxed) {
+                        tracing::info!("stopped during start-up");
+                        std::process::exit(0);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            })
+            .context("cannot start the start-up watch")?;
     }
     let p = cfg.state.partitions;
     let (brokers, embedded) = match &cfg.kafka.brokers {
@@ -82,6 +101,7 @@ pub fn run(cfg: &Config) -> Result<()> {
         core,
     };
     idgraph_stream::run(ecfg, stop, |s| {
+        started.store(true, Ordering::Relaxed);
         let t = &s.topics;
         let mut out = std::io::stdout();
         let _ = writeln!(out, "http: http://{}/metrics  /healthz  /readyz", s.http);
@@ -92,5 +112,6 @@ pub fn run(cfg: &Config) -> Result<()> {
     // its own client logged two `AllBrokersDown` errors on every clean
     // stop. Its data is in memory and its state dir is cleared at start.
     std::mem::forget(embedded);
+    tracing::info!("stopped: the last batch delivered and committed, the state flushed");
     Ok(())
 }

@@ -5,13 +5,11 @@ use rdkafka::error::KafkaError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
-    /// The broker refused or failed an operation (external; often retryable).
-    #[error("kafka: {what}: {source}")]
-    Kafka {
-        what: String,
-        #[source]
-        source: KafkaError,
-    },
+    /// The broker refused or failed an operation (external; often
+    /// retryable). The client's error is printed here, not chained as a
+    /// source: a chain printed it twice.
+    #[error("kafka: {what}: {err}")]
+    Kafka { what: String, err: KafkaError },
     /// The topics do not match the configuration (user).
     #[error("topic `{topic}`: {problem}")]
     Topic { topic: String, problem: String },
@@ -35,7 +33,7 @@ pub enum StreamError {
 impl StreamError {
     pub fn kafka(what: impl Into<String>) -> impl FnOnce(KafkaError) -> StreamError {
         let what = what.into();
-        move |source| StreamError::Kafka { what, source }
+        move |err| StreamError::Kafka { what, err }
     }
 
     /// Whether retrying the operation later can succeed.

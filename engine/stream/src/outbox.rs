@@ -253,7 +253,7 @@ impl Sender {
                     rec = back;
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                Err((e, _)) => return Err(StreamError::Kafka { what: format!("produce to {}", self.topic(r.dest)), source: e }),
+                Err((e, _)) => return Err(StreamError::Kafka { what: format!("produce to {}", self.topic(r.dest)), err: e }),
             }
         }
     }
@@ -263,10 +263,7 @@ impl Sender {
     pub fn flush(&self) -> Result<(), StreamError> {
         let target = self.sent.load(Ordering::Relaxed);
         if !self.producer.context().wait_for(target, Instant::now() + Duration::from_secs(60)) {
-            return Err(StreamError::Kafka {
-                what: "flush producer".into(),
-                source: KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut),
-            });
+            return Err(StreamError::Kafka { what: "flush producer".into(), err: KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut) });
         }
         let failed = self.producer.context().failed.swap(0, Ordering::Relaxed);
         if failed > 0 {

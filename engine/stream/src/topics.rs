@@ -101,7 +101,8 @@ pub fn create(brokers: &str, specs: &[(&str, i32, bool)], replication: i32) -> R
         })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let results = block_on(admin.create_topics(new.iter(), &opts)).map_err(StreamError::kafka("create topics"))?;
+    let results =
+        block_on(admin.create_topics(new.iter(), &opts)).map_err(StreamError::kafka("create topics (is `kafka.brokers` reachable?)"))?;
     for r in results {
         if let Err((topic, code)) = r {
             if code != RDKafkaErrorCode::TopicAlreadyExists {
