@@ -13,9 +13,10 @@ pub(super) struct Guess {
 /// default is a string takes the value as written
 /// (`IDGRAPH__KAFKA__GROUP_ID=2024` is the group "2024"); others are read as
 /// TOML values when they parse as one, and returned as guesses.
-pub(super) fn apply(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) -> Result<Vec<Guess>, ConfigError> {
+pub(super) fn apply(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) -> Result<Applied, ConfigError> {
     let defaults = toml::Value::try_from(Config::default()).ok();
     let mut guessed = Vec::new();
+    let mut sources = Vec::new();
     for (k, v) in env {
         let Some(rest) = k.strip_prefix("IDGRAPH__") else { continue };
         let parts: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase().replace('_', "-")).collect();
@@ -28,8 +29,29 @@ pub(super) fn apply(table: &mut toml::Table, env: impl IntoIterator<Item = (Stri
             guessed.push(Guess { parts: parts.clone(), raw: v });
         }
         insert_at(table, &parts, value)?;
+        sources.push((parts.join("."), k));
     }
-    Ok(guessed)
+    Ok(Applied { guessed, sources })
+}
+
+/// What [`apply`] did: its guesses, and each overridden key (dotted) with
+/// the variable that set it.
+pub(super) struct Applied {
+    pub guessed: Vec<Guess>,
+    sources: Vec<(String, String)>,
+}
+
+impl Applied {
+    /// Names the variable behind an error's key, when one set it (or set a
+    /// key under it): the operator looks there, not in the file.
+    pub fn name_source(&self, e: ConfigError) -> ConfigError {
+        let ConfigError::Key { key, problem } = e else { return e };
+        let under = |a: &str, b: &str| a.strip_prefix(b).is_some_and(|r| r.is_empty() || r.starts_with('.') || r.starts_with('['));
+        match self.sources.iter().find(|(k, _)| under(k, &key) || under(&key, k)) {
+            Some((_, var)) => ConfigError::Key { key, problem: format!("{problem} (set by the environment variable {var})") },
+            None => ConfigError::Key { key, problem },
+        }
+    }
 }
 
 /// Deserializes `table`; a guessed override whose key turns out to want a

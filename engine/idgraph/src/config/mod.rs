@@ -302,9 +302,10 @@ impl Config {
         let mut table: toml::Table = text
             .parse()
             .map_err(|e: toml::de::Error| ConfigError::Syntax { path: name.clone(), reason: e.to_string().trim_end().to_string() })?;
-        let guessed = env::apply(&mut table, vars)?;
-        let cfg = env::deserialize(table, guessed)?;
-        cfg.validate()?;
+        let mut applied = env::apply(&mut table, vars)?;
+        let guessed = std::mem::take(&mut applied.guessed);
+        let cfg = env::deserialize(table, guessed).map_err(|e| applied.name_source(e))?;
+        cfg.validate().map_err(|e| applied.name_source(e))?;
         Ok(cfg)
     }
 
@@ -559,6 +560,17 @@ mod tests {
         assert!(e.contains("kafka.replication-factor"), "{e}");
         let e = err("[kafka]\ninput-start = \"newest\"\n");
         assert!(e.contains("kafka.input-start") && e.contains("newest"), "{e}");
+    }
+
+    #[test]
+    fn an_error_from_an_environment_override_names_the_variable() {
+        let e = load("", &[("IDGRAPH__STATE__FOO", "1")]).unwrap_err().to_string();
+        assert!(e.contains("`state.foo`") && e.contains("IDGRAPH__STATE__FOO"), "{e}");
+        let e = load("", &[("IDGRAPH__STATE__PARTITIONS", "0")]).unwrap_err().to_string();
+        assert!(e.contains("`state.partitions`") && e.contains("IDGRAPH__STATE__PARTITIONS"), "{e}");
+        // From the file: no variable named.
+        let e = load("[state]\npartitions = 0\n", &[("IDGRAPH__STATE__DIR", "/tmp/x")]).unwrap_err().to_string();
+        assert!(e.contains("`state.partitions`") && !e.contains("IDGRAPH__"), "{e}");
     }
 
     #[test]
