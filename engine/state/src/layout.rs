@@ -383,7 +383,7 @@ pub fn recorded_types(store: &dyn Store) -> Result<Vec<(u8, String)>, StateError
 /// Checks a config's custom identifier types against the ones the state
 /// recorded and, with `record`, records the new ones; returns what the
 /// state holds afterwards. Custom types are numbered in name order
-/// (`CoreConfig::new`), so a type added since the state was written must
+/// (`CoreConfig::build`), so a type added since the state was written must
 /// sort after every recorded one, and a recorded type must stay declared:
 /// otherwise the state's identifiers would change type.
 pub fn check_types(store: &dyn Store, core: &CoreConfig, record: bool) -> Result<Vec<(u8, String)>, StateError> {
@@ -408,6 +408,18 @@ pub fn check_types(store: &dyn Store, core: &CoreConfig, record: bool) -> Result
                 })
             }
             None => {}
+        }
+    }
+    // A declared type on a number the state holds under another name (a
+    // config that lacks some of the state's types, for a query).
+    for (m, name) in &declared {
+        if let Some((_, held)) = recorded.iter().find(|(n, held)| n == m && held != name) {
+            return Err(StateError::Types {
+                key: format!("identity.types.{name}"),
+                reason: format!(
+                    "this config numbers it {m}, which the state holds as the custom type `{held}`: declare the state's custom types too"
+                ),
+            });
         }
     }
     let new: Vec<(u8, String)> =
@@ -555,6 +567,9 @@ mod tests {
         core.adopt_type_names(&held);
         assert_eq!(core.type_name(idgraph_core::ident::IdentType(33)), "store_card");
         assert_eq!(recorded_types(&store).unwrap().len(), 2, "a query records nothing");
+        // A query config with a type of its own on a recorded number.
+        let e = check_types(&store, &with_types(&["loyalty_card"]), false).unwrap_err();
+        assert!(e.to_string().contains("`identity.types.loyalty_card`") && e.to_string().contains("`member_no`"), "{e}");
     }
 
     #[test]
