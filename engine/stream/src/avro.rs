@@ -87,6 +87,9 @@ pub enum AvroReject {
 }
 
 impl AvroReject {
+    /// Every reason code.
+    pub const CODES: [&'static str; 3] = ["not_avro", "unknown_schema_id", "avro_decode_error"];
+
     /// The reason code (rejects header and metric label).
     pub fn code(&self) -> &'static str {
         match self {

@@ -38,7 +38,7 @@ pub fn run(cfg: EngineConfig, stop: Arc<AtomicBool>, on_start: impl FnOnce(&Star
         topics::create(&cfg.brokers, &topics.specs(cfg.partitions), cfg.replication_factor)?;
     }
     topics::check(&cfg.brokers, &topics, cfg.partitions)?;
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new());
     let http_stop = Arc::new(AtomicBool::new(false));
     let (addr, http) = http::serve(&cfg.http_listen, metrics.clone(), http_stop.clone())?;
     on_start(&Started { http: addr, topics: topics.clone() });

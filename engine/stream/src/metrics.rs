@@ -147,7 +147,25 @@ pub struct Metrics {
     pub phase_seconds: Seconds,
 }
 
+/// Rejects the engine itself counts: a record on `idgraph.cmd` it did not
+/// write, a foreign record on the changelog.
+pub const ENGINE_REJECTS: [&str; 2] = ["undecodable_command", "foreign_changelog_record"];
+
 impl Metrics {
+    /// Metrics with every reject and drop reason present at 0, so that
+    /// `rate()` and `absent()` work before the first one happens.
+    pub fn new() -> Self {
+        let m = Self::default();
+        let rejects = idgraph_core::input::RejectReason::CODES.iter().chain(&crate::avro::AvroReject::CODES).chain(&ENGINE_REJECTS);
+        for code in rejects {
+            m.rejects.add(code, 0);
+        }
+        for r in idgraph_core::normalize::DropReason::ALL {
+            m.identifiers_dropped.add(r.as_str(), 0);
+        }
+        m
+    }
+
     /// Counts produced records by topic role.
     pub fn count_out<'a>(&self, recs: impl IntoIterator<Item = &'a crate::outbox::OutRecord>) {
         self.add_out(crate::outbox::count_by_dest(recs));
@@ -286,6 +304,15 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_reject_and_drop_reason_is_exported_from_the_start() {
+        let t = Metrics::new().render();
+        for code in ["invalid_json", "unknown_schema_id", "undecodable_command", "foreign_changelog_record", "unknown_identifier_type"] {
+            assert!(t.contains(&format!("idgraph_ingest_rejects_total{{reason=\"{code}\"}} 0")), "{code}: {t}");
+        }
+        assert!(t.contains("idgraph_ingest_identifiers_dropped_total{reason=\"invalid_phone\"} 0"), "{t}");
+    }
 
     #[test]
     fn renders_counters_labels_and_cumulative_buckets() {

@@ -50,6 +50,19 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
+    /// Every reason code (metrics export them all from the start).
+    pub const CODES: [&'static str; 9] = [
+        "too_large",
+        "invalid_json",
+        "not_an_object",
+        "missing_field",
+        "invalid_field",
+        "invalid_timestamp",
+        "unsupported_type",
+        "no_valid_identifier",
+        "unknown_identifier_type",
+    ];
+
     /// Stable reason code for counts and metric labels.
     pub fn code(&self) -> &'static str {
         match self {
