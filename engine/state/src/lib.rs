@@ -8,9 +8,12 @@
 //!   dirty-record writes, meta records, whole-state scans.
 //! - [`known`]: a Bloom filter of the stored keys (reads of new keys skip
 //!   RocksDB).
+//! - [`types`]: the custom identifier types a state holds, by number.
 
 pub mod known;
 pub mod layout;
+pub mod types;
 
 pub use known::KnownKeys;
 pub use layout::*;
+pub use types::{check_types, recorded_types};
