@@ -19,17 +19,23 @@ BENCH_DIR ?= $(CACHE)/bench
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
-deps: ## Install what the build needs (libclang for RocksDB bindings)
+deps: ## Install what the build and tests need (libclang for RocksDB, OpenSSL for TLS, socat for the TLS test)
 	@# libclang itself, not libclang-cpp (which some images ship alone)
-	@if ! ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_64-linux-gnu/libclang-[0-9]*.so* >/dev/null 2>&1; then \
-		echo "installing libclang-dev (bindgen for RocksDB)"; \
+	@missing=; \
+	if ! ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_64-linux-gnu/libclang-[0-9]*.so* >/dev/null 2>&1; then missing="$$missing libclang-dev"; fi; \
+	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
+	pkg-config --exists openssl 2>/dev/null || missing="$$missing libssl-dev"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	command -v socat >/dev/null || missing="$$missing socat"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing"; \
 		sudo=; if [ "$$(id -u)" != 0 ]; then \
 			if command -v sudo >/dev/null; then sudo=sudo; else \
-				echo "libclang-dev is missing and this user cannot install it: run 'apt-get install libclang-dev' as root" >&2; exit 1; fi; \
+				echo "missing:$$missing; this user cannot install them: run 'apt-get install$$missing' as root" >&2; exit 1; fi; \
 		fi; \
 		mkdir -p $(CACHE); log=$(CACHE)/apt-install.log; \
-		if ! ($$sudo apt-get update -qq && $$sudo apt-get install -y -qq libclang-dev) >$$log 2>&1; then \
-			echo "installing libclang-dev failed; the end of $$log:" >&2; tail -n 20 $$log >&2; exit 1; \
+		if ! ($$sudo apt-get update -qq && $$sudo apt-get install -y -qq $$missing) >$$log 2>&1; then \
+			echo "installing$$missing failed; the end of $$log:" >&2; tail -n 20 $$log >&2; exit 1; \
 		fi; \
 	fi
 

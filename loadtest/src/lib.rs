@@ -25,3 +25,15 @@ pub fn default_parser(format: &str) -> anyhow::Result<Parser> {
     };
     Ok(Parser::new(format, InputMapping::default(), Normalizer::new(Arc::new(CoreConfig::default()))))
 }
+
+/// The tools' connection: `--brokers` and their `-X KEY=VALUE` librdkafka
+/// properties (TLS, SASL), checked as the engine checks `kafka.client`.
+pub fn cluster(brokers: &str, properties: &[String]) -> anyhow::Result<idgraph_stream::client::Cluster> {
+    let mut props = Vec::with_capacity(properties.len());
+    for p in properties {
+        let Some((k, v)) = p.split_once('=') else { anyhow::bail!("-X `{p}`: write KEY=VALUE") };
+        idgraph_stream::client::check_property(k, v).map_err(|e| anyhow::anyhow!("-X {k}: {e}"))?;
+        props.push((k.to_string(), v.to_string()));
+    }
+    Ok(idgraph_stream::client::Cluster { brokers: brokers.to_string(), properties: props })
+}

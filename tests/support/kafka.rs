@@ -50,33 +50,110 @@ pub fn free_port() -> u16 {
 }
 
 /// A tansu broker on a free loopback port, in memory; killed on drop.
+/// With [`Tansu::start_tls`], clients reach it only through TLS.
 #[derive(Debug)]
 pub struct Tansu {
     pub port: u16,
     child: Child,
+    tls: Option<Tls>,
+}
+
+/// A TLS front (socat) for tansu, which speaks plaintext only: the broker
+/// advertises the front's port, so every client connection after the
+/// bootstrap goes through TLS too.
+#[derive(Debug)]
+pub struct Tls {
+    pub port: u16,
+    /// The CA certificate clients verify the front with.
+    pub ca: PathBuf,
+    proxy: Child,
+}
+
+fn wait_listening(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 impl Tansu {
     pub fn start() -> Self {
-        let bin = tansu_bin();
         let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(&bin)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"])
+        Self { port, child: Self::spawn(port, port), tls: None }
+    }
+
+    fn spawn(port: u16, advertised: u16) -> Child {
+        let child = Command::new(tansu_bin())
+            .args(["broker", "--listener-url", &format!("tcp://127.0.0.1:{port}")])
+            .args(["--advertised-listener-url", &format!("tcp://127.0.0.1:{advertised}"), "--storage-engine", "memory://tansu/"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start tansu");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self { port, child }
+        wait_listening(port, "tansu");
+        child
     }
 
+    /// tansu behind a TLS front with a fresh self-signed certificate for
+    /// 127.0.0.1 (written to `dir`). [`Tansu::brokers`] is the front, and
+    /// the helpers below connect with TLS.
+    pub fn start_tls(dir: &Path) -> Self {
+        let (port, front) = (free_port(), free_port());
+        let (ca, key, both) = (dir.join("ca.pem"), dir.join("key.pem"), dir.join("front.pem"));
+        let o = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost"])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&ca)
+            .output()
+            .expect("run openssl (make deps installs it)");
+        assert!(o.status.success(), "openssl req: {}", String::from_utf8_lossy(&o.stderr));
+        let pem = [std::fs::read(&ca).unwrap(), std::fs::read(&key).unwrap()].concat();
+        std::fs::write(&both, pem).unwrap();
+        let child = Self::spawn(port, front);
+        let proxy = Command::new(socat_bin())
+            .arg(format!("OPENSSL-LISTEN:{front},bind=127.0.0.1,reuseaddr,fork,verify=0,cert={}", both.display()))
+            .arg(format!("TCP:127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start socat");
+        wait_listening(front, "the TLS front (socat)");
+        Self { port, child, tls: Some(Tls { port: front, ca, proxy }) }
+    }
+
+    /// Where clients connect: the broker, or its TLS front.
     pub fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("127.0.0.1:{}", self.tls.as_ref().map_or(self.port, |t| t.port))
+    }
+
+    /// The librdkafka properties a client needs here (`KEY=VALUE`).
+    pub fn client_properties(&self) -> Vec<String> {
+        match &self.tls {
+            Some(t) => vec!["security.protocol=ssl".into(), format!("ssl.ca.location={}", t.ca.display())],
+            None => Vec::new(),
+        }
+    }
+
+    /// [`Tansu::client_properties`] as `-X` options of the load tools.
+    fn tool_properties(&self) -> Vec<String> {
+        self.client_properties().into_iter().flat_map(|p| ["-X".to_string(), p]).collect()
+    }
+
+    /// [`Tansu::client_properties`] as an engine config's `[kafka.client]`.
+    pub fn client_section(&self) -> String {
+        let mut s = String::new();
+        for p in self.client_properties() {
+            let (k, v) = p.split_once('=').unwrap();
+            s += &format!("\"{k}\" = \"{v}\"\n");
+        }
+        if s.is_empty() {
+            s
+        } else {
+            format!("[kafka.client]\n{s}")
+        }
     }
 
     pub fn create_topic(&self, name: &str, partitions: u32) {
@@ -97,6 +174,7 @@ impl Tansu {
     pub fn produce_with(&self, topic: &str, file: &Path, rate: u64, extra: &[&str]) {
         let o = Command::new(tool("idgraph-produce"))
             .args(["--brokers", &self.brokers(), "--topic", topic, "--rate", &rate.to_string()])
+            .args(self.tool_properties())
             .args(extra)
             .arg(file)
             .output()
@@ -112,7 +190,7 @@ impl Tansu {
     /// [`Tansu::consume`] with more `idgraph-consume` options (`--hex`).
     pub fn consume_with(&self, topic: &str, compact: bool, extra: &[&str]) -> Vec<serde_json::Value> {
         let mut c = Command::new(tool("idgraph-consume"));
-        c.args(["--brokers", &self.brokers(), "--topic", topic]).args(extra);
+        c.args(["--brokers", &self.brokers(), "--topic", topic]).args(self.tool_properties()).args(extra);
         if compact {
             c.arg("--compact");
         }
@@ -131,9 +209,29 @@ impl Tansu {
 
 impl Drop for Tansu {
     fn drop(&mut self) {
+        if let Some(t) = &mut self.tls {
+            let _ = t.proxy.kill();
+            let _ = t.proxy.wait();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// socat, for the TLS front; installed from Debian's packages when
+/// missing (`make deps` installs it first, so this is a lone `cargo
+/// test`'s slow path).
+fn socat_bin() -> PathBuf {
+    let _g = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    let found = |p: &str| Command::new("sh").args(["-c", &format!("command -v {p}")]).output().is_ok_and(|o| o.status.success());
+    if !found("socat") {
+        let st = Command::new("sh")
+            .args(["-c", "s=; [ \"$(id -u)\" = 0 ] || s=sudo; $s apt-get install -y -qq socat >/dev/null 2>&1 || ($s apt-get update -qq && $s apt-get install -y -qq socat)"])
+            .status()
+            .expect("run apt-get");
+        assert!(st.success() && found("socat"), "installing socat failed: run `make deps`");
+    }
+    PathBuf::from("socat")
 }
 
 /// Writes an engine config for `brokers` with state in `state`.

@@ -4,6 +4,7 @@
 use crate::config::Config;
 use anyhow::{Context, Result};
 use idgraph_core::input::{Format, InputMapping};
+use idgraph_stream::client::Cluster;
 use idgraph_stream::embedded::Embedded;
 use idgraph_stream::topics::Topics;
 use idgraph_stream::{EngineConfig, InputSpec};
@@ -79,8 +80,9 @@ pub fn run(cfg: &Config) -> Result<()> {
     } else {
         cfg.state.dir.clone()
     };
+    let cluster = Cluster { brokers, properties: cfg.kafka.client.pairs() };
     let ecfg = EngineConfig {
-        brokers,
+        cluster,
         group_id: cfg.kafka.group_id.clone(),
         topic_prefix: cfg.kafka.topic_prefix.clone(),
         replication_factor: cfg.kafka.replication_factor,

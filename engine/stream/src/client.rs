@@ -1,13 +1,128 @@
 //! Every rdkafka client is configured here (`ClientConfig::new` is banned
 //! elsewhere by clippy's `disallowed-methods`).
+//!
+//! A [`Cluster`] is where the clients connect and the operator's own
+//! librdkafka properties (`kafka.client`: TLS, SASL, tuning). Those are
+//! applied last, over the engine's tuning; the properties the engine's
+//! guarantees rest on are [`RESERVED`] and refused by [`check_property`].
 
 use crate::config::Compression;
 use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::BaseProducer;
+use std::fmt;
 
-fn base(brokers: &str) -> ClientConfig {
+/// Where the clients connect, and with which extra properties.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Cluster {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    /// The operator's librdkafka properties, in the order given.
+    pub properties: Vec<(String, String)>,
+}
+
+impl Cluster {
+    /// Brokers without extra properties (plaintext, no authentication).
+    pub fn plain(brokers: impl Into<String>) -> Self {
+        Self { brokers: brokers.into(), properties: Vec::new() }
+    }
+}
+
+/// Secret values never reach a log line or an error message.
+impl fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let props: Vec<(&str, &str)> =
+            self.properties.iter().map(|(k, v)| (k.as_str(), if is_secret(k) { "[redacted]" } else { v.as_str() })).collect();
+        f.debug_struct("Cluster").field("brokers", &self.brokers).field("properties", &props).finish()
+    }
+}
+
+/// Properties whose values may be credentials: never printed.
+pub fn is_secret(key: &str) -> bool {
+    ["password", "secret", "passphrase", "key.pem", "jaas", "sasl.oauthbearer.config", "ssl_key"].iter().any(|s| key.contains(s))
+}
+
+/// Properties the engine sets itself, with what to use instead (or why
+/// they are not the operator's to change).
+pub const RESERVED: &[(&str, &str)] = &[
+    ("bootstrap.servers", "set `kafka.brokers` instead"),
+    ("metadata.broker.list", "set `kafka.brokers` instead"),
+    ("group.id", "set `kafka.group-id` instead"),
+    ("compression.type", "set `kafka.compression` instead"),
+    ("compression.codec", "set `kafka.compression` instead"),
+    ("auto.offset.reset", "set `kafka.input-start` instead"),
+    ("enable.idempotence", "the engine's producers are idempotent: effectively-once rests on it"),
+    ("acks", "the engine waits for every in-sync replica (`all`): effectively-once rests on it"),
+    ("request.required.acks", "the engine waits for every in-sync replica (`all`): effectively-once rests on it"),
+    ("enable.gapless.guarantee", "the engine orders and checks its deliveries itself"),
+    ("max.in.flight.requests.per.connection", "bounded by the idempotent producer"),
+    ("max.in.flight", "bounded by the idempotent producer"),
+    ("transactional.id", "the engine does not use Kafka transactions (docs/adr/0003)"),
+    ("enable.auto.commit", "the engine commits what it has made durable, itself"),
+    ("enable.auto.offset.store", "the engine commits what it has made durable, itself"),
+    ("partition.assignment.strategy", "partitions move by cooperative-sticky assignment (docs/adr/0004)"),
+    ("group.protocol", "partitions move by cooperative-sticky assignment (docs/adr/0004)"),
+    ("group.instance.id", "static membership is not supported: a restarted member must rejoin"),
+    ("enable.partition.eof", "the engine's consumers rely on its default"),
+];
+
+/// Checks one operator property: not reserved, and a name and value
+/// librdkafka accepts. The error never shows a secret's value.
+pub fn check_property(key: &str, value: &str) -> Result<(), String> {
+    if let Some((_, why)) = RESERVED.iter().find(|(k, _)| *k == key) {
+        return Err(format!("set by idgraph: {why}"));
+    }
+    if key.ends_with("_cb") || key == "opaque" || key == "default_topic_conf" {
+        return Err("a callback or pointer, not a property that can be set from the configuration".into());
+    }
+    let mut c = bare();
+    c.set(key, value);
+    match c.create_native_config() {
+        Ok(_) => {}
+        Err(KafkaError::ClientConfig(_, _, _, _)) if is_secret(key) => {
+            return Err("librdkafka refused this value (not shown: it may be a secret)".into())
+        }
+        Err(KafkaError::ClientConfig(_, desc, _, _)) => return Err(desc),
+        Err(e) => return Err(e.to_string()),
+    }
+    if key.ends_with(".location") && value != "probe" && !std::path::Path::new(value).exists() {
+        return Err(format!("`{value}` does not exist"));
+    }
+    Ok(())
+}
+
+/// Checks the operator's properties together, as a client is made from
+/// them: TLS files are loaded and the SASL mechanism must be built in.
+/// Connects nowhere (no brokers are given).
+pub fn check_properties(properties: &[(String, String)]) -> Result<(), String> {
+    let mut c = bare();
+    for (k, v) in properties {
+        c.set(k, v);
+    }
+    c.set("log_level", "0");
+    c.create::<BaseProducer>().map(drop).map_err(|e| match e {
+        KafkaError::ClientCreation(msg) => msg,
+        other => other.to_string(),
+    })
+}
+
+fn bare() -> ClientConfig {
     #[allow(clippy::disallowed_methods)]
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", brokers).set("client.id", "idgraph").set("socket.nagle.disable", "true");
+    ClientConfig::new()
+}
+
+fn base(cluster: &Cluster) -> ClientConfig {
+    let mut c = bare();
+    c.set("bootstrap.servers", &cluster.brokers).set("client.id", "idgraph").set("socket.nagle.disable", "true");
+    c
+}
+
+/// The operator's properties go last: they may retune the engine's
+/// defaults (the reserved ones were refused at start-up).
+fn with_operator(mut c: ClientConfig, cluster: &Cluster) -> ClientConfig {
+    for (k, v) in &cluster.properties {
+        c.set(k, v);
+    }
     c
 }
 
@@ -15,8 +130,8 @@ fn base(brokers: &str) -> ClientConfig {
 /// enqueue a whole batch and then wait for its acknowledgements, so a
 /// linger only delayed the last request of every batch (2 ms measured on
 /// each of the core's two deliveries per batch).
-pub fn producer(brokers: &str, compression: Compression) -> ClientConfig {
-    let mut c = base(brokers);
+pub fn producer(cluster: &Cluster, compression: Compression) -> ClientConfig {
+    let mut c = base(cluster);
     c.set("enable.idempotence", "true")
         .set("acks", "all")
         .set("compression.type", compression.as_codec())
@@ -25,13 +140,13 @@ pub fn producer(brokers: &str, compression: Compression) -> ClientConfig {
         .set("message.max.bytes", "10000000")
         .set("queue.buffering.max.messages", "200000")
         .set("queue.buffering.max.kbytes", "262144");
-    c
+    with_operator(c, cluster)
 }
 
 /// A consumer that never commits by itself; the caller commits what it has
 /// made durable.
-pub fn consumer(brokers: &str, group: &str) -> ClientConfig {
-    let mut c = base(brokers);
+pub fn consumer(cluster: &Cluster, group: &str) -> ClientConfig {
+    let mut c = base(cluster);
     c.set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -42,12 +157,12 @@ pub fn consumer(brokers: &str, group: &str) -> ClientConfig {
         .set("queued.max.messages.kbytes", "65536")
         .set("session.timeout.ms", "6000")
         .set("heartbeat.interval.ms", "1000");
-    c
+    with_operator(c, cluster)
 }
 
 /// A plain client for metadata and administration.
-pub fn admin(brokers: &str) -> ClientConfig {
-    base(brokers)
+pub fn admin(cluster: &Cluster) -> ClientConfig {
+    with_operator(base(cluster), cluster)
 }
 
 #[cfg(test)]
@@ -59,7 +174,78 @@ mod tests {
         for (c, codec) in
             [(Compression::None, "none"), (Compression::Gzip, "gzip"), (Compression::Snappy, "snappy"), (Compression::Lz4, "lz4")]
         {
-            assert_eq!(producer("127.0.0.1:9", c).get("compression.type"), Some(codec));
+            assert_eq!(producer(&Cluster::plain("127.0.0.1:9"), c).get("compression.type"), Some(codec));
         }
+    }
+
+    fn cluster(props: &[(&str, &str)]) -> Cluster {
+        Cluster { brokers: "b:9092".into(), properties: props.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
+    }
+
+    #[test]
+    fn operator_properties_reach_every_client_and_retune_defaults() {
+        let c = cluster(&[("security.protocol", "sasl_ssl"), ("sasl.mechanisms", "PLAIN"), ("fetch.wait.max.ms", "50")]);
+        for conf in [producer(&c, Compression::Lz4), consumer(&c, "g"), admin(&c)] {
+            assert_eq!(conf.get("security.protocol"), Some("sasl_ssl"));
+            assert_eq!(conf.get("sasl.mechanisms"), Some("PLAIN"));
+            assert_eq!(conf.get("bootstrap.servers"), Some("b:9092"));
+        }
+        assert_eq!(consumer(&c, "g").get("fetch.wait.max.ms"), Some("50"));
+        assert_eq!(consumer(&c, "g").get("group.id"), Some("g"));
+        assert_eq!(producer(&c, Compression::Lz4).get("enable.idempotence"), Some("true"));
+    }
+
+    #[test]
+    fn reserved_unknown_and_invalid_properties_are_refused_with_a_reason() {
+        let e = check_property("enable.idempotence", "false").unwrap_err();
+        assert!(e.contains("effectively-once"), "{e}");
+        let e = check_property("bootstrap.servers", "x:1").unwrap_err();
+        assert!(e.contains("kafka.brokers"), "{e}");
+        let e = check_property("no.such.property", "1").unwrap_err();
+        assert!(e.contains("No such configuration property"), "{e}");
+        let e = check_property("security.protocol", "carrier_pigeon").unwrap_err();
+        assert!(e.contains("carrier_pigeon"), "{e}");
+        let e = check_property("ssl.ca.location", "/nonexistent/ca.pem").unwrap_err();
+        assert!(e.contains("does not exist"), "{e}");
+        let e = check_property("dr_msg_cb", "x").unwrap_err();
+        assert!(e.contains("callback"), "{e}");
+        // TLS and SASL are built in.
+        for (k, v) in [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanisms", "SCRAM-SHA-512"),
+            ("sasl.username", "u"),
+            ("sasl.password", "p"),
+            ("ssl.ca.location", "probe"),
+            ("enable.ssl.certificate.verification", "false"),
+            ("client.id", "crm-idgraph"),
+        ] {
+            check_property(k, v).unwrap_or_else(|e| panic!("{k}: {e}"));
+        }
+        check_properties(&[
+            ("security.protocol".into(), "sasl_ssl".into()),
+            ("sasl.mechanisms".into(), "SCRAM-SHA-256".into()),
+            ("sasl.username".into(), "u".into()),
+            ("sasl.password".into(), "p".into()),
+        ])
+        .unwrap();
+    }
+
+    #[test]
+    fn a_secret_never_shows_in_an_error_or_a_debug_line() {
+        for k in ["sasl.password", "ssl.key.password", "ssl.keystore.password", "ssl.key.pem", "sasl.oauthbearer.client.secret"] {
+            assert!(is_secret(k), "{k}");
+        }
+        assert!(!is_secret("sasl.username") && !is_secret("ssl.ca.location"));
+        let c = cluster(&[("sasl.username", "svc"), ("sasl.password", "hunter2"), ("sasl.oauthbearer.client.secret", "s3cr3t")]);
+        let d = format!("{c:?}");
+        assert!(d.contains("svc") && !d.contains("hunter2") && !d.contains("s3cr3t"), "{d}");
+    }
+
+    #[test]
+    fn a_combination_librdkafka_cannot_build_is_refused_before_any_connection() {
+        // Kerberos needs libsasl2, which is not built in.
+        let e = check_properties(&[("security.protocol".into(), "sasl_plaintext".into()), ("sasl.mechanisms".into(), "GSSAPI".into())])
+            .unwrap_err();
+        assert!(e.contains("GSSAPI"), "{e}");
     }
 }

@@ -67,7 +67,8 @@ impl Compression {
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    pub brokers: String,
+    /// The brokers and the operator's client properties (TLS, SASL).
+    pub cluster: crate::client::Cluster,
     pub group_id: String,
     pub topic_prefix: String,
     /// Replication factor of the topics the engine creates.

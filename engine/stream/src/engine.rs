@@ -35,9 +35,9 @@ pub fn run(cfg: EngineConfig, stop: Arc<AtomicBool>, on_start: impl FnOnce(&Star
         tracing::info!(?ids, "output values are Avro (Confluent wire format)");
     }
     if cfg.create_topics {
-        topics::create(&cfg.brokers, &topics.specs(cfg.partitions), cfg.replication_factor)?;
+        topics::create(&cfg.cluster, &topics.specs(cfg.partitions), cfg.replication_factor)?;
     }
-    topics::check(&cfg.brokers, &topics, cfg.partitions)?;
+    topics::check(&cfg.cluster, &topics, cfg.partitions)?;
     let metrics = Arc::new(Metrics::new());
     let http_stop = Arc::new(AtomicBool::new(false));
     let (addr, http) = http::serve(&cfg.http_listen, metrics.clone(), http_stop.clone())?;
@@ -52,7 +52,7 @@ pub fn run(cfg: EngineConfig, stop: Arc<AtomicBool>, on_start: impl FnOnce(&Star
             avro: i.avro.as_ref().map(AvroDecoder::new).transpose()?,
         });
     }
-    let sender = Sender::new(&cfg.brokers, cfg.compression, topics.clone())?;
+    let sender = Sender::new(&cfg.cluster, cfg.compression, topics.clone())?;
     let ingest = Ingest::new(&cfg, sender, parsers, metrics, out)?;
     let ingest_stop = stop.clone();
     let ingest = std::thread::Builder::new()

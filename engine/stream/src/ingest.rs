@@ -124,7 +124,7 @@ impl Ingest {
         out: Arc<OutFormat>,
     ) -> Result<Self, StreamError> {
         let partitions = cfg.partitions;
-        let consumer: BaseConsumer<IngestContext> = client::consumer(&cfg.brokers, &cfg.group_id)
+        let consumer: BaseConsumer<IngestContext> = client::consumer(&cfg.cluster, &cfg.group_id)
             .set("auto.offset.reset", cfg.input_start.as_reset())
             .create_with_context(IngestContext::default())
             .map_err(StreamError::kafka("ingest consumer"))?;

@@ -7,7 +7,7 @@
 //! only after everything else is acknowledged, and a batch whose markers
 //! did not land is redone by whoever restores its partitions.
 
-use crate::client;
+use crate::client::{self, Cluster};
 use crate::config::Compression;
 use crate::error::StreamError;
 use crate::topics::Topics;
@@ -210,9 +210,9 @@ impl std::fmt::Debug for Sender {
 }
 
 impl Sender {
-    pub fn new(brokers: &str, compression: Compression, topics: Topics) -> Result<Self, StreamError> {
+    pub fn new(cluster: &Cluster, compression: Compression, topics: Topics) -> Result<Self, StreamError> {
         let producer =
-            client::producer(brokers, compression).create_with_context(DeliveryCheck::default()).map_err(StreamError::kafka("producer"))?;
+            client::producer(cluster, compression).create_with_context(DeliveryCheck::default()).map_err(StreamError::kafka("producer"))?;
         Ok(Self { producer, topics, sent: AtomicU64::new(0) })
     }
 

@@ -15,7 +15,7 @@
 //! on is only slower.
 
 use crate::changelog::{Chain, Step, BATCH_HEADER};
-use crate::client;
+use crate::client::{self, Cluster};
 use crate::error::StreamError;
 use crate::meta::{clpos_key, part_meta_key, partition_prefixes, ClPos, PartMeta};
 use crate::metrics::Metrics;
@@ -118,9 +118,9 @@ fn clear(store: &dyn Store, p: u16) -> Result<(), StreamError> {
 }
 
 impl Restorer {
-    pub fn new(brokers: &str, group: &str, topic: &str, partitions: u16) -> Result<Self, StreamError> {
+    pub fn new(cluster: &Cluster, group: &str, topic: &str, partitions: u16) -> Result<Self, StreamError> {
         let consumer: BaseConsumer =
-            client::consumer(brokers, &format!("{group}-restore")).create().map_err(StreamError::kafka("changelog consumer"))?;
+            client::consumer(cluster, &format!("{group}-restore")).create().map_err(StreamError::kafka("changelog consumer"))?;
         Ok(Self { consumer, topic: topic.to_string(), partitions })
     }
 

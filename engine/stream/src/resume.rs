@@ -194,7 +194,7 @@ mod tests {
     /// A consumer that never connects: seeks fail, so a probe gives up and
     /// accepts (what a broker without records to seek to would give).
     fn consumer() -> BaseConsumer {
-        crate::client::consumer("127.0.0.1:1", "resume-test").create().unwrap()
+        crate::client::consumer(&crate::client::Cluster::plain("127.0.0.1:1"), "resume-test").create().unwrap()
     }
 
     #[test]

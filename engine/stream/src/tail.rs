@@ -171,7 +171,14 @@ mod tests {
     #[test]
     fn a_batch_is_collected_once_with_the_flag_down_and_never_twice() {
         // No broker: an empty batch needs none (nothing to acknowledge).
-        let sender = Arc::new(Sender::new("127.0.0.1:9", crate::config::Compression::None, crate::topics::Topics::new("idgraph")).unwrap());
+        let sender = Arc::new(
+            Sender::new(
+                &crate::client::Cluster::plain("127.0.0.1:9"),
+                crate::config::Compression::None,
+                crate::topics::Topics::new("idgraph"),
+            )
+            .unwrap(),
+        );
         let flag = Arc::new(InFlight::default());
         let mut tail = Tail::start(sender, flag.clone()).unwrap();
         assert!(tail.collect().unwrap().is_none(), "nothing handed over");

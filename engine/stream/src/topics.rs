@@ -2,7 +2,7 @@
 //! topics, and the check that `idgraph.cmd` has the configured partition
 //! count (it fixes P for the life of the deployment).
 
-use crate::client;
+use crate::client::{self, Cluster};
 use crate::error::StreamError;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -87,8 +87,8 @@ fn block_on<F: Future>(f: F) -> F::Output {
 }
 
 /// Creates the topics that do not exist yet (existing ones are kept).
-pub fn create(brokers: &str, specs: &[(&str, i32, bool)], replication: i32) -> Result<(), StreamError> {
-    let admin: AdminClient<DefaultClientContext> = client::admin(brokers).create().map_err(StreamError::kafka("admin client"))?;
+pub fn create(cluster: &Cluster, specs: &[(&str, i32, bool)], replication: i32) -> Result<(), StreamError> {
+    let admin: AdminClient<DefaultClientContext> = client::admin(cluster).create().map_err(StreamError::kafka("admin client"))?;
     let new: Vec<NewTopic<'_>> = specs
         .iter()
         .map(|(name, parts, compact)| {
@@ -114,8 +114,8 @@ pub fn create(brokers: &str, specs: &[(&str, i32, bool)], replication: i32) -> R
 }
 
 /// The partition count of a topic, waiting up to `wait` for it to appear.
-pub fn partition_count(brokers: &str, topic: &str, wait: Duration) -> Result<Option<usize>, StreamError> {
-    let c: BaseConsumer = client::admin(brokers).create().map_err(StreamError::kafka("metadata client"))?;
+pub fn partition_count(cluster: &Cluster, topic: &str, wait: Duration) -> Result<Option<usize>, StreamError> {
+    let c: BaseConsumer = client::admin(cluster).create().map_err(StreamError::kafka("metadata client"))?;
     let deadline = std::time::Instant::now() + wait;
     loop {
         let md = c.fetch_metadata(Some(topic), Duration::from_secs(5)).map_err(StreamError::kafka(format!("metadata of {topic}")))?;
@@ -130,8 +130,8 @@ pub fn partition_count(brokers: &str, topic: &str, wait: Duration) -> Result<Opt
 /// Checks that `idgraph.cmd` and `idgraph.changelog` have exactly
 /// `partitions` partitions and `idgraph.profiles` at least as many
 /// (profiles go to the partition of their owner).
-pub fn check(brokers: &str, topics: &Topics, partitions: u16) -> Result<(), StreamError> {
-    if let Some(n) = partition_count(brokers, &topics.profiles, Duration::from_secs(10))? {
+pub fn check(cluster: &Cluster, topics: &Topics, partitions: u16) -> Result<(), StreamError> {
+    if let Some(n) = partition_count(cluster, &topics.profiles, Duration::from_secs(10))? {
         if n < partitions as usize {
             return Err(StreamError::Topic {
                 topic: topics.profiles.clone(),
@@ -142,7 +142,7 @@ pub fn check(brokers: &str, topics: &Topics, partitions: u16) -> Result<(), Stre
     // `idgraph.cmd` numbers the graph's partitions, and a partition's state
     // changes go to the changelog partition of the same number.
     for (topic, required) in [(&topics.changelog, false), (&topics.cmd, true)] {
-        match partition_count(brokers, topic, Duration::from_secs(10))? {
+        match partition_count(cluster, topic, Duration::from_secs(10))? {
             Some(n) if n == partitions as usize => {}
             Some(n) => {
                 let problem = format!(

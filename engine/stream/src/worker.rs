@@ -151,14 +151,14 @@ impl Worker {
         let n = check_partitions(&store, cfg.partitions)?;
         idgraph_state::check_types(&store, &cfg.core, true)?;
         let known = KnownKeys::build(&store, KNOWN_KEYS_MIN_CAPACITY)?;
-        let sender = Arc::new(Sender::new(&cfg.brokers, cfg.compression, topics.clone())?);
+        let sender = Arc::new(Sender::new(&cfg.cluster, cfg.compression, topics.clone())?);
         let in_flight = Arc::new(InFlight::default());
         let tail = Tail::start(sender.clone(), in_flight.clone())?;
         let left = crate::outbox::drop_leftovers(&store)?;
         if left > 0 {
             tracing::info!(records = left, "dropped the outbox an older version persisted; its batches are redone");
         }
-        let consumer: BaseConsumer<CoreContext> = client::consumer(&cfg.brokers, &format!("{}-core", cfg.group_id))
+        let consumer: BaseConsumer<CoreContext> = client::consumer(&cfg.cluster, &format!("{}-core", cfg.group_id))
             // Members learn of a rebalance within 100 ms: a broker that
             // completes a rebalance without waiting for every member (tansu
             // 0.6) then rarely hands a partition to a second member before
@@ -172,7 +172,7 @@ impl Worker {
             .create_with_context(CoreContext::new(in_flight))
             .map_err(StreamError::kafka("core consumer"))?;
         consumer.subscribe(&[&topics.cmd]).map_err(StreamError::kafka("subscribe to idgraph.cmd"))?;
-        let restorer = Restorer::new(&cfg.brokers, &cfg.group_id, &topics.changelog, n)?;
+        let restorer = Restorer::new(&cfg.cluster, &cfg.group_id, &topics.changelog, n)?;
         let parts = (0..n).map(|p| Partition::new(p, n, cfg.core.clone()).with_owner_cache(cfg.owner_cache_bytes / n as usize)).collect();
         // Distinct per run (not a decision input: it only names batches).
         let token = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)

@@ -19,6 +19,10 @@ use std::time::{Duration, Instant};
 struct Args {
     #[arg(long)]
     brokers: String,
+    /// A librdkafka property for the connection, `KEY=VALUE` (TLS, SASL);
+    /// repeatable: `-X security.protocol=ssl -X ssl.ca.location=ca.pem`.
+    #[arg(short = 'X', long = "property", value_name = "KEY=VALUE")]
+    properties: Vec<String>,
     #[arg(long)]
     topic: String,
     /// Keep only the last record per key.
@@ -56,7 +60,9 @@ fn hex(b: &[u8]) -> serde_json::Value {
 
 fn main() -> Result<()> {
     let a = Args::parse();
-    let c: BaseConsumer = idgraph_stream::client::consumer(&a.brokers, "idgraph-consume").create().context("consumer")?;
+    let c: BaseConsumer = idgraph_stream::client::consumer(&idgraph_loadtest::cluster(&a.brokers, &a.properties)?, "idgraph-consume")
+        .create()
+        .context("consumer")?;
     let md = c.fetch_metadata(Some(&a.topic), Duration::from_secs(10)).context("metadata")?;
     let parts = md.topics().first().map(|t| t.partitions().len()).unwrap_or(0);
     anyhow::ensure!(parts > 0, "topic {} not found", a.topic);

@@ -17,6 +17,10 @@ use std::time::{Duration, Instant};
 struct Args {
     #[arg(long)]
     brokers: String,
+    /// A librdkafka property for the connection, `KEY=VALUE` (TLS, SASL);
+    /// repeatable: `-X security.protocol=ssl -X ssl.ca.location=ca.pem`.
+    #[arg(short = 'X', long = "property", value_name = "KEY=VALUE")]
+    properties: Vec<String>,
     #[arg(long)]
     topic: String,
     /// Records per second; 0: unbounded.
@@ -38,7 +42,9 @@ struct Args {
 fn main() -> Result<()> {
     let a = Args::parse();
     let producer: BaseProducer =
-        idgraph_stream::client::producer(&a.brokers, idgraph_stream::config::Compression::Lz4).create().context("producer")?;
+        idgraph_stream::client::producer(&idgraph_loadtest::cluster(&a.brokers, &a.properties)?, idgraph_stream::config::Compression::Lz4)
+            .create()
+            .context("producer")?;
     let f = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&a.file).with_context(|| format!("open {}", a.file.display()))?);
     let schema = match &a.avro_schema {
         Some(p) => Some(

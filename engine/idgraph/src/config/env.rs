@@ -23,6 +23,17 @@ pub(super) fn apply(table: &mut toml::Table, env: impl IntoIterator<Item = (Stri
         if parts.len() < 2 || parts.iter().any(String::is_empty) {
             return Err(key_err(k.clone(), "environment overrides look like IDGRAPH__SECTION__KEY"));
         }
+        // `kafka.client` properties are librdkafka's: dotted names, and
+        // values taken as written (a password may read as a number).
+        if let [section, client, name] = &parts[..] {
+            if section == "kafka" && client == "client" {
+                let name = super::client::property_name(name);
+                let key = super::client::property_key(&name);
+                insert_at(table, &[section.clone(), client.clone(), name], toml::Value::String(v))?;
+                sources.push((key, k));
+                continue;
+            }
+        }
         let is_string = defaults.as_ref().and_then(|d| parts.iter().try_fold(d, |t, p| t.get(p))).is_some_and(toml::Value::is_str);
         let value = if is_string { toml::Value::String(v.clone()) } else { parse_value(&v) };
         if !value.is_str() {

@@ -10,7 +10,10 @@ use idgraph_stream::config::{Compression, StartAt};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+mod client;
 mod env;
+
+pub use client::ClientProperties;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
@@ -42,6 +45,9 @@ pub struct KafkaSection {
     /// Compression of the record batches the engine produces (commands,
     /// changelog, outputs): `lz4` (default), `snappy`, `gzip` or `none`.
     pub compression: Compression,
+    /// librdkafka properties for every client (TLS, SASL, tuning), with
+    /// `kafka.brokers` only: `"security.protocol" = "sasl_ssl"`.
+    pub client: ClientProperties,
 }
 
 impl Default for KafkaSection {
@@ -53,6 +59,7 @@ impl Default for KafkaSection {
             replication_factor: 1,
             input_start: StartAt::Earliest,
             compression: Compression::Lz4,
+            client: ClientProperties::default(),
         }
     }
 }
@@ -331,6 +338,7 @@ impl Config {
         if self.kafka.group_id.is_empty() {
             return Err(key_err("kafka.group-id", "must not be empty"));
         }
+        self.kafka.client.validate(self.kafka.brokers.is_none())?;
         if !(1..=16).contains(&self.kafka.replication_factor) {
             return Err(key_err("kafka.replication-factor", "must be between 1 and 16"));
         }

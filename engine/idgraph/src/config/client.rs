@@ -1,0 +1,131 @@
+//! `[kafka.client]`: the operator's own librdkafka properties (TLS, SASL,
+//! tuning), given to every Kafka client of `run`.
+
+use super::{key_err, ConfigError};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Property name to value, as librdkafka takes them (strings). TOML
+/// booleans and numbers are accepted and written as librdkafka reads them.
+/// A `-` or `_` in a name stands for `.`, so that the environment can set
+/// them: `IDGRAPH__KAFKA__CLIENT__SASL_PASSWORD` is `sasl.password`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ClientProperties(pub BTreeMap<String, String>);
+
+/// A property's name as librdkafka spells it.
+pub fn property_name(key: &str) -> String {
+    key.replace(['-', '_'], ".")
+}
+
+/// The config key that names a property in error messages.
+pub fn property_key(name: &str) -> String {
+    format!("kafka.client.\"{name}\"")
+}
+
+impl ClientProperties {
+    /// Each property on its own (reserved, unknown, invalid, missing
+    /// file), then all of them as one client would take them.
+    pub fn validate(&self, embedded: bool) -> Result<(), ConfigError> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        if embedded {
+            return Err(key_err("kafka.client", "applies to `kafka.brokers`; the embedded broker takes plain connections only"));
+        }
+        for (k, v) in &self.0 {
+            idgraph_stream::client::check_property(k, v).map_err(|e| key_err(property_key(k), e))?;
+        }
+        idgraph_stream::client::check_properties(&self.pairs())
+            .map_err(|e| key_err("kafka.client", format!("librdkafka cannot make a client of these properties: {e}")))
+    }
+
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        self.0.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+/// Secrets stay out of any debug print of the configuration.
+impl fmt::Debug for ClientProperties {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| (k, if idgraph_stream::client::is_secret(k) { "[redacted]" } else { v.as_str() })))
+            .finish()
+    }
+}
+
+impl Serialize for ClientProperties {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    S(String),
+    B(bool),
+    I(i64),
+    F(f64),
+}
+
+impl<'de> Deserialize<'de> for ClientProperties {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = BTreeMap::<String, Scalar>::deserialize(d)?;
+        let mut out = BTreeMap::new();
+        for (k, v) in raw {
+            let v = match v {
+                Scalar::S(s) => s,
+                Scalar::B(b) => b.to_string(),
+                Scalar::I(i) => i.to_string(),
+                Scalar::F(f) => f.to_string(),
+            };
+            let name = property_name(&k);
+            if out.insert(name.clone(), v).is_some() {
+                return Err(serde::de::Error::custom(format!("`{name}` is given twice")));
+            }
+        }
+        Ok(Self(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::load;
+
+    #[test]
+    fn client_properties_come_from_the_file_and_the_environment() {
+        let text = "[kafka]\nbrokers = \"k:9093\"\n[kafka.client]\n\"security.protocol\" = \"sasl_ssl\"\n\
+                    \"sasl.mechanisms\" = \"SCRAM-SHA-512\"\n\"sasl.username\" = \"idgraph\"\n\"ssl.ca.location\" = \"probe\"\n\
+                    \"enable.ssl.certificate.verification\" = true\n\"socket.keepalive.enable\" = true\n\"fetch.wait.max.ms\" = 20\n";
+        // A password that reads as a number stays as written.
+        let c = load(text, &[("IDGRAPH__KAFKA__CLIENT__SASL_PASSWORD", "1.50")]).unwrap();
+        let p = &c.kafka.client.0;
+        assert_eq!(p["security.protocol"], "sasl_ssl");
+        assert_eq!(p["sasl.password"], "1.50");
+        assert_eq!(p["enable.ssl.certificate.verification"], "true");
+        assert_eq!(p["fetch.wait.max.ms"], "20");
+        let d = format!("{c:?}");
+        assert!(d.contains("idgraph") && !d.contains("1.50"), "{d}");
+    }
+
+    #[test]
+    fn a_bad_client_property_names_its_key() {
+        let base = "[kafka]\nbrokers = \"k:9093\"\n[kafka.client]\n";
+        for (line, key, want) in [
+            ("\"enable.idempotence\" = false", "kafka.client.\"enable.idempotence\"", "effectively-once"),
+            ("\"group.id\" = \"x\"", "kafka.client.\"group.id\"", "kafka.group-id"),
+            ("\"no.such.thing\" = 1", "kafka.client.\"no.such.thing\"", "No such configuration property"),
+            ("\"security.protocol\" = \"tls\"", "kafka.client.\"security.protocol\"", "Invalid value"),
+            ("\"ssl.ca.location\" = \"/nope/ca.pem\"", "kafka.client.\"ssl.ca.location\"", "does not exist"),
+            ("\"sasl.mechanisms\" = \"GSSAPI\"\n\"security.protocol\" = \"sasl_ssl\"", "kafka.client`", "GSSAPI"),
+        ] {
+            let e = load(&format!("{base}{line}\n"), &[]).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains(want), "{line}: {e}");
+        }
+        let e = load("[kafka.client]\n\"client.id\" = \"x\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("embedded broker"), "{e}");
+        let e = load(base, &[("IDGRAPH__KAFKA__CLIENT__ENABLE_IDEMPOTENCE", "false")]).unwrap_err().to_string();
+        assert!(e.contains("IDGRAPH__KAFKA__CLIENT__ENABLE_IDEMPOTENCE"), "{e}");
+    }
+}
