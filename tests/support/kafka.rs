@@ -55,18 +55,53 @@ pub fn free_port() -> u16 {
 pub struct Tansu {
     pub port: u16,
     child: Child,
-    tls: Option<Tls>,
+    tls: Option<TlsFront>,
 }
 
-/// A TLS front (socat) for tansu, which speaks plaintext only: the broker
-/// advertises the front's port, so every client connection after the
-/// bootstrap goes through TLS too.
+/// A TLS front (socat) for a plaintext server on a loopback port, with a
+/// fresh self-signed certificate for 127.0.0.1; killed on drop. tansu
+/// speaks plaintext only, and so does the test registry.
 #[derive(Debug)]
-pub struct Tls {
+pub struct TlsFront {
     pub port: u16,
-    /// The CA certificate clients verify the front with.
+    /// The certificate clients verify the front with (its own CA).
     pub ca: PathBuf,
     proxy: Child,
+}
+
+impl TlsFront {
+    /// Fronts `127.0.0.1:target` on `port`; the certificate files are
+    /// written to `dir` under `name`.
+    pub fn start(dir: &Path, name: &str, port: u16, target: u16) -> Self {
+        let (ca, key, both) = (dir.join(format!("{name}-ca.pem")), dir.join(format!("{name}-key.pem")), dir.join(format!("{name}.pem")));
+        let o = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost"])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&ca)
+            .output()
+            .expect("run openssl (make deps installs it)");
+        assert!(o.status.success(), "openssl req: {}", String::from_utf8_lossy(&o.stderr));
+        let pem = [std::fs::read(&ca).unwrap(), std::fs::read(&key).unwrap()].concat();
+        std::fs::write(&both, pem).unwrap();
+        let proxy = Command::new(socat_bin())
+            .arg(format!("OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,verify=0,cert={}", both.display()))
+            .arg(format!("TCP:127.0.0.1:{target}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start socat");
+        wait_listening(port, "the TLS front (socat)");
+        Self { port, ca, proxy }
+    }
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        let _ = self.proxy.kill();
+        let _ = self.proxy.wait();
+    }
 }
 
 fn wait_listening(port: u16, what: &str) {
@@ -95,33 +130,14 @@ impl Tansu {
         child
     }
 
-    /// tansu behind a TLS front with a fresh self-signed certificate for
-    /// 127.0.0.1 (written to `dir`). [`Tansu::brokers`] is the front, and
-    /// the helpers below connect with TLS.
+    /// tansu behind a [`TlsFront`] (certificate files in `dir`): it
+    /// advertises the front's port, so every client connection after the
+    /// bootstrap goes through TLS too. [`Tansu::brokers`] is the front,
+    /// and the helpers below connect with TLS.
     pub fn start_tls(dir: &Path) -> Self {
         let (port, front) = (free_port(), free_port());
-        let (ca, key, both) = (dir.join("ca.pem"), dir.join("key.pem"), dir.join("front.pem"));
-        let o = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost"])
-            .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout"])
-            .arg(&key)
-            .arg("-out")
-            .arg(&ca)
-            .output()
-            .expect("run openssl (make deps installs it)");
-        assert!(o.status.success(), "openssl req: {}", String::from_utf8_lossy(&o.stderr));
-        let pem = [std::fs::read(&ca).unwrap(), std::fs::read(&key).unwrap()].concat();
-        std::fs::write(&both, pem).unwrap();
         let child = Self::spawn(port, front);
-        let proxy = Command::new(socat_bin())
-            .arg(format!("OPENSSL-LISTEN:{front},bind=127.0.0.1,reuseaddr,fork,verify=0,cert={}", both.display()))
-            .arg(format!("TCP:127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start socat");
-        wait_listening(front, "the TLS front (socat)");
-        Self { port, child, tls: Some(Tls { port: front, ca, proxy }) }
+        Self { port, child, tls: Some(TlsFront::start(dir, "kafka", front, port)) }
     }
 
     /// Where clients connect: the broker, or its TLS front.
@@ -209,10 +225,7 @@ impl Tansu {
 
 impl Drop for Tansu {
     fn drop(&mut self) {
-        if let Some(t) = &mut self.tls {
-            let _ = t.proxy.kill();
-            let _ = t.proxy.wait();
-        }
+        self.tls = None;
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

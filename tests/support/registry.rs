@@ -25,6 +25,13 @@ pub struct Registry {
 
 impl Registry {
     pub fn start() -> Self {
+        Self::start_with_auth(None)
+    }
+
+    /// A registry that answers 401 to any request without the HTTP basic
+    /// credentials `user:password`.
+    pub fn start_with_auth(credentials: Option<&str>) -> Self {
+        let expected = credentials.map(|c| format!("Basic {}", idgraph_stream::registry::base64(c.as_bytes())));
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let state = Arc::new(Mutex::new(State::default()));
@@ -32,7 +39,11 @@ impl Registry {
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(mut c) = conn else { return };
-                let Some((method, path, ctype, body)) = read_request(&mut c) else { continue };
+                let Some((method, path, ctype, body, auth)) = read_request(&mut c) else { continue };
+                if expected.is_some() && auth != expected {
+                    let _ = c.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n");
+                    continue;
+                }
                 let mut st = s.lock().unwrap();
                 let subject = path.strip_prefix("/subjects/").and_then(|p| p.strip_suffix("/versions"));
                 let answer = match (method.as_str(), subject) {
@@ -76,8 +87,8 @@ impl Registry {
     }
 }
 
-/// (method, path, content type, body) of one request.
-fn read_request(c: &mut TcpStream) -> Option<(String, String, String, String)> {
+/// (method, path, content type, body, authorization) of one request.
+fn read_request(c: &mut TcpStream) -> Option<(String, String, String, String, Option<String>)> {
     let mut req = Vec::new();
     let mut buf = [0u8; 4096];
     let head_end = loop {
@@ -98,5 +109,6 @@ fn read_request(c: &mut TcpStream) -> Option<(String, String, String, String)> {
     }
     let mut first = head.split_whitespace();
     let (method, path) = (first.next()?.to_string(), first.next()?.to_string());
-    Some((method, path, header("content-type").unwrap_or_default(), String::from_utf8_lossy(&req[head_end..]).to_string()))
+    let body = String::from_utf8_lossy(&req[head_end..]).to_string();
+    Some((method, path, header("content-type").unwrap_or_default(), body, header("authorization")))
 }

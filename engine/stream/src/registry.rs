@@ -1,7 +1,13 @@
-//! A Confluent-compatible schema registry over plain HTTP/1.1: look up a
-//! writer schema by ID (Avro inputs) and register a schema under a
+//! A Confluent-compatible schema registry over HTTP/1.1 or HTTPS: look up
+//! a writer schema by ID (Avro inputs) and register a schema under a
 //! subject (Avro outputs). Blocking and small: it runs at start-up and
 //! when an input meets a schema ID for the first time.
+//!
+//! Credentials ride in the URL, as Confluent's clients take them
+//! (`https://KEY:SECRET@host`, percent-encoded), and are sent as HTTP
+//! basic auth; errors show the URL without them. HTTPS verifies the
+//! registry's certificate against the system's trust store (OpenSSL's
+//! `SSL_CERT_FILE` / `SSL_CERT_DIR` point it elsewhere).
 
 use crate::error::StreamError;
 use apache_avro::Schema;
@@ -13,23 +19,118 @@ use std::time::Duration;
 pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
 fn err(base: &str, what: impl std::fmt::Display, reason: impl std::fmt::Display) -> StreamError {
-    StreamError::Registry { registry: base.to_string(), what: what.to_string(), reason: reason.to_string() }
+    StreamError::Registry { registry: redacted(base), what: what.to_string(), reason: reason.to_string() }
 }
 
-/// `host[:port]` and the full path of `rest` under the registry's base URL.
-fn target(base: &str, rest: &str) -> Result<(String, String), String> {
-    let url = base.strip_prefix("http://").ok_or("only http:// URLs are supported")?;
-    let (host, prefix) = url.split_once('/').unwrap_or((url, ""));
-    let prefix = prefix.trim_end_matches('/');
-    let path = if prefix.is_empty() { format!("/{rest}") } else { format!("/{prefix}/{rest}") };
-    Ok((host.to_string(), path))
+/// The URL without its credentials: `https://***@host/`.
+pub fn redacted(base: &str) -> String {
+    match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://***{}", &rest[at..]),
+                None => base.to_string(),
+            }
+        }
+        None => base.to_string(),
+    }
+}
+
+/// Where a request goes, parsed from the registry's base URL.
+#[derive(Debug, PartialEq, Eq)]
+struct Target {
+    tls: bool,
+    /// `host[:port]` as written (the `Host` header).
+    host: String,
+    /// The full path of the request.
+    path: String,
+    /// `Authorization: Basic …` value, from the URL's `user:password@`.
+    auth: Option<String>,
+}
+
+impl Target {
+    fn parse(base: &str, rest: &str) -> Result<Self, String> {
+        let (tls, url) = match base.split_once("://") {
+            Some(("http", u)) => (false, u),
+            Some(("https", u)) => (true, u),
+            _ => return Err("the URL must start with http:// or https://".into()),
+        };
+        let (authority, prefix) = url.split_once('/').unwrap_or((url, ""));
+        let (auth, host) = match authority.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let (user, pass) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+                let creds = format!("{}:{}", percent_decode(user)?, percent_decode(pass)?);
+                (Some(format!("Basic {}", base64(creds.as_bytes()))), host)
+            }
+            None => (None, authority),
+        };
+        if host.is_empty() {
+            return Err("the URL names no host".into());
+        }
+        let prefix = prefix.trim_end_matches('/');
+        let path = if prefix.is_empty() { format!("/{rest}") } else { format!("/{prefix}/{rest}") };
+        Ok(Self { tls, host: host.to_string(), path, auth })
+    }
+
+    /// `host:port`, the scheme's port when none is written.
+    fn address(&self) -> String {
+        let has_port = self.host.rsplit_once(':').is_some_and(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()) && !self.host.ends_with(']'));
+        if has_port {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, if self.tls { 443 } else { 80 })
+        }
+    }
+
+    /// The name the certificate must carry: the host without its port or
+    /// IPv6 brackets.
+    fn server_name(&self) -> String {
+        let a = self.address();
+        let host = a.rsplit_once(':').map_or(a.as_str(), |(h, _)| h);
+        host.trim_start_matches('[').trim_end_matches(']').to_string()
+    }
+}
+
+fn percent_decode(s: &str) -> Result<String, String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+            out.push(hex.ok_or("a `%` in the URL's credentials is not followed by two hex digits")?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| "the URL's credentials are not UTF-8 once decoded".into())
+}
+
+/// Standard base64 with padding (the basic-auth header's encoding).
+pub fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let n = (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        for (k, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            out.push(if k <= c.len() { A[(n >> shift) as usize & 63] as char } else { '=' });
+        }
+    }
+    out
+}
+
+/// Checks a registry URL as configured (scheme, host, credentials).
+pub fn check_url(base: &str) -> Result<(), String> {
+    Target::parse(base, "").map(drop)
 }
 
 /// Fetches a writer schema by ID; `None` when the registry does not know it.
 pub fn fetch_schema(base: &str, id: u32) -> Result<Option<Schema>, StreamError> {
     let what = format!("schema ID {id}");
-    let (host, path) = target(base, &format!("schemas/ids/{id}")).map_err(|e| err(base, &what, e))?;
-    let (status, body) = http(&host, "GET", &path, None).map_err(|e| err(base, &what, e))?;
+    let t = Target::parse(base, &format!("schemas/ids/{id}")).map_err(|e| err(base, &what, e))?;
+    let (status, body) = http(&t, "GET", None).map_err(|e| err(base, &what, e))?;
     match status {
         200 => {
             let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| err(base, &what, format!("answer is not JSON: {e}")))?;
@@ -37,6 +138,7 @@ pub fn fetch_schema(base: &str, id: u32) -> Result<Option<Schema>, StreamError> 
             Schema::parse_str(text).map(Some).map_err(|e| err(base, &what, format!("does not parse: {e}")))
         }
         404 => Ok(None),
+        401 | 403 => Err(err(base, &what, format!("answered HTTP {status}: check the credentials in the URL"))),
         s => Err(err(base, &what, format!("answered HTTP {s}"))),
     }
 }
@@ -46,9 +148,12 @@ pub fn fetch_schema(base: &str, id: u32) -> Result<Option<Schema>, StreamError> 
 /// gives it (the same ID when it already holds that schema).
 pub fn register(base: &str, subject: &str, schema: &str) -> Result<u32, StreamError> {
     let what = format!("subject `{subject}`");
-    let (host, path) = target(base, &format!("subjects/{subject}/versions")).map_err(|e| err(base, &what, e))?;
+    let t = Target::parse(base, &format!("subjects/{subject}/versions")).map_err(|e| err(base, &what, e))?;
     let body = serde_json::json!({ "schema": schema }).to_string();
-    let (status, answer) = http(&host, "POST", &path, Some(body.as_bytes())).map_err(|e| err(base, &what, e))?;
+    let (status, answer) = http(&t, "POST", Some(body.as_bytes())).map_err(|e| err(base, &what, e))?;
+    if status == 401 || status == 403 {
+        return Err(err(base, &what, format!("registration answered HTTP {status}: check the credentials in the URL")));
+    }
     if status != 200 {
         let text = String::from_utf8_lossy(&answer);
         let text: String = text.chars().take(200).collect();
@@ -61,28 +166,52 @@ pub fn register(base: &str, subject: &str, schema: &str) -> Result<u32, StreamEr
         .ok_or_else(|| err(base, &what, format!("answer has no schema `id`: {v}")))
 }
 
-/// A minimal HTTP/1.1 request (the registry answers small JSON documents);
-/// `body` is sent as [`CONTENT_TYPE`].
-fn http(host: &str, method: &str, path: &str, body: Option<&[u8]>) -> std::io::Result<(u16, Vec<u8>)> {
+/// A minimal HTTP/1.1 request (the registry answers small JSON documents),
+/// over TLS for `https://`; `body` is sent as [`CONTENT_TYPE`].
+fn http(t: &Target, method: &str, body: Option<&[u8]>) -> std::io::Result<(u16, Vec<u8>)> {
     use std::net::ToSocketAddrs;
-    let target = if host.contains(':') { host.to_string() } else { format!("{host}:80") };
+    let target = t.address();
     let addr = target
         .to_socket_addrs()?
         .next()
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, format!("{target} does not resolve")))?;
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     s.set_write_timeout(Some(Duration::from_secs(10)))?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nAccept: {CONTENT_TYPE}, application/json\r\nConnection: close\r\n");
+    let mut req =
+        format!("{method} {} HTTP/1.1\r\nHost: {}\r\nAccept: {CONTENT_TYPE}, application/json\r\nConnection: close\r\n", t.path, t.host);
+    if let Some(a) = &t.auth {
+        req.push_str(&format!("Authorization: {a}\r\n"));
+    }
     if let Some(b) = body {
         req.push_str(&format!("Content-Type: {CONTENT_TYPE}\r\nContent-Length: {}\r\n", b.len()));
     }
     req.push_str("\r\n");
     let mut req = req.into_bytes();
     req.extend_from_slice(body.unwrap_or_default());
-    s.write_all(&req)?;
+    let raw = if t.tls {
+        let tls_err = |e: &dyn std::fmt::Display| std::io::Error::other(format!("TLS: {e}"));
+        let connector = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls_client()).map_err(|e| tls_err(&e))?.build();
+        let mut s = connector.connect(&t.server_name(), s).map_err(|e| tls_err(&e))?;
+        exchange(&mut s, &req)?
+    } else {
+        exchange(&mut { s }, &req)?
+    };
+    parse_answer(&raw)
+}
+
+fn exchange(s: &mut (impl Read + Write), req: &[u8]) -> std::io::Result<Vec<u8>> {
+    s.write_all(req)?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
+    match s.read_to_end(&mut raw) {
+        Ok(_) => Ok(raw),
+        // A TLS peer that closes without close_notify, once the answer is in.
+        Err(_) if raw.windows(4).any(|w| w == b"\r\n\r\n") => Ok(raw),
+        Err(e) => Err(e),
+    }
+}
+
+fn parse_answer(raw: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
     let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed HTTP answer");
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(bad)?;
     let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
@@ -119,6 +248,8 @@ pub(crate) mod fake {
     pub struct Seen {
         /// (method, path, content type, body) of every request.
         pub requests: Vec<(String, String, String, String)>,
+        /// The `Authorization` header of every request.
+        pub auth: Vec<Option<String>>,
         /// Registered schema texts; the ID of the i-th is 100 + i.
         pub schemas: Vec<String>,
     }
@@ -140,9 +271,10 @@ pub(crate) mod fake {
             std::thread::spawn(move || {
                 for conn in listener.incoming() {
                     let Ok(mut c) = conn else { return };
-                    let (method, path, ctype, body) = read_request(&mut c);
+                    let (method, path, ctype, body, auth) = read_request(&mut c);
                     let mut seen = s2.lock().unwrap();
                     seen.requests.push((method.clone(), path.clone(), ctype, body.clone()));
+                    seen.auth.push(auth);
                     let answer = if method == "POST" && path.starts_with("/subjects/") && path.ends_with("/versions") {
                         let schema = serde_json::from_str::<serde_json::Value>(&body).unwrap()["schema"].as_str().unwrap().to_string();
                         let i = seen.schemas.iter().position(|s| *s == schema).unwrap_or_else(|| {
@@ -170,7 +302,7 @@ pub(crate) mod fake {
         }
     }
 
-    fn read_request(c: &mut std::net::TcpStream) -> (String, String, String, String) {
+    fn read_request(c: &mut std::net::TcpStream) -> (String, String, String, String, Option<String>) {
         let mut req = Vec::new();
         let mut buf = [0u8; 4096];
         let head_end = loop {
@@ -193,7 +325,8 @@ pub(crate) mod fake {
         }
         let mut first = head.split_whitespace();
         let (method, path) = (first.next().unwrap().to_string(), first.next().unwrap().to_string());
-        (method, path, header("content-type").unwrap_or_default(), String::from_utf8_lossy(&req[head_end..]).to_string())
+        let body = String::from_utf8_lossy(&req[head_end..]).to_string();
+        (method, path, header("content-type").unwrap_or_default(), body, header("authorization"))
     }
 }
 
@@ -220,9 +353,43 @@ mod tests {
 
     #[test]
     fn a_base_path_is_kept() {
-        assert_eq!(target("http://r:8081/reg/", "schemas/ids/3").unwrap(), ("r:8081".into(), "/reg/schemas/ids/3".into()));
-        assert_eq!(target("http://r", "subjects/s/versions").unwrap(), ("r".into(), "/subjects/s/versions".into()));
-        assert!(target("https://r", "x").is_err());
+        let t = Target::parse("http://r:8081/reg/", "schemas/ids/3").unwrap();
+        assert_eq!((t.tls, t.host.as_str(), t.path.as_str(), t.address()), (false, "r:8081", "/reg/schemas/ids/3", "r:8081".into()));
+        let t = Target::parse("http://r", "subjects/s/versions").unwrap();
+        assert_eq!((t.host.as_str(), t.path.as_str(), t.address(), t.auth), ("r", "/subjects/s/versions", "r:80".into(), None));
+        assert!(Target::parse("ftp://r", "x").is_err());
+        assert!(Target::parse("r:8081", "x").is_err());
+    }
+
+    #[test]
+    fn https_and_credentials_come_from_the_url() {
+        let t = Target::parse("https://KEY:p%40ss%3Aw0rd@psrc.example.cloud/", "schemas/ids/3").unwrap();
+        assert!(t.tls);
+        assert_eq!(
+            (t.host.as_str(), t.address(), t.server_name()),
+            ("psrc.example.cloud", "psrc.example.cloud:443".into(), "psrc.example.cloud".into())
+        );
+        // base64("KEY:p@ss:w0rd")
+        assert_eq!(t.auth.as_deref(), Some("Basic S0VZOnBAc3M6dzByZA=="));
+        let t = Target::parse("https://127.0.0.1:8443", "x").unwrap();
+        assert_eq!((t.address(), t.server_name()), ("127.0.0.1:8443".into(), "127.0.0.1".into()));
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"a"), "YQ==");
+        assert_eq!(base64(b"ab"), "YWI=");
+        assert_eq!(base64(b"abc"), "YWJj");
+        assert!(check_url("https://u:%zz@r").is_err());
+        assert_eq!(redacted("https://KEY:SECRET@r:1/p@x"), "https://***@r:1/p@x");
+        assert_eq!(redacted("http://r:1/p"), "http://r:1/p");
+    }
+
+    #[test]
+    fn credentials_are_sent_as_basic_auth_and_never_shown_in_errors() {
+        let r = FakeRegistry::start(&[]);
+        let url = r.url.replace("http://", "http://svc:s3cr3t@");
+        assert_eq!(register(&url, "t.profiles-value", SCHEMA).unwrap(), 100);
+        assert_eq!(r.seen.lock().unwrap().auth[0].as_deref(), Some("Basic c3ZjOnMzY3IzdA=="));
+        let e = register(&format!("{url}/elsewhere"), "t.consent-value", SCHEMA).unwrap_err().to_string();
+        assert!(e.contains("***@") && !e.contains("s3cr3t"), "{e}");
     }
 
     #[test]

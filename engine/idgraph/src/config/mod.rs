@@ -243,11 +243,7 @@ impl OutputsSection {
                         "give either `schema-registry` (it assigns the IDs) or `schema-ids`, not both",
                     ));
                 }
-                (Some(url), None) => {
-                    if !url.starts_with("http://") || url.len() <= "http://".len() {
-                        return Err(key_err("outputs.schema-registry", "an http:// URL like http://127.0.0.1:8081"));
-                    }
-                }
+                (Some(url), None) => check_registry_url(url).map_err(|e| key_err("outputs.schema-registry", e))?,
                 (None, Some(ids)) => {
                     let named =
                         [("profiles", ids.profiles), ("lifecycle", ids.lifecycle), ("consent", ids.consent), ("rejects", ids.rejects)];
@@ -289,6 +285,13 @@ pub enum ConfigError {
     Syntax { path: String, reason: String },
     #[error("config key `{key}`: {problem}")]
     Key { key: String, problem: String },
+}
+
+/// A registry URL: `http://` or `https://`, a host, credentials (if any)
+/// well encoded. The problem never repeats the URL (it may hold a secret).
+fn check_registry_url(url: &str) -> Result<(), String> {
+    idgraph_stream::registry::check_url(url)
+        .map_err(|e| format!("{e}: a URL like http://127.0.0.1:8081 or https://KEY:SECRET@registry.example.com"))
 }
 
 fn key_err(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
@@ -373,9 +376,7 @@ impl Config {
                     }
                 }
                 if let Some(url) = &input.schema_registry {
-                    if !url.starts_with("http://") || url.len() <= "http://".len() {
-                        return Err(key_err(key("schema-registry"), "an http:// URL like http://127.0.0.1:8081"));
-                    }
+                    check_registry_url(url).map_err(|e| key_err(key("schema-registry"), e))?;
                 }
             } else {
                 for (name, set) in [
@@ -493,8 +494,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("inputs[0].avro-schemas.1") && e.contains("not a readable file"), "{e}");
-        let e = load("[[inputs]]\ntopic = \"t\"\nformat = \"avro\"\nschema-registry = \"https://r\"\n", &[]).unwrap_err().to_string();
-        assert!(e.contains("inputs[0].schema-registry"), "{e}");
+        let e = load("[[inputs]]\ntopic = \"t\"\nformat = \"avro\"\nschema-registry = \"ftp://r\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("inputs[0].schema-registry") && e.contains("https://"), "{e}");
+        let e =
+            load("[[inputs]]\ntopic = \"t\"\nformat = \"avro\"\nschema-registry = \"https://k:s3cr%t@r\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("inputs[0].schema-registry") && !e.contains("s3cr"), "{e}");
+        load("[[inputs]]\ntopic = \"t\"\nformat = \"avro\"\nschema-registry = \"https://k:s%40@r/base\"\n", &[]).unwrap();
         let e = load("[[inputs]]\ntopic = \"t\"\nshape = \"segment\"\n", &[]).unwrap_err().to_string();
         assert!(e.contains("inputs[0].shape") && e.contains("avro"), "{e}");
         let c =
@@ -531,7 +536,7 @@ mod tests {
         assert!(e.contains("`outputs.schema-registry`") && e.contains("avro"), "{e}");
         let e = err("[outputs]\nschema-ids = { profiles = 1, lifecycle = 2, consent = 3, rejects = 4 }\n");
         assert!(e.contains("`outputs.schema-ids`") && e.contains("avro"), "{e}");
-        let e = err("[outputs]\nformat = \"avro\"\nschema-registry = \"https://r\"\n");
+        let e = err("[outputs]\nformat = \"avro\"\nschema-registry = \"registry:8081\"\n");
         assert!(e.contains("`outputs.schema-registry`") && e.contains("http://"), "{e}");
         let e = err("[outputs]\nformat = \"avro\"\nschema-registry = \"http://r\"\nschema-ids = { profiles = 1, lifecycle = 2, consent = 3, rejects = 4 }\n");
         assert!(e.contains("`outputs.schema-ids`") && e.contains("not both"), "{e}");
