@@ -317,6 +317,42 @@ fn persons_within_the_rules_never_conflict() {
     assert!(merges > 0, "the generator must make profiles merge");
 }
 
+/// Every sighting of an identifier counts, however the commands race: its
+/// first and last seen in its profile are the earliest and latest event
+/// naming it, also when an event names it while the profile is still
+/// attaching it (its attach in flight to the identifier's partition).
+#[test]
+fn identifier_times_count_every_sighting() {
+    let cfg = Arc::new(CoreConfig::default());
+    for p in [1u16, 4, 16] {
+        for seed in seeds() {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed * 7_919 + u64::from(p));
+            let evs = persons_events(&mut rng, 6, 120, &cfg);
+            let mut want: BTreeMap<IdentKey, (idgraph_core::time::Millis, idgraph_core::time::Millis)> = BTreeMap::new();
+            for e in &evs {
+                for x in &e.idents {
+                    let w = want.entry(x.clone()).or_insert((e.ts, e.ts));
+                    *w = (w.0.min(e.ts), w.1.max(e.ts));
+                }
+            }
+            let mut sim = Sim::new(p, cfg.clone());
+            sim.run(&mut rng, evs);
+            let snap = sim.snapshot();
+            let mut got: BTreeMap<IdentKey, (idgraph_core::time::Millis, idgraph_core::time::Millis)> = BTreeMap::new();
+            for r in snap.profiles.values() {
+                if let idgraph_core::record::ProfileRecord::Live(lp) = r {
+                    for e in &lp.idents {
+                        got.insert(e.key.clone(), (e.first_seen, e.last_seen));
+                    }
+                }
+            }
+            for (k, w) in &want {
+                assert_eq!(got.get(k), Some(w), "P={p} seed={seed}: {} first/last seen", self::k(k));
+            }
+        }
+    }
+}
+
 #[test]
 fn same_order_gives_identical_outputs() {
     let cfg = Arc::new(CoreConfig::default());

@@ -59,8 +59,13 @@ impl Partition {
         let before: Vec<_> = purposes.iter().map(|p| consent_for(&lp.fragments, p)).collect();
         lp.absorb(y, *state);
         // The merge takes a new version whatever this changes.
-        let _ = lp.saw(&link.ident, link.ts);
-        lp.add_edge(&link.anchor, &link.ident, &link.evidence());
+        if lp.pending.contains(&link.ident) {
+            // This profile's claim on the identifier is still in flight.
+            Self::follow_attach(o, link.clone(), fx);
+        } else {
+            let _ = lp.saw(&link.ident, link.ts);
+            lp.add_edge(&link.anchor, &link.ident, &link.evidence());
+        }
         for (p, old) in purposes.iter().zip(before) {
             let new = consent_for(&lp.fragments, p);
             if new != old {

@@ -129,7 +129,17 @@ impl Partition {
         }
         let mut counts = if outsiders.is_empty() { Default::default() } else { lp.counts() };
         for x in outsiders {
+            let link = || {
+                Box::new(LinkEvidence {
+                    anchor: anchor.clone(),
+                    ident: x.clone(),
+                    event_id: ev.event_id.clone(),
+                    ts: ev.ts,
+                    source: ev.source.clone(),
+                })
+            };
             if lp.pending.contains(x) {
+                Self::follow_attach(id, link(), fx);
                 continue;
             }
             if let Some(v) = counts.room_for(x.ty(), &self.cfg) {
@@ -143,15 +153,6 @@ impl Partition {
                 continue;
             }
             counts.add(x.ty(), 1);
-            let link = || {
-                Box::new(LinkEvidence {
-                    anchor: anchor.clone(),
-                    ident: x.clone(),
-                    event_id: ev.event_id.clone(),
-                    ts: ev.ts,
-                    source: ev.source.clone(),
-                })
-            };
             if x.partition(self.partitions) != self.id {
                 lp.pending.push(x.clone());
                 fx.cmds.push(Command::Attach { to: id, ident: x.clone(), link: link() });
@@ -220,11 +221,25 @@ impl Partition {
         let Command::AddEdge { to, .. } = &cmd else { return };
         let to = *to;
         let Some((mut lp, Command::AddEdge { link, .. })) = self.admit(to, cmd, false, loader, fx) else { return };
-        if lp.saw(&link.ident, link.ts) {
-            lp.version += 1;
-            self.touch(to);
+        if lp.pending.contains(&link.ident) {
+            Self::follow_attach(to, link, fx);
+        } else {
+            if lp.saw(&link.ident, link.ts) {
+                lp.version += 1;
+                self.touch(to);
+            }
+            lp.add_edge(&link.anchor, &link.ident, &link.evidence());
         }
-        lp.add_edge(&link.anchor, &link.ident, &link.evidence());
         self.put_live(to, lp, loader, fx);
+    }
+
+    /// A sighting of an identifier that profile `id` is still attaching:
+    /// it follows that attach to the identifier's partition (one sender,
+    /// one receiver: in order) and comes back as a member's outcome, which
+    /// widens the identifier's first/last seen and adds the sighting's
+    /// edge. Dropped, the sighting was lost (its times and its evidence).
+    pub(super) fn follow_attach(id: ProfileId, link: Box<LinkEvidence>, fx: &mut Effects) {
+        let ident = link.ident.clone();
+        fx.cmds.push(Command::Attach { to: id, ident, link });
     }
 }
