@@ -49,7 +49,8 @@ fn the_engine_runs_against_a_broker_behind_tls() {
 /// Avro outputs with a registry over HTTPS that wants basic auth, as a
 /// managed registry does: the credentials ride in the URL, the engine
 /// trusts the registry's CA through `SSL_CERT_FILE`; wrong credentials
-/// stop start-up with an error that names the registry without them.
+/// stop start-up with an error that names the registry without them, and
+/// so does a Kafka certificate that the configured CA did not sign.
 #[test]
 fn avro_outputs_register_with_an_https_registry_that_wants_credentials() {
     let dir = tempfile::tempdir().unwrap();
@@ -63,6 +64,17 @@ fn avro_outputs_register_with_an_https_registry_that_wants_credentials() {
     let plain: u16 = registry.url.rsplit(':').next().unwrap().parse().unwrap();
     let front = TlsFront::start(dir.path(), "registry", free_port(), plain);
     let ca = front.ca.to_str().unwrap().to_string();
+
+    // Kafka's certificate checked against the wrong CA: start-up stops at
+    // once with librdkafka's reason (it used to time out after a minute
+    // saying only that the brokers did not answer).
+    let wrong_ca = format!("[kafka.client]\n\"security.protocol\" = \"ssl\"\n\"ssl.ca.location\" = \"{ca}\"\n");
+    let cfg = engine_config(dir.path(), "ca", &broker.brokers(), &dir.path().join("ca-state"), &wrong_ca);
+    let t = std::time::Instant::now();
+    let o = idgraph_env(&["run", "--config", cfg.to_str().unwrap()], &[]);
+    let err = stderr(&o);
+    assert!(!o.status.success() && t.elapsed() < Duration::from_secs(20), "{:?}: {err}", t.elapsed());
+    assert!(err.contains("cannot be reached") && err.contains("SSL handshake failed") && err.contains("kafka.client"), "{err}");
 
     // A wrong password: refused, and the error keeps the secret out.
     let outputs = |creds: &str| format!("[outputs]\nformat = \"avro\"\nschema-registry = \"https://{creds}@127.0.0.1:{}\"\n", front.port);

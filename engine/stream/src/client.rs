@@ -64,6 +64,7 @@ pub const RESERVED: &[(&str, &str)] = &[
     ("group.protocol", "partitions move by cooperative-sticky assignment (docs/adr/0004)"),
     ("group.instance.id", "static membership is not supported: a restarted member must rejoin"),
     ("enable.partition.eof", "the engine's consumers rely on its default"),
+    ("log_level", "set the environment variable IDGRAPH_LOG instead"),
 ];
 
 /// Checks one operator property: not reserved, and a name and value
@@ -79,16 +80,31 @@ pub fn check_property(key: &str, value: &str) -> Result<(), String> {
     c.set(key, value);
     match c.create_native_config() {
         Ok(_) => {}
-        Err(KafkaError::ClientConfig(_, _, _, _)) if is_secret(key) => {
-            return Err("librdkafka refused this value (not shown: it may be a secret)".into())
-        }
-        Err(KafkaError::ClientConfig(_, desc, _, _)) => return Err(desc),
+        Err(KafkaError::ClientConfig(_, desc, _, _)) => return Err(without_secret(key, value, desc)),
         Err(e) => return Err(e.to_string()),
     }
-    if key.ends_with(".location") && value != "probe" && !std::path::Path::new(value).exists() {
-        return Err(format!("`{value}` does not exist"));
+    if key.ends_with(".location") && value != "probe" {
+        if value.is_empty() {
+            return Err("is empty: give a file path (or `probe` for ssl.ca.location)".into());
+        }
+        if !std::path::Path::new(value).exists() {
+            return Err(format!("`{value}` does not exist"));
+        }
     }
     Ok(())
+}
+
+/// librdkafka's message about a property, with a secret's value taken
+/// out (it quotes values it refuses).
+fn without_secret(key: &str, value: &str, desc: String) -> String {
+    if !is_secret(key) || value.is_empty() {
+        return desc;
+    }
+    let scrubbed = desc.replace(&format!("\"{value}\""), "\"***\"");
+    if value.len() >= 4 && scrubbed.contains(value) {
+        return "librdkafka refused this value (not shown: it may be a secret)".into();
+    }
+    scrubbed
 }
 
 /// Checks the operator's properties together, as a client is made from
@@ -232,6 +248,12 @@ mod tests {
 
     #[test]
     fn a_secret_never_shows_in_an_error_or_a_debug_line() {
+        // A name librdkafka does not know is named, even where a value
+        // would be a secret; a refused secret value is not shown.
+        let e = check_property("ssl.truststore.password", "hunter2").unwrap_err();
+        assert!(e.contains("No such configuration property") && !e.contains("hunter2"), "{e}");
+        assert_eq!(without_secret("sasl.password", "hunter2", "Invalid value \"hunter2\" for x".into()), "Invalid value \"***\" for x");
+        assert!(!without_secret("sasl.password", "hunter2", "bad: hunter2".into()).contains("hunter2"));
         for k in ["sasl.password", "ssl.key.password", "ssl.keystore.password", "ssl.key.pem", "sasl.oauthbearer.client.secret"] {
             assert!(is_secret(k), "{k}");
         }

@@ -34,6 +34,7 @@ pub fn run(cfg: EngineConfig, stop: Arc<AtomicBool>, on_start: impl FnOnce(&Star
     if let Some(ids) = out.ids() {
         tracing::info!(?ids, "output values are Avro (Confluent wire format)");
     }
+    crate::reach::reach(&cfg.cluster, std::time::Duration::from_secs(60))?;
     if cfg.create_topics {
         topics::create(&cfg.cluster, &topics.specs(cfg.partitions), cfg.replication_factor)?;
     }

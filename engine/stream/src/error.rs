@@ -10,6 +10,11 @@ pub enum StreamError {
     /// source: a chain printed it twice.
     #[error("kafka: {what}: {err}")]
     Kafka { what: String, err: KafkaError },
+    /// The brokers did not answer at start-up (TLS, authentication, address).
+    #[error(
+        "kafka brokers `{brokers}` cannot be reached: {reason} (check `kafka.brokers` and the TLS and SASL settings in `kafka.client`)"
+    )]
+    Unreachable { brokers: String, reason: String },
     /// The topics do not match the configuration (user).
     #[error("topic `{topic}`: {problem}")]
     Topic { topic: String, problem: String },

@@ -29,6 +29,7 @@
 //! - [`changelog`]: changelog records, batch markers, and the chain that
 //!   rebuilds a partition from them.
 //! - [`rebalance`]: the core's consumer group: assignment changes.
+//! - [`reach`]: the start-up check that the brokers answer, with librdkafka's reasons.
 //! - [`restore`]: restoring assigned partitions before they resume.
 //! - [`fence`]: taking, claiming and giving up partitions; standing by
 //!   while another instance writes one.
@@ -55,6 +56,7 @@ pub mod meta;
 pub mod metrics;
 pub mod out_format;
 pub mod outbox;
+pub mod reach;
 pub mod rebalance;
 pub mod registry;
 pub mod restore;

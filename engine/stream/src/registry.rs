@@ -22,17 +22,12 @@ fn err(base: &str, what: impl std::fmt::Display, reason: impl std::fmt::Display)
     StreamError::Registry { registry: redacted(base), what: what.to_string(), reason: reason.to_string() }
 }
 
-/// The URL without its credentials: `https://***@host/`.
+/// The URL without its credentials: `https://***@host/`. The credentials
+/// end at the URL's last `@` (a secret may hold an unencoded `/`).
 pub fn redacted(base: &str) -> String {
-    match base.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority_end = rest.find('/').unwrap_or(rest.len());
-            match rest[..authority_end].rfind('@') {
-                Some(at) => format!("{scheme}://***{}", &rest[at..]),
-                None => base.to_string(),
-            }
-        }
-        None => base.to_string(),
+    match (base.split_once("://"), base.rfind('@')) {
+        (Some((scheme, _)), Some(at)) => format!("{scheme}://***{}", &base[at..]),
+        _ => base.to_string(),
     }
 }
 
@@ -51,19 +46,23 @@ struct Target {
 impl Target {
     fn parse(base: &str, rest: &str) -> Result<Self, String> {
         let (tls, url) = match base.split_once("://") {
-            Some(("http", u)) => (false, u),
-            Some(("https", u)) => (true, u),
+            Some((s, u)) if s.eq_ignore_ascii_case("http") => (false, u),
+            Some((s, u)) if s.eq_ignore_ascii_case("https") => (true, u),
             _ => return Err("the URL must start with http:// or https://".into()),
         };
-        let (authority, prefix) = url.split_once('/').unwrap_or((url, ""));
-        let (auth, host) = match authority.rsplit_once('@') {
-            Some((userinfo, host)) => {
+        // Credentials end at the last `@`: a secret may hold `/`, `?`, `#`.
+        let (auth, url) = match url.rsplit_once('@') {
+            Some((userinfo, after)) => {
                 let (user, pass) = userinfo.split_once(':').unwrap_or((userinfo, ""));
                 let creds = format!("{}:{}", percent_decode(user)?, percent_decode(pass)?);
-                (Some(format!("Basic {}", base64(creds.as_bytes()))), host)
+                (Some(format!("Basic {}", base64(creds.as_bytes()))), after)
             }
-            None => (None, authority),
+            None => (None, url),
         };
+        if url.contains(['?', '#']) {
+            return Err("a registry URL takes no query or fragment".into());
+        }
+        let (host, prefix) = url.split_once('/').unwrap_or((url, ""));
         if host.is_empty() {
             return Err("the URL names no host".into());
         }
@@ -378,8 +377,14 @@ mod tests {
         assert_eq!(base64(b"ab"), "YWI=");
         assert_eq!(base64(b"abc"), "YWJj");
         assert!(check_url("https://u:%zz@r").is_err());
-        assert_eq!(redacted("https://KEY:SECRET@r:1/p@x"), "https://***@r:1/p@x");
+        assert_eq!(redacted("https://KEY:SECRET@r:1/p"), "https://***@r:1/p");
+        assert_eq!(redacted("https://KEY:S/E?C#R@T@r:1"), "https://***@r:1");
         assert_eq!(redacted("http://r:1/p"), "http://r:1/p");
+        // Unencoded `/`, `?`, `#` and `@` in a secret; an upper-case scheme.
+        let t = Target::parse("HTTPS://KEY:a/b?c#d@e@r:1/base", "x").unwrap();
+        assert_eq!((t.tls, t.host.as_str(), t.path.as_str()), (true, "r:1", "/base/x"));
+        assert_eq!(t.auth, Some(format!("Basic {}", base64(b"KEY:a/b?c#d@e"))));
+        assert!(Target::parse("https://r:1/p?x=1", "x").is_err());
     }
 
     #[test]

@@ -8,15 +8,19 @@ use std::fmt;
 
 /// Property name to value, as librdkafka takes them (strings). TOML
 /// booleans and numbers are accepted and written as librdkafka reads them.
-/// A `-` or `_` in a name stands for `.`, so that the environment can set
-/// them: `IDGRAPH__KAFKA__CLIENT__SASL_PASSWORD` is `sasl.password`.
+/// A `-` in a name stands for `.`, so that the environment can set them:
+/// `IDGRAPH__KAFKA__CLIENT__SASL_PASSWORD` is `sasl.password` (the
+/// environment's `_` reads as `-`).
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct ClientProperties(pub BTreeMap<String, String>);
 
 /// A property's name as librdkafka spells it.
 pub fn property_name(key: &str) -> String {
-    key.replace(['-', '_'], ".")
+    key.replace('-', ".")
 }
+
+/// The key of an error about the properties together (not one of them).
+pub const COMBINED: &str = "kafka.client";
 
 /// The config key that names a property in error messages.
 pub fn property_key(name: &str) -> String {
@@ -36,8 +40,14 @@ impl ClientProperties {
         for (k, v) in &self.0 {
             idgraph_stream::client::check_property(k, v).map_err(|e| key_err(property_key(k), e))?;
         }
-        idgraph_stream::client::check_properties(&self.pairs())
-            .map_err(|e| key_err("kafka.client", format!("librdkafka cannot make a client of these properties: {e}")))
+        idgraph_stream::client::check_properties(&self.pairs()).map_err(|e| {
+            let hint = if e.contains("password") {
+                " (a secret can come from the environment: IDGRAPH__KAFKA__CLIENT__SASL_PASSWORD sets `sasl.password`)"
+            } else {
+                ""
+            };
+            key_err(COMBINED, format!("librdkafka cannot make a client of these properties: {e}{hint}"))
+        })
     }
 
     pub fn pairs(&self) -> Vec<(String, String)> {
@@ -60,25 +70,23 @@ impl Serialize for ClientProperties {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Scalar {
-    S(String),
-    B(bool),
-    I(i64),
-    F(f64),
-}
-
 impl<'de> Deserialize<'de> for ClientProperties {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = BTreeMap::<String, Scalar>::deserialize(d)?;
+        let raw = BTreeMap::<String, toml::Value>::deserialize(d)?;
         let mut out = BTreeMap::new();
         for (k, v) in raw {
             let v = match v {
-                Scalar::S(s) => s,
-                Scalar::B(b) => b.to_string(),
-                Scalar::I(i) => i.to_string(),
-                Scalar::F(f) => f.to_string(),
+                toml::Value::String(s) => s,
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Table(t) => {
+                    let inner = t.keys().next().map_or(String::new(), |i| format!(".{i}"));
+                    return Err(serde::de::Error::custom(format!(
+                        "`{k}` reads as a table: write a property name in quotes, `\"{k}{inner}\" = ...`"
+                    )));
+                }
+                _ => return Err(serde::de::Error::custom(format!("`{k}`: a property is a string, a number or a boolean"))),
             };
             let name = property_name(&k);
             if out.insert(name.clone(), v).is_some() {
@@ -127,5 +135,21 @@ mod tests {
         assert!(e.contains("embedded broker"), "{e}");
         let e = load(base, &[("IDGRAPH__KAFKA__CLIENT__ENABLE_IDEMPOTENCE", "false")]).unwrap_err().to_string();
         assert!(e.contains("IDGRAPH__KAFKA__CLIENT__ENABLE_IDEMPOTENCE"), "{e}");
+        // An unquoted dotted name is a table in TOML: say to quote it.
+        let e = load(&format!("{base}security.protocol = \"ssl\"\n"), &[]).unwrap_err().to_string();
+        assert!(e.contains("\"security.protocol\" = ..."), "{e}");
+        let e = load(base, &[("IDGRAPH__KAFKA__CLIENT__SASL__PASSWORD", "x")]).unwrap_err().to_string();
+        assert!(e.contains("IDGRAPH__KAFKA__CLIENT__SASL__PASSWORD") && e.contains("one `__`"), "{e}");
+        let e = load(&format!("{base}\"log_level\" = 7\n"), &[]).unwrap_err().to_string();
+        assert!(e.contains("IDGRAPH_LOG"), "{e}");
+        // A problem of the properties together blames no one variable,
+        // and says where a password can come from.
+        let e = load(
+            &format!("{base}\"security.protocol\" = \"sasl_ssl\"\n\"sasl.mechanisms\" = \"PLAIN\"\n"),
+            &[("IDGRAPH__KAFKA__CLIENT__SSL_KEY_PASSWORD", "x")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!e.contains("set by the environment variable") && e.contains("IDGRAPH__KAFKA__CLIENT__SASL_PASSWORD"), "{e}");
     }
 }

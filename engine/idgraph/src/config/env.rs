@@ -25,6 +25,9 @@ pub(super) fn apply(table: &mut toml::Table, env: impl IntoIterator<Item = (Stri
         }
         // `kafka.client` properties are librdkafka's: dotted names, and
         // values taken as written (a password may read as a number).
+        if parts.len() > 3 && parts[0] == "kafka" && parts[1] == "client" {
+            return Err(key_err(k.clone(), "a `kafka.client` property is named after one `__`: IDGRAPH__KAFKA__CLIENT__SASL_PASSWORD"));
+        }
         if let [section, client, name] = &parts[..] {
             if section == "kafka" && client == "client" {
                 let name = super::client::property_name(name);
@@ -57,6 +60,10 @@ impl Applied {
     /// key under it): the operator looks there, not in the file.
     pub fn name_source(&self, e: ConfigError) -> ConfigError {
         let ConfigError::Key { key, problem } = e else { return e };
+        // About all the client properties together: no one variable is to blame.
+        if key == super::client::COMBINED {
+            return ConfigError::Key { key, problem };
+        }
         let under = |a: &str, b: &str| a.strip_prefix(b).is_some_and(|r| r.is_empty() || r.starts_with('.') || r.starts_with('['));
         match self.sources.iter().find(|(k, _)| under(k, &key) || under(&key, k)) {
             Some((_, var)) => ConfigError::Key { key, problem: format!("{problem} (set by the environment variable {var})") },
