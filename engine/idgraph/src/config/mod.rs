@@ -287,6 +287,30 @@ pub enum ConfigError {
     Key { key: String, problem: String },
 }
 
+/// Resolves the files a config file names for reading (Avro schemas,
+/// the `*.location` files of `kafka.client`) against the file's directory,
+/// so a config works from any working directory. `state.dir` (written,
+/// not read) and values set from the environment stay as given.
+fn relative_to(table: &mut toml::Table, dir: &Path) {
+    let fix = |v: &mut toml::Value| {
+        if let toml::Value::String(s) = v {
+            if !s.is_empty() && s != "probe" && Path::new(s.as_str()).is_relative() {
+                *s = dir.join(s.as_str()).display().to_string();
+            }
+        }
+    };
+    if let Some(toml::Value::Array(inputs)) = table.get_mut("inputs") {
+        for input in inputs {
+            if let Some(toml::Value::Table(schemas)) = input.get_mut("avro-schemas") {
+                schemas.iter_mut().for_each(|(_, v)| fix(v));
+            }
+        }
+    }
+    if let Some(toml::Value::Table(client)) = table.get_mut("kafka").and_then(|k| k.get_mut("client")) {
+        client.iter_mut().filter(|(k, _)| k.ends_with(".location")).for_each(|(_, v)| fix(v));
+    }
+}
+
 /// A registry URL: `http://` or `https://`, a host, credentials (if any)
 /// well encoded. The problem never repeats the URL (it may hold a secret).
 fn check_registry_url(url: &str) -> Result<(), String> {
@@ -312,6 +336,9 @@ impl Config {
         let mut table: toml::Table = text
             .parse()
             .map_err(|e: toml::de::Error| ConfigError::Syntax { path: name.clone(), reason: e.to_string().trim_end().to_string() })?;
+        if let Some(dir) = path.and_then(Path::parent).filter(|d| !d.as_os_str().is_empty()) {
+            relative_to(&mut table, dir);
+        }
         let mut applied = env::apply(&mut table, vars)?;
         let guessed = std::mem::take(&mut applied.guessed);
         let cfg = env::deserialize(table, guessed).map_err(|e| applied.name_source(e))?;
@@ -554,13 +581,31 @@ mod tests {
 
     #[test]
     fn the_example_config_loads() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let text = std::fs::read_to_string(root.join("deploy/idgraph.example.toml")).unwrap();
-        // Its schema paths are relative to the repository root.
-        let text = text.replace("\"schemas/", &format!("\"{}/schemas/", root.display()));
-        let c = load(&text, &[]).unwrap();
+        // From any working directory: its schema paths are relative to it.
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/idgraph.example.toml");
+        let c = Config::load(Some(&example), []).unwrap();
         assert_eq!(c.inputs.len(), 2);
         assert_eq!(c.kafka.replication_factor, 1);
+    }
+
+    #[test]
+    fn files_a_config_reads_are_relative_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("conf/avro")).unwrap();
+        std::fs::write(dir.path().join("conf/avro/t.avsc"), "\"string\"").unwrap();
+        std::fs::write(dir.path().join("conf/ca.pem"), "").unwrap();
+        let p = dir.path().join("conf/idgraph.toml");
+        std::fs::write(
+            &p,
+            "[kafka]\nbrokers = \"k:9093\"\n[kafka.client]\n\"ssl.ca.location\" = \"ca.pem\"\n\
+             [[inputs]]\ntopic = \"t\"\nformat = \"avro\"\navro-schemas = { \"1\" = \"avro/t.avsc\" }\n[state]\ndir = \"st\"\n",
+        )
+        .unwrap();
+        // Found from the crate's directory, where neither file is.
+        let c = Config::load(Some(&p), []).unwrap();
+        assert_eq!(c.inputs[0].avro_schemas["1"], dir.path().join("conf/avro/t.avsc"));
+        assert_eq!(c.kafka.client.0["ssl.ca.location"], dir.path().join("conf/ca.pem").display().to_string());
+        assert_eq!(c.state.dir, PathBuf::from("st"), "state.dir stays as given");
     }
 
     #[test]
