@@ -59,6 +59,7 @@ pub const RESERVED: &[(&str, &str)] = &[
     ("max.in.flight", "bounded by the idempotent producer"),
     ("transactional.id", "the engine does not use Kafka transactions (docs/adr/0003)"),
     ("enable.auto.commit", "the engine commits what it has made durable, itself"),
+    ("auto.commit.enable", "the engine commits what it has made durable, itself"),
     ("enable.auto.offset.store", "the engine commits what it has made durable, itself"),
     ("partition.assignment.strategy", "partitions move by cooperative-sticky assignment (docs/adr/0004)"),
     ("group.protocol", "partitions move by cooperative-sticky assignment (docs/adr/0004)"),

@@ -19,6 +19,18 @@ pub fn property_name(key: &str) -> String {
     key.replace('-', ".")
 }
 
+/// librdkafka's aliases an operator may set: both given, one would win
+/// silently.
+const ALIASES: [[&str; 2]; 7] = [
+    ["sasl.mechanism", "sasl.mechanisms"],
+    ["sasl.oauthbearer.client.credentials.client.id", "sasl.oauthbearer.client.id"],
+    ["sasl.oauthbearer.client.credentials.client.secret", "sasl.oauthbearer.client.secret"],
+    ["max.partition.fetch.bytes", "fetch.message.max.bytes"],
+    ["linger.ms", "queue.buffering.max.ms"],
+    ["retries", "message.send.max.retries"],
+    ["delivery.timeout.ms", "message.timeout.ms"],
+];
+
 /// The key of an error about the properties together (not one of them).
 pub const COMBINED: &str = "kafka.client";
 
@@ -39,6 +51,11 @@ impl ClientProperties {
         }
         for (k, v) in &self.0 {
             idgraph_stream::client::check_property(k, v).map_err(|e| key_err(property_key(k), e))?;
+        }
+        for [a, b] in ALIASES {
+            if self.0.contains_key(a) && self.0.contains_key(b) {
+                return Err(key_err(property_key(b), format!("`{a}` names the same property: give one of them")));
+            }
         }
         idgraph_stream::client::check_properties(&self.pairs()).map_err(|e| {
             let hint = if e.contains("password") {
@@ -140,6 +157,9 @@ mod tests {
         assert!(e.contains("\"security.protocol\" = ..."), "{e}");
         let e = load(base, &[("IDGRAPH__KAFKA__CLIENT__SASL__PASSWORD", "x")]).unwrap_err().to_string();
         assert!(e.contains("IDGRAPH__KAFKA__CLIENT__SASL__PASSWORD") && e.contains("one `__`"), "{e}");
+        let e =
+            load(&format!("{base}\"sasl.mechanism\" = \"PLAIN\"\n\"sasl.mechanisms\" = \"SCRAM-SHA-256\"\n"), &[]).unwrap_err().to_string();
+        assert!(e.contains("kafka.client.\"sasl.mechanisms\"") && e.contains("same property"), "{e}");
         let e = load(&format!("{base}\"log_level\" = 7\n"), &[]).unwrap_err().to_string();
         assert!(e.contains("IDGRAPH_LOG"), "{e}");
         // A problem of the properties together blames no one variable,
