@@ -21,6 +21,7 @@ struct Args {
     brokers: String,
     /// A librdkafka property for the connection, `KEY=VALUE` (TLS, SASL);
     /// repeatable: `-X security.protocol=ssl -X ssl.ca.location=ca.pem`.
+    /// Secrets are better given as IDGRAPH__KAFKA__CLIENT__SASL_PASSWORD.
     #[arg(short = 'X', long = "property", value_name = "KEY=VALUE")]
     properties: Vec<String>,
     #[arg(long)]
