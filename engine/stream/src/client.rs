@@ -135,8 +135,9 @@ fn base(cluster: &Cluster) -> ClientConfig {
 }
 
 /// The operator's properties go last: they may retune the engine's
-/// defaults (the reserved ones were refused at start-up).
-fn with_operator(mut c: ClientConfig, cluster: &Cluster) -> ClientConfig {
+/// defaults (the reserved ones were refused at start-up). A caller that
+/// tunes a config further applies them again after its own settings.
+pub fn with_operator(mut c: ClientConfig, cluster: &Cluster) -> ClientConfig {
     for (k, v) in &cluster.properties {
         c.set(k, v);
     }
