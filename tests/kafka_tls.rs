@@ -34,6 +34,13 @@ fn the_engine_runs_against_a_broker_behind_tls() {
     let got = broker.profiles();
     assert!(expected.len() > 50);
     assert_same_shape(&got, &expected, "profiles read over TLS");
+    // `--values` prints the profiles alone, as the scorer reads them.
+    let mut values = broker.consume_with("idgraph.profiles", true, &["--values"]);
+    let mut wrapped = got.clone();
+    let by_id = |p: &serde_json::Value| p["profile_id"].as_str().unwrap().to_string();
+    values.sort_by_key(by_id);
+    wrapped.sort_by_key(by_id);
+    assert_eq!(values, wrapped);
     let total: u64 = got.iter().map(|p| p["metrics"]["event_count"].as_u64().unwrap()).sum();
     assert_eq!(total, n);
 

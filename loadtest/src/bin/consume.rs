@@ -3,7 +3,9 @@
 //! (`value` is null for a tombstone; text values are given as strings, and
 //! with `--hex` every value as hex: binary values such as Avro).
 //! With `--compact`, only the last record per key (what a compacted topic
-//! converges to), tombstoned keys omitted.
+//! converges to), tombstoned keys omitted. With `--values`, each record's
+//! value alone: `--topic idgraph.profiles --compact --values` prints the
+//! current profiles as `idgraph profiles` does (`idgraph-score` input).
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -38,6 +40,9 @@ struct Args {
     /// Print values as lower-case hex (binary values, e.g. Avro outputs).
     #[arg(long)]
     hex: bool,
+    /// Print each record's value alone, one per line (tombstones skipped).
+    #[arg(long, conflicts_with = "hex")]
+    values: bool,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 60)]
     timeout: u64,
@@ -57,6 +62,15 @@ fn hex(b: &[u8]) -> serde_json::Value {
         let _ = write!(s, "{x:02x}");
     }
     serde_json::Value::String(s)
+}
+
+/// One record as a line: wrapped, or (`values`) its value alone.
+fn print(out: &mut impl Write, rec: &serde_json::Value, values: bool) -> std::io::Result<()> {
+    match (values, rec["value"].as_str()) {
+        (false, _) => writeln!(out, "{rec}"),
+        (true, Some(v)) => writeln!(out, "{v}"),
+        (true, None) => Ok(()),
+    }
 }
 
 fn main() -> Result<()> {
@@ -120,7 +134,7 @@ fn main() -> Result<()> {
         if a.compact {
             last.insert(m.key().unwrap_or_default().to_vec(), rec);
         } else {
-            writeln!(out, "{rec}")?;
+            print(&mut out, &rec, a.values)?;
         }
     }
     if a.count_only {
@@ -128,7 +142,7 @@ fn main() -> Result<()> {
         writeln!(out, "{{\"records\": {count}, \"seconds\": {secs:.3}, \"per_second\": {:.0}}}", count as f64 / secs)?;
     }
     for rec in last.values().filter(|r| !r["value"].is_null()) {
-        writeln!(out, "{rec}")?;
+        print(&mut out, rec, a.values)?;
     }
     out.flush()?;
     Ok(())
