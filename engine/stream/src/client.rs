@@ -66,6 +66,7 @@ pub const RESERVED: &[(&str, &str)] = &[
     ("group.instance.id", "static membership is not supported: a restarted member must rejoin"),
     ("enable.partition.eof", "the engine's consumers rely on its default"),
     ("log_level", "set the environment variable IDGRAPH_LOG instead"),
+    ("partitioner", "outputs go to their profile's partition, in order per profile"),
 ];
 
 /// Checks one operator property: not reserved, and a name and value

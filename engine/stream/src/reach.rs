@@ -6,9 +6,10 @@
 //! client's main queue is polled; the admin and metadata calls of the
 //! start-up never poll it, so a wrong CA or password looked like a broker
 //! that does not answer (a timeout after a minute, no reason). This check
-//! polls: a TLS or authentication failure stops start-up at once with
-//! librdkafka's reason; other failures (a broker still starting) are
-//! logged once each and retried until `wait` runs out.
+//! polls: a TLS or authentication failure (by librdkafka's error code)
+//! stops start-up at once with librdkafka's reason; other failures (a
+//! broker still starting, a connection reset) are logged once each and
+//! retried until `wait` runs out.
 
 use crate::client::{self, Cluster};
 use crate::error::StreamError;
@@ -45,10 +46,12 @@ impl Reports {
 }
 
 impl ClientContext for Reports {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
+    /// Warnings and errors are reasons to show, never fatal by themselves:
+    /// their text does not tell a refused certificate from a connection
+    /// reset during a handshake (a broker restarting). The error codes do.
+    fn log(&self, level: RDKafkaLogLevel, _fac: &str, msg: &str) {
         if (level as i32) <= (RDKafkaLogLevel::Warning as i32) {
-            let fatal = fac.contains("SSL") || fac.contains("SASL") || msg.contains("SSL handshake") || msg.contains("uthenticat");
-            self.push(fatal, msg.to_string());
+            self.push(false, msg.to_string());
         }
     }
 
@@ -71,8 +74,15 @@ pub fn reach(cluster: &Cluster, wait: Duration) -> Result<(), StreamError> {
     let mut seen: Vec<String> = Vec::new();
     loop {
         let answer = c.fetch_metadata(None, Duration::from_millis(1500));
-        // Serves the log and error callbacks queued meanwhile.
-        let _ = c.poll(Duration::ZERO);
+        // Serves the log and error callbacks queued meanwhile (a poll
+        // serves one event).
+        for _ in 0..256 {
+            let before = c.context().got.lock().map(|g| g.len()).unwrap_or(0);
+            let _ = c.poll(Duration::ZERO);
+            if c.context().got.lock().map(|g| g.len()).unwrap_or(0) == before {
+                break;
+            }
+        }
         let reports = c.context().take();
         if answer.is_ok() {
             return Ok(());

@@ -152,6 +152,11 @@ mod tests {
         assert!(e.contains("embedded broker"), "{e}");
         let e = load(base, &[("IDGRAPH__KAFKA__CLIENT__ENABLE_IDEMPOTENCE", "false")]).unwrap_err().to_string();
         assert!(e.contains("IDGRAPH__KAFKA__CLIENT__ENABLE_IDEMPOTENCE"), "{e}");
+        // A syntax error says where, without quoting the line (a secret).
+        let e = load(&format!("{base}\"sasl.password\" = hunter2\n"), &[]).unwrap_err().to_string();
+        assert!(e.contains("line 4, column") && !e.contains("hunter2"), "{e}");
+        let e = load(&format!("{base}\"partitioner\" = \"random\"\n"), &[]).unwrap_err().to_string();
+        assert!(e.contains("in order per profile"), "{e}");
         // An unquoted dotted name is a table in TOML: say to quote it.
         let e = load(&format!("{base}security.protocol = \"ssl\"\n"), &[]).unwrap_err().to_string();
         assert!(e.contains("\"security.protocol\" = ..."), "{e}");

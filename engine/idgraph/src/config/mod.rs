@@ -287,6 +287,21 @@ pub enum ConfigError {
     Key { key: String, problem: String },
 }
 
+/// Where and what a TOML syntax error is, without the line it quotes:
+/// that line may hold a secret (`"sasl.password" = hunter2`).
+fn syntax_reason(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim_end();
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message.to_string(),
+    }
+}
+
 /// Resolves the files a config file names for reading (Avro schemas,
 /// the `*.location` files of `kafka.client`) against the file's directory,
 /// so a config works from any working directory. `state.dir` (written,
@@ -307,7 +322,7 @@ fn relative_to(table: &mut toml::Table, dir: &Path) {
         }
     }
     if let Some(toml::Value::Table(client)) = table.get_mut("kafka").and_then(|k| k.get_mut("client")) {
-        client.iter_mut().filter(|(k, _)| k.ends_with(".location")).for_each(|(_, v)| fix(v));
+        client.iter_mut().filter(|(k, _)| client::property_name(k).ends_with(".location")).for_each(|(_, v)| fix(v));
     }
 }
 
@@ -333,9 +348,8 @@ impl Config {
             ),
             None => ("<defaults>".to_string(), String::new()),
         };
-        let mut table: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| ConfigError::Syntax { path: name.clone(), reason: e.to_string().trim_end().to_string() })?;
+        let mut table: toml::Table =
+            text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax { path: name.clone(), reason: syntax_reason(&text, &e) })?;
         if let Some(dir) = path.and_then(Path::parent).filter(|d| !d.as_os_str().is_empty()) {
             relative_to(&mut table, dir);
         }
