@@ -179,6 +179,27 @@ pub fn consumer(cluster: &Cluster, group: &str) -> ClientConfig {
     with_operator(c, cluster)
 }
 
+/// The core consumer's fetch wait on the broker (ms).
+const FETCH_WAIT_MS: u32 = 2;
+
+/// The core consumer's config: the engine's consumer, tuned for hops
+/// between partitions, then the operator's properties (which go last).
+pub fn core_consumer(cluster: &Cluster, group_id: &str) -> ClientConfig {
+    let mut conf = consumer(cluster, &format!("{group_id}-core"));
+    conf
+        // Members learn of a rebalance within 100 ms: a broker that
+        // completes a rebalance without waiting for every member (tansu
+        // 0.6) then rarely hands a partition to a second member before
+        // its owner rejoined (ADR 0004).
+        .set("heartbeat.interval.ms", "100")
+        // A command produced by one batch is the next batch's input:
+        // each hop of the merge protocol waits for this fetch. A broker
+        // that answers a fetch only when its wait ends (tansu 0.6)
+        // would hold every hop for the whole wait.
+        .set("fetch.wait.max.ms", FETCH_WAIT_MS.to_string());
+    with_operator(conf, cluster)
+}
+
 /// A plain client for metadata and administration.
 pub fn admin(cluster: &Cluster) -> ClientConfig {
     with_operator(base(cluster), cluster)
@@ -199,6 +220,15 @@ mod tests {
 
     fn cluster(props: &[(&str, &str)]) -> Cluster {
         Cluster { brokers: "b:9092".into(), properties: props.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
+    }
+
+    #[test]
+    fn the_core_consumer_takes_the_operators_tuning_last() {
+        let plain = core_consumer(&Cluster::plain("b:1"), "g");
+        assert_eq!(plain.get("fetch.wait.max.ms"), Some(FETCH_WAIT_MS.to_string().as_str()));
+        assert_eq!(plain.get("group.id"), Some("g-core"));
+        let tuned = Cluster { brokers: "b:1".into(), properties: vec![("fetch.wait.max.ms".into(), "50".into())] };
+        assert_eq!(core_consumer(&tuned, "g").get("fetch.wait.max.ms"), Some("50"));
     }
 
     #[test]

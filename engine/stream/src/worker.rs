@@ -49,27 +49,6 @@ pub use crate::meta::part_meta_key;
 /// already stored), before it grows.
 const KNOWN_KEYS_MIN_CAPACITY: u64 = 4_000_000;
 
-/// The core consumer's fetch wait on the broker (ms).
-const FETCH_WAIT_MS: u32 = 2;
-
-/// The core consumer's config: the engine's consumer, tuned for hops
-/// between partitions, then the operator's properties (which go last).
-fn core_consumer_config(cluster: &client::Cluster, group_id: &str) -> rdkafka::config::ClientConfig {
-    let mut conf = client::consumer(cluster, &format!("{group_id}-core"));
-    conf
-        // Members learn of a rebalance within 100 ms: a broker that
-        // completes a rebalance without waiting for every member (tansu
-        // 0.6) then rarely hands a partition to a second member before
-        // its owner rejoined (ADR 0004).
-        .set("heartbeat.interval.ms", "100")
-        // A command produced by one batch is the next batch's input:
-        // each hop of the merge protocol waits for this fetch. A broker
-        // that answers a fetch only when its wait ends (tansu 0.6)
-        // would hold every hop for the whole wait.
-        .set("fetch.wait.max.ms", FETCH_WAIT_MS.to_string());
-    client::with_operator(conf, cluster)
-}
-
 /// A core partition's standing in this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Own {
@@ -176,7 +155,7 @@ impl Worker {
         if left > 0 {
             tracing::info!(records = left, "dropped the outbox an older version persisted; its batches are redone");
         }
-        let consumer: BaseConsumer<CoreContext> = core_consumer_config(&cfg.cluster, &cfg.group_id)
+        let consumer: BaseConsumer<CoreContext> = client::core_consumer(&cfg.cluster, &cfg.group_id)
             .create_with_context(CoreContext::new(in_flight))
             .map_err(StreamError::kafka("core consumer"))?;
         consumer.subscribe(&[&topics.cmd]).map_err(StreamError::kafka("subscribe to idgraph.cmd"))?;
@@ -588,15 +567,6 @@ fn prefetch(recs: &[In], parts: &mut [Partition], loader: &mut StoreLoader<'_>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_core_consumer_takes_the_operators_tuning_last() {
-        let plain = core_consumer_config(&client::Cluster::plain("b:1"), "g");
-        assert_eq!(plain.get("fetch.wait.max.ms"), Some(FETCH_WAIT_MS.to_string().as_str()));
-        assert_eq!(plain.get("group.id"), Some("g-core"));
-        let tuned = client::Cluster { brokers: "b:1".into(), properties: vec![("fetch.wait.max.ms".into(), "50".into())] };
-        assert_eq!(core_consumer_config(&tuned, "g").get("fetch.wait.max.ms"), Some("50"));
-    }
 
     #[test]
     fn an_input_records_origin_is_its_envelopes_time_else_the_brokers() {
