@@ -28,5 +28,7 @@ print(json.dumps({
     "raw_per_second_median": med(lambda r: r["raw"]["per_second"]),
     "mock_end_to_end_per_second_median": med(lambda r: r["mock"]["end_to_end_per_second"]),
     "half_load_event_to_output_p99_le_s": [r["half_load"]["event_to_output_p99_le_s"] for r in runs],
+    "half_load_event_to_profile_p50_le_s": [r["half_load"].get("event_to_profile_p50_le_s") for r in runs],
+    "half_load_event_to_profile_p99_le_s": [r["half_load"].get("event_to_profile_p99_le_s") for r in runs],
 }))
 PY

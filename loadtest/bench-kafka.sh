@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make bench-kafka: end-to-end events/s of `idgraph run` through tansu, next
 # to the raw consume rate of the same (lz4) input topic measured in the same
-# run; then event-to-output latency at half that rate; then the same
+# run; then the latencies at half that rate (per event, to the first profile
+# version that holds it; per batch, to its last hop's outputs); then the same
 # end-to-end measure through the embedded mock cluster (fewer events: it
 # keeps at most 5 MiB per partition). Prints one JSON line and keeps it in
 # $BENCH_DIR.
@@ -101,12 +102,14 @@ e2e=$(python3 -c "print(round($EVENTS / ($done_at - $start)))")
 bq=$(quantiles idgraph_core_batch_seconds "" "$(buckets idgraph_core_batch_seconds | tr '\n' ' ')")
 
 # 2. Event-to-output latency at half that rate (same engine, new events).
-half=$(( e2e / 2 )); n2=$(( half * HALF_SECONDS ))
+half=${HALF_RATE:-$(( e2e / 2 ))}; n2=$(( half * HALF_SECONDS ))
 "$BIN/idgraph-loadgen" --persons "$PERSONS" --events "$n2" --seed 2 --format segment --out "$work/half.ndjson" >/dev/null
 before=$(buckets idgraph_core_event_to_output_seconds | tr '\n' ' ')
+pbefore=$(buckets idgraph_core_event_to_profile_seconds | tr '\n' ' ')
 "$BIN/idgraph-produce" --brokers 127.0.0.1:$port --topic touchpoints --rate "$half" "$work/half.ndjson" 2>/dev/null
 wait_done $(( EVENTS + n2 )) >/dev/null
 lq=$(quantiles idgraph_core_event_to_output_seconds "$before" "$(buckets idgraph_core_event_to_output_seconds | tr '\n' ' ')")
+pq=$(quantiles idgraph_core_event_to_profile_seconds "$pbefore" "$(buckets idgraph_core_event_to_profile_seconds | tr '\n' ' ')")
 stop_engine
 
 # 3. The embedded mock cluster (librdkafka's), same measure, fewer events.
@@ -119,5 +122,5 @@ mock_e2e=$(python3 -c "print(round($MOCK_EVENTS / ($mdone - $start)))")
 mraw=$("$BIN/idgraph-consume" --brokers "$bootstrap" --topic touchpoints --count-only --idle-ms 2000)
 stop_engine
 
-line="{\"events\": $EVENTS, \"partitions\": $PARTS, \"end_to_end_seconds\": $secs, \"end_to_end_per_second\": $e2e, $per_batch, \"batch_p50_le_s\": \"${bq% *}\", \"batch_p99_le_s\": \"${bq#* }\", \"raw\": $raw, \"half_load\": {\"rate\": $half, \"events\": $n2, \"event_to_output_p50_le_s\": \"${lq% *}\", \"event_to_output_p99_le_s\": \"${lq#* }\"}, \"mock\": {\"events\": $MOCK_EVENTS, \"end_to_end_per_second\": $mock_e2e, \"raw\": $mraw}}"
+line="{\"events\": $EVENTS, \"partitions\": $PARTS, \"end_to_end_seconds\": $secs, \"end_to_end_per_second\": $e2e, $per_batch, \"batch_p50_le_s\": \"${bq% *}\", \"batch_p99_le_s\": \"${bq#* }\", \"raw\": $raw, \"half_load\": {\"rate\": $half, \"events\": $n2, \"event_to_output_p50_le_s\": \"${lq% *}\", \"event_to_output_p99_le_s\": \"${lq#* }\", \"event_to_profile_p50_le_s\": \"${pq% *}\", \"event_to_profile_p99_le_s\": \"${pq#* }\"}, \"mock\": {\"events\": $MOCK_EVENTS, \"end_to_end_per_second\": $mock_e2e, \"raw\": $mraw}}"
 echo "$line" | tee "$BENCH_DIR/bench-kafka-$(date +%Y%m%d-%H%M%S).json"

@@ -89,6 +89,8 @@ fn profiles_topic_equals_replay_and_bad_records_are_rejected() {
     ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
+    // Every event folded into a profile is observed once, at its age.
+    assert_eq!(engine.metrics()["idgraph_core_event_to_profile_seconds_count"] as u64, n);
     assert!(engine.stop(), "engine did not exit cleanly on SIGTERM");
 
     let expected = replay_and_profiles("segment", &dir.path().join("rs"), &dir.path().join("ro"), &[&events]);

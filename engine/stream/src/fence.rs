@@ -136,6 +136,7 @@ impl Worker {
         // Timed to the acknowledgement, not to this collection (which
         // waits for the next batch's poll and apply).
         self.account(p.handled, p.dups, acked_at.saturating_duration_since(p.t0), p.oldest_input.map(|ts| acked_ms - ts));
+        p.applied.observe(&self.metrics.event_to_profile_seconds, acked_ms);
         tracing::debug!(
             batch = p.batch.seq,
             deliver_ms = out_time.as_millis() as u64,

@@ -19,11 +19,16 @@ pub struct Histogram {
 
 impl Histogram {
     pub fn observe(&self, secs: f64) {
+        self.observe_n(secs, 1);
+    }
+
+    /// `n` observations of `secs`.
+    pub fn observe_n(&self, secs: f64, n: u64) {
         match BUCKETS.iter().position(|b| secs <= *b) {
-            Some(i) => self.counts[i].fetch_add(1, Ordering::Relaxed),
-            None => self.inf.fetch_add(1, Ordering::Relaxed),
+            Some(i) => self.counts[i].fetch_add(n, Ordering::Relaxed),
+            None => self.inf.fetch_add(n, Ordering::Relaxed),
         };
-        self.sum_us.fetch_add((secs * 1e6) as u64, Ordering::Relaxed);
+        self.sum_us.fetch_add((secs * 1e6) as u64 * n, Ordering::Relaxed);
     }
 
     fn render(&self, out: &mut String, name: &str, help: &str) {
@@ -37,6 +42,31 @@ impl Histogram {
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {acc}");
         let _ = writeln!(out, "{name}_sum {}", self.sum_us.load(Ordering::Relaxed) as f64 / 1e6);
         let _ = writeln!(out, "{name}_count {acc}");
+    }
+}
+
+/// Events counted by their input time (ms since the epoch), in runs: an
+/// envelope's events share one. Observed into a histogram as ages once
+/// their outputs are acknowledged.
+#[derive(Debug, Default)]
+pub struct Origins(Vec<(i64, u64)>);
+
+impl Origins {
+    /// `n` events of input time `origin` (0: unknown, not counted).
+    pub fn add(&mut self, origin: i64, n: u64) {
+        if n == 0 || origin <= 0 {
+            return;
+        }
+        match self.0.last_mut() {
+            Some((o, k)) if *o == origin => *k += n,
+            _ => self.0.push((origin, n)),
+        }
+    }
+
+    pub fn observe(&self, h: &Histogram, now_ms: i64) {
+        for &(origin, n) in &self.0 {
+            h.observe_n((now_ms - origin).max(0) as f64 / 1000.0, n);
+        }
     }
 }
 
@@ -133,6 +163,7 @@ pub struct Metrics {
     pub batch_seconds: Histogram,
     pub deliver_seconds: Histogram,
     pub event_to_output_seconds: Histogram,
+    pub event_to_profile_seconds: Histogram,
     pub cmd_lag: Labeled,
     pub partitions_owned: AtomicU64,
     pub restored_records: AtomicU64,
@@ -241,6 +272,11 @@ impl Metrics {
             "idgraph_core_event_to_output_seconds",
             "Time from the broker timestamp of the oldest routed-event envelope of a batch to its outputs acknowledged.",
         );
+        self.event_to_profile_seconds.render(
+            &mut o,
+            "idgraph_core_event_to_profile_seconds",
+            "Per event: time from its input record's timestamp to the acknowledgement of the first profile version that holds it.",
+        );
         self.cmd_lag.render(
             &mut o,
             "idgraph_core_cmd_lag_records",
@@ -330,6 +366,40 @@ mod tests {
         assert!(t.contains("idgraph_core_batch_seconds_bucket{le=\"+Inf\"} 3"));
         assert!(t.contains("idgraph_core_batch_seconds_count 3"));
         assert!(t.contains("idgraph_ready 0"));
+    }
+
+    #[test]
+    fn every_metric_is_documented_and_every_documented_one_rendered() {
+        let doc = include_str!("../../../docs/METRICS.md");
+        let documented: std::collections::BTreeSet<&str> =
+            doc.lines().filter_map(|l| l.strip_prefix("| `")?.split('`').next()).filter(|n| n.starts_with("idgraph_")).collect();
+        let text = Metrics::default().render();
+        let rendered: std::collections::BTreeSet<&str> =
+            text.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next()).collect();
+        assert!(rendered.len() >= 30 && rendered.contains("idgraph_core_event_to_profile_seconds"), "{rendered:?}");
+        let undocumented: Vec<_> = rendered.difference(&documented).collect();
+        assert!(undocumented.is_empty(), "rendered but not in docs/METRICS.md: {undocumented:?}");
+        let unrendered: Vec<_> = documented.difference(&rendered).collect();
+        assert!(unrendered.is_empty(), "in docs/METRICS.md but not rendered: {unrendered:?}");
+    }
+
+    #[test]
+    fn origins_count_each_event_at_its_age() {
+        let m = Metrics::default();
+        let mut o = Origins::default();
+        o.add(1_000, 2);
+        o.add(1_000, 1);
+        o.add(0, 7);
+        o.add(760, 2);
+        o.add(900, 0);
+        assert_eq!(o.0, vec![(1_000, 3), (760, 2)]);
+        o.observe(&m.event_to_profile_seconds, 1_040);
+        let t = m.render();
+        assert!(t.contains("idgraph_core_event_to_profile_seconds_bucket{le=\"0.05\"} 3"), "{t}");
+        assert!(t.contains("idgraph_core_event_to_profile_seconds_bucket{le=\"0.25\"} 3"), "{t}");
+        assert!(t.contains("idgraph_core_event_to_profile_seconds_bucket{le=\"0.5\"} 5"), "{t}");
+        assert!(t.contains("idgraph_core_event_to_profile_seconds_count 5"), "{t}");
+        assert!(t.contains("idgraph_core_event_to_profile_seconds_sum 0.68"), "{t}");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::config::EngineConfig;
 use crate::envelope::{self, Envelope};
 use crate::error::StreamError;
 use crate::meta::{BatchId, PartMeta};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Origins};
 use crate::out_format::OutFormat;
 use crate::outbox::{Dest, OutRecord, Sender};
 use crate::rebalance::{Change, CoreContext};
@@ -122,6 +122,8 @@ pub(crate) struct Pending {
     pub(crate) dups: u64,
     pub(crate) t0: Instant,
     pub(crate) oldest_input: Option<i64>,
+    /// Events folded into profiles, counted by their input time.
+    pub(crate) applied: Origins,
 }
 
 struct In {
@@ -327,6 +329,8 @@ impl Worker {
         // latency); each command sent carries the origin of the command or
         // input record it came from.
         let mut oldest_input: Option<i64> = None;
+        // The events the batch folded into their profiles (per-event latency).
+        let mut applied = Origins::default();
         let mut loader = StoreLoader::new(&self.store, &self.known);
         prefetch(&recs, &mut self.parts, &mut loader);
         let mut fx = Effects::default();
@@ -348,7 +352,9 @@ impl Worker {
                 if origin > 0 {
                     oldest_input = Some(oldest_input.map_or(origin, |o| o.min(origin)));
                 }
+                let before = part.stats.events_applied;
                 part.handle(c, loader, &mut fx);
+                applied.add(origin, part.stats.events_applied - before);
                 lc_from.resize(fx.lifecycle.len(), r.p);
                 cs_from.resize(fx.consent.len(), r.p);
                 for c in fx.cmds.drain(..) {
@@ -489,7 +495,7 @@ impl Worker {
             "core batch written; delivering"
         );
         self.tail.submit(Job { out, cmds, markers: marker_recs })?;
-        self.pending = Some(Pending { batch: self.batch, markers_at, cl_records, handled, dups, t0, oldest_input });
+        self.pending = Some(Pending { batch: self.batch, markers_at, cl_records, handled, dups, t0, oldest_input, applied });
         for part in &mut self.parts {
             part.end_batch((self.cfg.cache_entries / n as usize).max(1024), false);
         }
