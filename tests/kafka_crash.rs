@@ -1,7 +1,8 @@
 //! kill -9 of `idgraph run` at random points while it consumes (and
-//! injected crashes between the state commit and the outbox drain): no
-//! event lost, none applied twice, no `(profile_id, version)` published
-//! with two different contents.
+//! injected crashes between the state commit and the outbox drain, and
+//! between a batch's records and its changelog markers): no event lost,
+//! none applied twice, no `(profile_id, version)` published with two
+//! different contents.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
@@ -39,7 +40,7 @@ fn kill_minus_nine_loses_nothing_and_applies_nothing_twice() {
         seed ^= seed << 17;
         lo + seed % (hi - lo)
     };
-    let mut fault_crashes = 0u32;
+    let (mut fault_crashes, mut marker_crashes) = (0u32, 0u32);
     for i in 0..kills {
         // Each run joins a consumer group of its own, so it re-reads the
         // input from the start and the partitions must drop every event
@@ -48,11 +49,13 @@ fn kill_minus_nine_loses_nothing_and_applies_nothing_twice() {
         // assigning that group's partitions.)
         let group = format!("crash-{i}");
         let env_group = [("IDGRAPH__KAFKA__GROUP_ID", group.as_str())];
-        // Every fourth run crashes itself right after a commit, before the
-        // outbox is produced; the others are killed at a random time once
-        // they are consuming.
+        // Every fourth run crashes itself: right after a commit, before
+        // the outbox is produced, or (every eighth) once a batch's records
+        // are acknowledged, before its changelog markers; the others are
+        // killed at a random time once they are consuming.
         if i % 4 == 3 {
-            let fault = format!("run.after-commit:{}", rnd(2, 40));
+            let point = if i % 8 == 7 { "run.before-markers" } else { "run.after-commit" };
+            let fault = format!("{point}:{}", rnd(2, 40));
             let mut e = Engine::start_env(&cfg, &log, &[env_group[0], ("IDGRAPH_FAULT", &fault)]);
             let t = Instant::now();
             while e.child.try_wait().unwrap().is_none() && t.elapsed() < Duration::from_secs(20) {
@@ -60,7 +63,7 @@ fn kill_minus_nine_loses_nothing_and_applies_nothing_twice() {
             }
             // Aborted by the fault point (SIGABRT), not exited otherwise.
             if e.child.try_wait().unwrap().and_then(|st| std::os::unix::process::ExitStatusExt::signal(&st)) == Some(6) {
-                fault_crashes += 1;
+                *(if i % 8 == 7 { &mut marker_crashes } else { &mut fault_crashes }) += 1;
             }
             e.child.kill().ok();
         } else {
@@ -96,7 +99,18 @@ fn kill_minus_nine_loses_nothing_and_applies_nothing_twice() {
 
     // Re-published records repeat, never change: one content per (id, version).
     let (versions, repeats) = assert_versions_consistent(&broker);
-    eprintln!("{kills} crashes ({fault_crashes} at the fault point); {versions} profile versions, {repeats} re-published");
+    eprintln!(
+        "{kills} crashes ({fault_crashes} after a commit, {marker_crashes} before the markers); {versions} profile versions, {repeats} re-published"
+    );
     // The crash between a state write and its outputs did happen.
     assert!(kills < 4 || fault_crashes > 0, "no run reached the fault point after a commit");
+    // A batch cut short before its markers left records that did not
+    // apply; the next owner wrote their restored values with its claim.
+    if marker_crashes > 0 {
+        let text = std::fs::read_to_string(&log).unwrap();
+        let rewrote = text
+            .lines()
+            .any(|l| l.contains("partition restored") && l.split("\"unapplied_keys\":").nth(1).is_some_and(|r| !r.starts_with('0')));
+        assert!(rewrote, "no restore after a crash before the markers found an unapplied key");
+    }
 }

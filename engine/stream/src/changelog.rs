@@ -19,11 +19,14 @@
 //!
 //! Compaction keeps only the latest marker. When the first marker read
 //! does not start at offset 0, the head of the log was compacted: every
-//! record before it is taken as committed history (a batch that never
-//! committed is always followed by its redo, which rewrites the same keys
-//! and so compacts the unfinished records away; an identifier key written
-//! before UUIDs were packed is not the same key as the redo's, but restore
-//! keys it anew, and the redo's record, later in the log, wins).
+//! record before it is taken as committed history. That holds because a
+//! batch that never committed is always followed, before any later
+//! marker, by the restored value of each key it wrote: the next owner
+//! writes them ([`Chain::unapplied_keys`]) before its claim marker, so
+//! compaction drops the unfinished records or keeps them followed by
+//! their correction. (An identifier key written before UUIDs were packed
+//! is not the same key as the current one; restore keys it anew, and the
+//! correction, later in the log, wins.)
 
 use crate::meta::{part_meta_key, BatchId, PartMeta};
 use crate::outbox::{Dest, OutRecord};
@@ -109,6 +112,8 @@ pub struct Chain {
     /// Records seen before the first marker, in order (taken whole when
     /// the log's head was compacted).
     head: Vec<Op>,
+    /// The keys of dropped batches' records.
+    dropped: Vec<(Cf, Vec<u8>)>,
     pub applied_batches: u64,
     pub dropped_batches: u64,
 }
@@ -143,9 +148,16 @@ impl Chain {
         };
         if !chains {
             self.dropped_batches += 1;
+            self.dropped.extend(ops.into_iter().map(|(cf, k, _)| (cf, k)));
             return Ok(Step::Dropped);
         }
-        let ops = if self.at.is_none() && m.from > 0 { std::mem::take(&mut self.head) } else { ops };
+        let ops = if self.at.is_none() && m.from > 0 {
+            // Every record so far is history: none of it stays staged.
+            self.staged.clear();
+            std::mem::take(&mut self.head)
+        } else {
+            ops
+        };
         self.head.clear();
         // Other staged batches stay: a second writer's batch can be in
         // flight around this marker (a claim lands between its records and
@@ -154,6 +166,19 @@ impl Chain {
         self.applied_batches += 1;
         self.at = Some(m.meta.clone());
         Ok(Step::Apply(ops, m.meta))
+    }
+
+    /// The keys written by batches that did not apply (cut short, dropped,
+    /// or still staged), each once, in key order. The new owner writes
+    /// their restored values before its claim marker, so that compaction
+    /// can never leave an unapplied value of a key before a later marker
+    /// (where a restore would take it as history: module docs).
+    pub fn unapplied_keys(&self) -> Vec<(Cf, Vec<u8>)> {
+        let staged = self.staged.values().flatten().map(|(cf, k, _)| (*cf, k));
+        let mut keys: Vec<(Cf, &Vec<u8>)> = self.dropped.iter().map(|(cf, k)| (*cf, k)).chain(staged).collect();
+        keys.sort_unstable_by(|a, b| (a.0.index(), a.1).cmp(&(b.0.index(), b.1)));
+        keys.dedup();
+        keys.into_iter().map(|(cf, k)| (cf, k.clone())).collect()
     }
 }
 
@@ -195,6 +220,77 @@ mod tests {
             }
             (kv, chain.at.clone(), chain)
         }
+    }
+
+    impl Log {
+        /// What compaction leaves of the whole log: the last record of
+        /// each key, in log order.
+        fn compacted(&self) -> Log {
+            let last: FxHashMap<&[u8], usize> = self.0.iter().enumerate().map(|(i, r)| (r.key.as_deref().unwrap(), i)).collect();
+            Log(self.0.iter().enumerate().filter(|(i, r)| last[r.key.as_deref().unwrap()] == *i).map(|(_, r)| r.clone()).collect())
+        }
+
+        /// A new owner's claim at `at` (token `token`): the restored value
+        /// of every key `chain` left unapplied, then the claim marker.
+        fn claim(&mut self, token: u64, at: i64, chain: &Chain, state: &std::collections::BTreeMap<Vec<u8>, Vec<u8>>) {
+            let id = BatchId { token, seq: 1 };
+            for (cf, k) in chain.unapplied_keys() {
+                self.0.push(record(0, id, cf, &k, state.get(&k).map(Vec::as_slice)));
+            }
+            self.0.push(marker(0, at, &meta(at, token, 1)));
+        }
+    }
+
+    #[test]
+    fn an_unfinished_batch_compacted_before_its_redo_rewrote_it_is_not_history() {
+        let mut log = Log(vec![]);
+        log.batch(1, 1, 0, 10, &[("a", Some("1")), ("b", Some("1"))], true);
+        // Run 1 dies inside batch 2 (10..20): `a` and a deletion of `b`
+        // are on the log, its marker is not.
+        log.batch(1, 2, 10, 20, &[("a", Some("2")), ("b", None)], false);
+        let (state, at, chain) = log.restore(Chain::default());
+        assert_eq!(state, kv(&[("a", "1"), ("b", "1")]));
+        assert_eq!(chain.unapplied_keys(), vec![(Cf::Idents, b"a".to_vec()), (Cf::Idents, b"b".to_vec())]);
+        // Without the claim's rewrite, compaction after the first batch of
+        // the redo (10..15, which does not write `a` or `b`) leaves the
+        // unfinished values before the only marker: taken as history.
+        let mut bare = Log(log.0.clone());
+        bare.batch(2, 2, 10, 15, &[("c", Some("1"))], true);
+        let (wrong, ..) = bare.compacted().restore(Chain::default());
+        assert_eq!(wrong, kv(&[("a", "2"), ("c", "1")]), "the gap this closes");
+        // With it, the restored values follow the unfinished ones.
+        log.claim(2, at.unwrap().cmd_offset, &chain, &state);
+        log.batch(2, 2, 10, 15, &[("c", Some("1"))], true);
+        let (compacted, at, _) = log.compacted().restore(Chain::default());
+        assert_eq!(compacted, kv(&[("a", "1"), ("b", "1"), ("c", "1")]));
+        assert_eq!(at.unwrap().cmd_offset, 15);
+        // Uncompacted, the claim chains and changes nothing.
+        let (whole, ..) = log.restore(Chain::default());
+        assert_eq!(whole, compacted);
+        // The redo's second batch rewrites `a` and `b`; compacted again,
+        // the redo's values win.
+        log.batch(2, 3, 15, 20, &[("a", Some("2")), ("b", None)], true);
+        let (done, at, _) = log.compacted().restore(Chain::default());
+        assert_eq!(done, kv(&[("a", "2"), ("c", "1")]));
+        assert_eq!(at.unwrap().cmd_offset, 20);
+    }
+
+    #[test]
+    fn dropped_and_still_staged_batches_leave_their_keys_unapplied_but_history_does_not() {
+        let mut log = Log(vec![]);
+        log.batch(1, 1, 0, 10, &[("a", Some("1"))], true);
+        log.batch(1, 1, 0, 10, &[("r", Some("1"))], true);
+        log.batch(9, 5, 0, 10, &[("f", Some("9"))], true);
+        log.batch(1, 2, 10, 20, &[("s", Some("2")), ("a", Some("2"))], false);
+        let (_, _, chain) = log.restore(Chain::default());
+        let keys: Vec<Vec<u8>> = chain.unapplied_keys().into_iter().map(|(_, k)| k).collect();
+        assert_eq!(keys, vec![b"a".to_vec(), b"f".to_vec(), b"r".to_vec(), b"s".to_vec()]);
+        // A compacted head applied as history leaves nothing staged.
+        let mut head = Log(vec![]);
+        head.0.push(record(0, BatchId { token: 1, seq: 3 }, Cf::Idents, b"h", Some(b"1")));
+        head.batch(1, 9, 40, 50, &[("c", Some("1"))], true);
+        let (_, _, chain) = head.restore(Chain::default());
+        assert!(chain.unapplied_keys().is_empty());
     }
 
     fn kv(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<Vec<u8>, Vec<u8>> {

@@ -46,23 +46,32 @@ impl Worker {
         let restored = self.restorer.restore(&self.store, &mut self.known, ps, rebuild, &self.metrics)?;
         self.batch.seq += 1;
         let claim = self.batch;
-        let claims: Vec<crate::outbox::OutRecord> = restored
-            .iter()
-            .map(|r| {
-                let mut m = r.meta.clone();
-                m.batch = claim;
-                changelog::marker(r.p, m.cmd_offset, &m)
-            })
-            .collect();
+        // Per partition: the restored value of every key a batch that did
+        // not apply wrote (so that compaction never leaves such a value
+        // before a later marker: `changelog` docs), then the claim marker.
+        let mut claims: Vec<crate::outbox::OutRecord> = Vec::new();
+        let mut marker_at: Vec<usize> = Vec::with_capacity(restored.len());
+        for r in &restored {
+            for (cf, key) in &r.unapplied {
+                let value = self.store.get(*cf, &idgraph_state::current_key(*cf, key.clone()))?;
+                claims.push(changelog::record(r.p, claim, *cf, key, value.as_deref()));
+            }
+            let mut m = r.meta.clone();
+            m.batch = claim;
+            marker_at.push(claims.len());
+            claims.push(changelog::marker(r.p, m.cmd_offset, &m));
+        }
         let landed = self.sender.deliver_tracked(&claims, |_| true)?;
         let mut wb = Batch::default();
         let mut tpl = TopicPartitionList::new();
         let mut lost = Vec::new();
         for (i, r) in restored.into_iter().enumerate() {
             let (p, pi) = (r.p, r.p as usize);
-            let at = landed.iter().find(|(j, _)| *j == i).map(|(_, o)| *o);
-            if at != Some(r.end) {
-                tracing::warn!(partition = p, expected = r.end, got = ?at, "another instance writes this partition's changelog; standing by");
+            let at = landed.iter().find(|(j, _)| *j == marker_at[i]).map(|(_, o)| *o);
+            // The claim's records and marker follow the last record read.
+            let end = r.end + r.unapplied.len() as i64;
+            if at != Some(end) {
+                tracing::warn!(partition = p, expected = end, got = ?at, "another instance writes this partition's changelog; standing by");
                 self.metrics.fenced.fetch_add(1, Ordering::Relaxed);
                 lost.push(p);
                 continue;
@@ -70,8 +79,8 @@ impl Worker {
             let mut m = r.meta;
             m.batch = claim;
             wb.put(Cf::Meta, part_meta_key(p), idgraph_core::record::encode(&m));
-            wb.put(Cf::Meta, clpos_key(p), idgraph_core::record::encode(&ClPos { batch: claim, offset: r.end }));
-            self.cl_last[pi] = Some(r.end);
+            wb.put(Cf::Meta, clpos_key(p), idgraph_core::record::encode(&ClPos { batch: claim, offset: end }));
+            self.cl_last[pi] = Some(end);
             self.renew(p);
             let off = if m.cmd_offset > 0 { Offset::Offset(m.cmd_offset) } else { Offset::Beginning };
             self.resume.expect(&self.cmd_topic, p as i32, m.cmd_offset);

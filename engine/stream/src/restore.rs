@@ -85,6 +85,9 @@ pub struct Restored {
     /// The changelog offset after the last record read: where the next
     /// record of this partition's changelog lands if nobody else writes.
     pub end: i64,
+    /// The keys that batches which did not apply wrote (the claim writes
+    /// their restored values: [`Chain::unapplied_keys`]).
+    pub unapplied: Vec<(Cf, Vec<u8>)>,
 }
 
 /// Reads changelog partitions (no consumer group: assigned explicitly).
@@ -306,17 +309,19 @@ impl Restorer {
                 Some(pos) => writes.put(Cf::Meta, clpos_key(part.p), encode(&pos)),
                 None => writes.delete(Cf::Meta, clpos_key(part.p)),
             }
+            let unapplied = part.chain.unapplied_keys();
             tracing::info!(
                 partition = part.p,
                 records = part.records,
                 batches = part.chain.applied_batches,
                 dropped_batches = part.chain.dropped_batches,
+                unapplied_keys = unapplied.len(),
                 cmd_offset = meta.cmd_offset,
                 read_to = part.next,
                 high_watermark = part.hi,
                 "partition restored"
             );
-            out.push((part.p, Some(Restored { p: part.p, meta, end: part.next })));
+            out.push((part.p, Some(Restored { p: part.p, meta, end: part.next, unapplied })));
         }
         store.write(writes)?;
         Ok(out)

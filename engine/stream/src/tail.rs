@@ -114,6 +114,9 @@ impl Tail {
                     };
                     let delivered = sender.deliver(&out);
                     let tm = Instant::now();
+                    if delivered.is_ok() && !markers.is_empty() {
+                        crate::fault::point("run.before-markers");
+                    }
                     let landed = delivered.and_then(|()| sender.deliver_tracked(&markers, |_| true));
                     let acked_at = Instant::now();
                     let acked_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
