@@ -39,6 +39,7 @@ pub fn run(cfg: EngineConfig, stop: Arc<AtomicBool>, on_start: impl FnOnce(&Star
         topics::create(&cfg.cluster, &topics.specs(cfg.partitions), cfg.replication_factor)?;
     }
     topics::check(&cfg.cluster, &topics, cfg.partitions)?;
+    topics::check_changelog_configs(&cfg.cluster, &topics.changelog);
     let metrics = Arc::new(Metrics::new());
     let http_stop = Arc::new(AtomicBool::new(false));
     let (addr, http) = http::serve(&cfg.http_listen, metrics.clone(), http_stop.clone())?;

@@ -27,7 +27,8 @@
 //! - [`meta`]: a partition's stream position, de-dup marks and changelog
 //!   position.
 //! - [`changelog`]: changelog records, batch markers, and the chain that
-//!   rebuilds a partition from them.
+//!   rebuilds a partition from them; `changelog_sim` (tests) simulates
+//!   owners crashing and a cleaner compacting against an oracle.
 //! - [`rebalance`]: the core's consumer group: assignment changes.
 //! - [`reach`]: the start-up check that the brokers answer, with librdkafka's reasons.
 //! - [`restore`]: restoring assigned partitions before they resume.
@@ -42,6 +43,8 @@
 
 pub mod avro;
 pub mod changelog;
+#[cfg(test)]
+mod changelog_sim;
 pub mod client;
 pub mod config;
 pub mod embedded;

@@ -4,7 +4,7 @@
 
 use crate::client::{self, Cluster};
 use crate::error::StreamError;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
@@ -50,19 +50,35 @@ impl Topics {
         }
     }
 
-    /// Every topic with its partition count and whether it is compacted.
-    pub fn specs(&self, partitions: u16) -> Vec<(&str, i32, bool)> {
+    /// Every topic with its partition count and the configs it is created
+    /// with.
+    pub fn specs(&self, partitions: u16) -> Vec<(&str, i32, TopicConfigs)> {
         let p = partitions as i32;
         vec![
-            (&self.cmd, p, false),
-            (&self.changelog, p, true),
-            (&self.profiles, p, true),
-            (&self.lifecycle, p, false),
-            (&self.consent, p, false),
-            (&self.rejects, p, false),
+            (&self.cmd, p, &[]),
+            (&self.changelog, p, CHANGELOG),
+            (&self.profiles, p, COMPACTED),
+            (&self.lifecycle, p, &[]),
+            (&self.consent, p, &[]),
+            (&self.rejects, p, &[]),
         ]
     }
 }
+
+/// Topic configs set at creation.
+pub type TopicConfigs = &'static [(&'static str, &'static str)];
+
+const COMPACTED: TopicConfigs = &[("cleanup.policy", "compact")];
+
+/// The changelog is compacted, but a record stays uncompacted for a day:
+/// the records of a batch that did not apply (a crash between its records
+/// and its marker) must meet no cleaner until the next owner's claim has
+/// rewritten their keys' restored values (ADR 0004), which it does
+/// within seconds of taking the partition. Earlier, the cleaner could
+/// drop a committed value behind an unfinished one of the same key.
+pub const CHANGELOG_MIN_COMPACTION_LAG_MS: &str = "86400000";
+
+const CHANGELOG: TopicConfigs = &[("cleanup.policy", "compact"), ("min.compaction.lag.ms", CHANGELOG_MIN_COMPACTION_LAG_MS)];
 
 struct ThreadWaker(std::thread::Thread);
 
@@ -87,17 +103,12 @@ fn block_on<F: Future>(f: F) -> F::Output {
 }
 
 /// Creates the topics that do not exist yet (existing ones are kept).
-pub fn create(cluster: &Cluster, specs: &[(&str, i32, bool)], replication: i32) -> Result<(), StreamError> {
+pub fn create(cluster: &Cluster, specs: &[(&str, i32, TopicConfigs)], replication: i32) -> Result<(), StreamError> {
     let admin: AdminClient<DefaultClientContext> = client::admin(cluster).create().map_err(StreamError::kafka("admin client"))?;
     let new: Vec<NewTopic<'_>> = specs
         .iter()
-        .map(|(name, parts, compact)| {
-            let t = NewTopic::new(name, *parts, TopicReplication::Fixed(replication));
-            if *compact {
-                t.set("cleanup.policy", "compact")
-            } else {
-                t
-            }
+        .map(|(name, parts, configs)| {
+            configs.iter().fold(NewTopic::new(name, *parts, TopicReplication::Fixed(replication)), |t, (k, v)| t.set(k, v))
         })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
@@ -124,6 +135,49 @@ pub fn partition_count(cluster: &Cluster, topic: &str, wait: Duration) -> Result
             return Ok(n);
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Shortest `min.compaction.lag.ms` of a compacted changelog that start-up
+/// accepts without a warning.
+const CHANGELOG_MIN_LAG_MS_WARN: u64 = 3_600_000;
+
+/// Warns when the changelog is compacted with a short (or no)
+/// `min.compaction.lag.ms`: a topic created before idgraph set it, or by
+/// hand. A broker that does not describe topic configs is left alone.
+pub fn check_changelog_configs(cluster: &Cluster, topic: &str) {
+    let described = client::admin(cluster).create::<AdminClient<DefaultClientContext>>().ok().and_then(|admin| {
+        let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(5)));
+        let res = block_on(admin.describe_configs([&ResourceSpecifier::Topic(topic)], &opts)).ok()?;
+        let cfg = res.into_iter().next()?.ok()?;
+        let get = |k: &str| cfg.get(k).and_then(|e| e.value.clone());
+        Some((get("cleanup.policy"), get("min.compaction.lag.ms")))
+    });
+    let Some((policy, lag)) = described else {
+        tracing::debug!(topic, "the broker did not describe the changelog's configs");
+        return;
+    };
+    if let Some(problem) = changelog_lag_problem(policy.as_deref(), lag.as_deref()) {
+        tracing::warn!(
+            topic,
+            problem,
+            recommended = CHANGELOG_MIN_COMPACTION_LAG_MS,
+            "set min.compaction.lag.ms on the changelog (ADR 0004)"
+        );
+    }
+}
+
+/// What is wrong with a changelog's compaction settings, if anything.
+fn changelog_lag_problem(policy: Option<&str>, lag: Option<&str>) -> Option<String> {
+    if !policy.is_some_and(|p| p.split(',').any(|p| p.trim() == "compact")) {
+        return None;
+    }
+    match lag.map(str::parse::<u64>) {
+        Some(Ok(ms)) if ms >= CHANGELOG_MIN_LAG_MS_WARN => None,
+        Some(Ok(ms)) => Some(format!(
+            "min.compaction.lag.ms is {ms}: the cleaner may drop a committed state value behind the records of a batch cut short by a crash before the next owner rewrites them"
+        )),
+        _ => Some("min.compaction.lag.ms is not set".into()),
     }
 }
 
@@ -157,4 +211,19 @@ pub fn check(cluster: &Cluster, topics: &Topics, partitions: u16) -> Result<(), 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_compacted_changelog_needs_a_compaction_lag() {
+        assert_eq!(changelog_lag_problem(Some("delete"), None), None);
+        assert_eq!(changelog_lag_problem(Some("compact"), Some(CHANGELOG_MIN_COMPACTION_LAG_MS)), None);
+        assert_eq!(changelog_lag_problem(Some("compact,delete"), Some("3600000")), None);
+        assert!(changelog_lag_problem(Some("compact"), Some("0")).is_some_and(|p| p.contains("is 0")));
+        assert!(changelog_lag_problem(Some("compact"), None).is_some_and(|p| p.contains("not set")));
+        assert!(CHANGELOG_MIN_COMPACTION_LAG_MS.parse::<u64>().is_ok_and(|ms| ms >= CHANGELOG_MIN_LAG_MS_WARN));
+    }
 }
