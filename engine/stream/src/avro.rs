@@ -72,7 +72,7 @@ pub struct AvroSpec {
     /// Local writer schemas by ID.
     pub schemas: Vec<(u32, PathBuf)>,
     /// A schema registry base URL (`http://host:port[/path]`).
-    pub registry: Option<String>,
+    pub registry: Option<crate::registry::RegistryUrl>,
 }
 
 /// Why an Avro record was rejected.
@@ -104,7 +104,7 @@ impl AvroReject {
 #[derive(Debug)]
 pub struct AvroDecoder {
     schemas: FxHashMap<u32, Option<Schema>>,
-    registry: Option<String>,
+    registry: Option<crate::registry::RegistryUrl>,
 }
 
 impl AvroDecoder {
@@ -118,6 +118,9 @@ impl AvroDecoder {
             let schema = Schema::parse_str(&text)
                 .map_err(|e| StreamError::Internal(format!("Avro schema {} (ID {id}) does not parse: {e}", path.display())))?;
             schemas.insert(*id, Some(schema));
+        }
+        if let Some(url) = &spec.registry {
+            url.warn_if_in_clear("input schemas");
         }
         Ok(Self { schemas, registry: spec.registry.clone() })
     }
@@ -250,7 +253,7 @@ mod tests {
         encode(json, schema, id).unwrap()
     }
 
-    fn decoder(dir: &std::path::Path, registry: Option<String>) -> AvroDecoder {
+    fn decoder(dir: &std::path::Path, registry: Option<crate::registry::RegistryUrl>) -> AvroDecoder {
         let p = dir.join("t.avsc");
         std::fs::write(&p, SCHEMA).unwrap();
         AvroDecoder::new(&AvroSpec { schemas: vec![(7, p)], registry }).unwrap()
@@ -301,7 +304,7 @@ mod tests {
     fn schemas_come_from_a_registry_over_http() {
         let registry = crate::registry::fake::FakeRegistry::start(&[(9, SCHEMA)]);
         let dir = tempfile::tempdir().unwrap();
-        let mut d = decoder(dir.path(), Some(registry.url.clone()));
+        let mut d = decoder(dir.path(), Some(registry.url.clone().into()));
         let schema = Schema::parse_str(SCHEMA).unwrap();
         let rec = wire(9, &schema, serde_json::json!({"event_id": "e-9"}));
         let json: serde_json::Value = serde_json::from_slice(&d.decode(&rec).unwrap().unwrap()).unwrap();

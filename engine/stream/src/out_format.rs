@@ -63,7 +63,7 @@ pub enum OutputSpec {
     AvroIds(SchemaIds),
     /// Avro, each schema registered at start-up under `<topic>-value` with
     /// the registry at this `http://` base URL, which gives the IDs.
-    AvroRegistry(String),
+    AvroRegistry(crate::registry::RegistryUrl),
 }
 
 #[derive(Debug)]
@@ -99,6 +99,7 @@ impl OutFormat {
             OutputSpec::Json => return Ok(Self::json()),
             OutputSpec::AvroIds(ids) => *ids,
             OutputSpec::AvroRegistry(url) => {
+                url.warn_if_in_clear("output schemas");
                 let mut got = [0u32; 4];
                 for (i, dest) in OUTPUTS.into_iter().enumerate() {
                     let subject = format!("{}-value", topics.of(dest));
@@ -255,7 +256,7 @@ mod tests {
     #[test]
     fn a_registry_gets_each_schema_under_its_topics_subject() {
         let r = FakeRegistry::start(&[]);
-        let f = OutFormat::new(&OutputSpec::AvroRegistry(r.url.clone()), &Topics::new("acme")).unwrap();
+        let f = OutFormat::new(&OutputSpec::AvroRegistry(r.url.clone().into()), &Topics::new("acme")).unwrap();
         let seen = r.seen.lock().unwrap();
         let subjects: Vec<&str> = seen.requests.iter().map(|q| q.1.as_str()).collect();
         assert_eq!(
@@ -279,7 +280,7 @@ mod tests {
     fn a_registry_that_cannot_be_reached_stops_start_up_naming_it() {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let url = format!("http://127.0.0.1:{port}");
-        let e = OutFormat::new(&OutputSpec::AvroRegistry(url.clone()), &Topics::new("idgraph")).unwrap_err().to_string();
+        let e = OutFormat::new(&OutputSpec::AvroRegistry(url.clone().into()), &Topics::new("idgraph")).unwrap_err().to_string();
         assert!(e.contains(&url) && e.contains("idgraph.profiles-value"), "{e}");
     }
 }

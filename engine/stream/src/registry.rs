@@ -31,6 +31,52 @@ pub fn redacted(base: &str) -> String {
     }
 }
 
+/// A schema registry's base URL as configured. It may carry credentials
+/// (`https://KEY:SECRET@host`), so its `Debug` shows it [`redacted`]; the
+/// URL itself is read through `Deref`.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct RegistryUrl(String);
+
+impl std::fmt::Debug for RegistryUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", redacted(&self.0))
+    }
+}
+
+impl RegistryUrl {
+    /// Whether its requests carry credentials over plain `http://`.
+    pub fn credentials_in_clear(&self) -> bool {
+        Target::parse(&self.0, "").is_ok_and(|t| !t.tls && t.auth.is_some())
+    }
+
+    /// Warns (once per call) when credentials would travel in clear.
+    pub fn warn_if_in_clear(&self, used_for: &'static str) {
+        if self.credentials_in_clear() {
+            tracing::warn!(registry = %redacted(&self.0), used_for, "schema registry credentials go over plain http://; use https://");
+        }
+    }
+}
+
+impl std::ops::Deref for RegistryUrl {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for RegistryUrl {
+    fn from(url: String) -> Self {
+        Self(url)
+    }
+}
+
+impl From<&str> for RegistryUrl {
+    fn from(url: &str) -> Self {
+        Self(url.to_string())
+    }
+}
+
 /// Where a request goes, parsed from the registry's base URL.
 #[derive(Debug, PartialEq, Eq)]
 struct Target {
@@ -334,6 +380,14 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::fake::FakeRegistry;
     use super::*;
+
+    #[test]
+    fn credentials_over_plain_http_are_told_apart() {
+        assert!(RegistryUrl::from("http://k:s@r:8081").credentials_in_clear());
+        assert!(!RegistryUrl::from("https://k:s@r").credentials_in_clear());
+        assert!(!RegistryUrl::from("http://r:8081").credentials_in_clear());
+        assert_eq!(format!("{:?}", RegistryUrl::from("http://k:s@r:8081")), "\"http://***@r:8081\"");
+    }
 
     const SCHEMA: &str = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"string"}]}"#;
 

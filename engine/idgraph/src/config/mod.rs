@@ -78,7 +78,7 @@ pub struct InputSection {
     pub shape: Option<Format>,
     /// Avro only: a Confluent-compatible schema registry, `http://host:port`.
     #[serde(default)]
-    pub schema_registry: Option<String>,
+    pub schema_registry: Option<idgraph_stream::registry::RegistryUrl>,
     /// Avro only: local writer schemas by schema ID, `{ "1" = "touchpoint.avsc" }`.
     #[serde(default)]
     pub avro_schemas: std::collections::BTreeMap<String, PathBuf>,
@@ -462,6 +462,15 @@ mod tests {
             load("[[inputs]]\ntopic = \"t\"\nformat = \"avro\"\nshape = \"segment\"\nschema-registry = \"http://r:8081\"\n", &[]).unwrap();
         assert_eq!(c.inputs[0].json_shape(), Format::Segment);
         assert!(c.inputs[0].avro().is_some_and(|a| a.registry.as_deref() == Some("http://r:8081")));
+        // A registry's credentials never show in a printed config.
+        let c = load(
+            "[[inputs]]\ntopic = \"t\"\nformat = \"avro\"\nschema-registry = \"https://k:in-s3cret@r\"\n[outputs]\nformat = \"avro\"\nschema-registry = \"https://k:out-s3cret@r\"\n",
+            &[],
+        )
+        .unwrap();
+        let printed = format!("{c:?} {:?} {:?}", c.inputs[0].avro(), c.outputs.spec());
+        assert!(!printed.contains("s3cret") && printed.matches("https://***@r").count() == 4, "{printed}");
+        assert!(c.inputs[0].avro().is_some_and(|a| a.registry.as_deref() == Some("https://k:in-s3cret@r")));
         let e = load("[[inputs]]\ntopic = \"t\"\nidentifiers = [{ path = \"a.b\", type = \"shoe\" }]\n", &[]).unwrap_err().to_string();
         assert!(e.contains("inputs[0].identifiers[0].type"), "{e}");
         let e = load("[identity.types.email]\nmax-per-profile = 0\n", &[]).unwrap_err().to_string();

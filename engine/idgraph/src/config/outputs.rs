@@ -14,7 +14,7 @@ pub struct OutputsSection {
     /// `https://KEY:SECRET@host`; each
     /// output schema is registered under `<topic>-value` at start-up and
     /// the IDs it answers are written.
-    pub schema_registry: Option<String>,
+    pub schema_registry: Option<idgraph_stream::registry::RegistryUrl>,
     /// Avro without a registry: the schema ID written for each output
     /// topic, `{ profiles = 11, lifecycle = 12, consent = 13, rejects = 14 }`.
     pub schema_ids: Option<OutputSchemaIds>,
