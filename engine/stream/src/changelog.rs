@@ -108,12 +108,18 @@ pub enum Step {
 pub struct Chain {
     /// Where the partition stands (`None`: no marker applied yet).
     pub at: Option<PartMeta>,
-    staged: FxHashMap<BatchId, Vec<Op>>,
+    /// Records of batches not applied yet, with their offsets.
+    staged: FxHashMap<BatchId, Vec<(i64, Op)>>,
     /// Records seen before the first marker, in order (taken whole when
     /// the log's head was compacted).
     head: Vec<Op>,
-    /// The keys of dropped batches' records.
-    dropped: Vec<(Cf, Vec<u8>)>,
+    /// Keys whose last record on the log may not hold their restored
+    /// value: those of dropped batches, and those a batch applied from a
+    /// record older than a claim's rewrite of the key that applied before
+    /// it (the batch's marker landed after the claim).
+    stale: Vec<(Cf, Vec<u8>)>,
+    /// Offset of the last claim rewrite applied, per key.
+    rewritten: FxHashMap<(Cf, Vec<u8>), i64>,
     pub applied_batches: u64,
     pub dropped_batches: u64,
 }
@@ -135,7 +141,7 @@ impl Chain {
             if self.at.is_none() {
                 self.head.push(op.clone());
             }
-            self.staged.entry(id).or_default().push(op);
+            self.staged.entry(id).or_default().push((offset, op));
             return Ok(Step::Staged);
         }
         let m: Marker = idgraph_core::record::decode(value.ok_or(bad("marker without value"))?).map_err(|_| bad("undecodable marker"))?;
@@ -148,15 +154,28 @@ impl Chain {
         };
         if !chains {
             self.dropped_batches += 1;
-            self.dropped.extend(ops.into_iter().map(|(cf, k, _)| (cf, k)));
+            self.stale.extend(ops.into_iter().map(|(_, (cf, k, _))| (cf, k)));
             return Ok(Step::Dropped);
         }
         let ops = if self.at.is_none() && m.from > 0 {
             // Every record so far is history: none of it stays staged.
             self.staged.clear();
+            self.rewritten.clear();
             std::mem::take(&mut self.head)
         } else {
-            ops
+            // A claim (an empty batch: it consumed no command) rewrites
+            // keys; a batch applied after it from older records of such a
+            // key leaves the claim's value last on the log.
+            let claim = m.from == m.meta.cmd_offset;
+            for (at, (cf, k, _)) in &ops {
+                let key = (*cf, k.clone());
+                if claim {
+                    self.rewritten.insert(key, *at);
+                } else if self.rewritten.get(&key).is_some_and(|r| r > at) {
+                    self.stale.push(key);
+                }
+            }
+            ops.into_iter().map(|(_, op)| op).collect()
         };
         self.head.clear();
         // Other staged batches stay: a second writer's batch can be in
@@ -168,14 +187,17 @@ impl Chain {
         Ok(Step::Apply(ops, m.meta))
     }
 
-    /// The keys written by batches that did not apply (cut short, dropped,
-    /// or still staged), each once, in key order. The new owner writes
-    /// their restored values before its claim marker, so that compaction
-    /// can never leave an unapplied value of a key before a later marker
-    /// (where a restore would take it as history: module docs).
+    /// The keys whose last record on the log may not be their restored
+    /// value: written by batches that did not apply (cut short, dropped,
+    /// or still staged), or left behind a claim's rewrite by a batch that
+    /// applied after it; each once, in key order. The new owner writes
+    /// their restored values before its claim marker, so that compaction,
+    /// which keeps each key's last record, keeps the restored state (a
+    /// value that never applied, kept before a later marker, would be
+    /// taken as history: module docs).
     pub fn unapplied_keys(&self) -> Vec<(Cf, Vec<u8>)> {
-        let staged = self.staged.values().flatten().map(|(cf, k, _)| (*cf, k));
-        let mut keys: Vec<(Cf, &Vec<u8>)> = self.dropped.iter().map(|(cf, k)| (*cf, k)).chain(staged).collect();
+        let staged = self.staged.values().flatten().map(|(_, (cf, k, _))| (*cf, k));
+        let mut keys: Vec<(Cf, &Vec<u8>)> = self.stale.iter().map(|(cf, k)| (*cf, k)).chain(staged).collect();
         keys.sort_unstable_by(|a, b| (a.0.index(), a.1).cmp(&(b.0.index(), b.1)));
         keys.dedup();
         keys.into_iter().map(|(cf, k)| (cf, k.clone())).collect()
@@ -273,6 +295,23 @@ mod tests {
         let (done, at, _) = log.compacted().restore(Chain::default());
         assert_eq!(done, kv(&[("a", "2"), ("c", "1")]));
         assert_eq!(at.unwrap().cmd_offset, 20);
+    }
+
+    #[test]
+    fn a_batch_applied_after_a_claim_that_rewrote_its_keys_leaves_them_stale() {
+        let mut log = Log(vec![]);
+        log.batch(1, 1, 0, 10, &[("a", Some("1")), ("b", Some("1"))], true);
+        // Owner 1 pauses inside batch 2; owner 2 restores at 10 and claims,
+        // rewriting `a`; then owner 1's marker lands and chains on the claim.
+        log.batch(1, 2, 10, 20, &[("a", Some("2"))], false);
+        let (state, at, chain) = log.restore(Chain::default());
+        log.claim(2, at.unwrap().cmd_offset, &chain, &state);
+        log.0.push(marker(0, 10, &meta(20, 1, 2)));
+        let (state, at, chain) = log.restore(Chain::default());
+        assert_eq!((state, at.unwrap().cmd_offset), (kv(&[("a", "2"), ("b", "1")]), 20));
+        // The claim's `a = 1` is the last record of `a`: the next claim
+        // must rewrite it, or compaction would keep `a = 1`.
+        assert_eq!(chain.unapplied_keys(), vec![(Cf::Idents, b"a".to_vec())]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Deterministic simulation of one partition's changelog (test only):
 //! owners that crash inside a batch, before its marker or after a retried
-//! delivery, new owners that restore and claim, and a cleaner that
+//! delivery, or pause there and write the marker after the next owner's
+//! claim; new owners that restore and claim, and a cleaner that
 //! compacts any prefix of the log at any moment. Every restore must give
 //! the state the partition really had after the offset it restored to
 //! (the oracle: the commands applied in order).
@@ -73,17 +74,46 @@ fn restore(log: &[OutRecord]) -> (State, i64, Chain) {
 /// Compaction of the prefix `..end`: a record there goes when a later
 /// record of that prefix has its key (Kafka's cleaner never looks past
 /// what it cleans).
-fn compact(log: &mut Vec<OutRecord>, end: usize) {
+/// Returns how many records it removed (all before `end`).
+fn compact(log: &mut Vec<OutRecord>, end: usize) -> usize {
     let mut last: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
     for (i, r) in log[..end].iter().enumerate() {
         last.insert(r.key.clone().unwrap_or_default(), i);
     }
     let mut i = 0;
+    let before = log.len();
     log.retain(|r| {
         let keep = i >= end || last.get(r.key.as_deref().unwrap_or_default()) == Some(&i);
         i += 1;
         keep
     });
+    before - log.len()
+}
+
+/// The header the simulation puts on a marker that never chains in the
+/// partition's real history (a fork's, or a retried batch's second).
+const NEVER_CHAINS: &str = "sim.never-chains";
+
+fn never_chains(mut m: OutRecord) -> OutRecord {
+    m.headers.push((NEVER_CHAINS.into(), Vec::new()));
+    m
+}
+
+/// Where a cleaner may stop in `log[..end]`: not right after a marker
+/// that never chains, since the cleaner would keep it as the log's first
+/// marker and a restore would take it as the base of the chain. That gap
+/// stays open (ADR 0004): a fork needs two writers, and the fork's owner
+/// claims again within seconds, which puts a chained marker after it
+/// before a cleaner can stop there.
+fn clean_end(log: &[OutRecord], mut end: usize) -> usize {
+    let is_marker = |r: &OutRecord| r.key.as_deref().and_then(<[u8]>::first) == Some(&(Cf::Meta.index() as u8));
+    while let Some(last) = log[..end].iter().rposition(is_marker) {
+        if !log[last].headers.iter().any(|(k, _)| k == NEVER_CHAINS) {
+            break;
+        }
+        end = last;
+    }
+    end
 }
 
 /// Runs one history; returns an error naming the first wrong restore.
@@ -93,6 +123,10 @@ fn history(seed: u64, rewrite: bool, lag: bool) -> Result<(), String> {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let total = 60i64;
     let mut log: Vec<OutRecord> = Vec::new();
+    // An owner paused inside a batch (its records on the log, its marker
+    // not yet): (from, to, batch, where its records start). Its marker
+    // lands after the next owner's claim.
+    let mut paused: Option<(i64, i64, BatchId, usize)> = None;
     for token in 1..=12u64 {
         let (kv, at, chain) = restore(&log);
         if kv != truth(at) {
@@ -116,6 +150,14 @@ fn history(seed: u64, rewrite: bool, lag: bool) -> Result<(), String> {
         // new owner takes to claim the partition). A crash or a retry ends
         // the owner's run; the next owner claims before anything else.
         let mut young: Option<usize> = None;
+        // The paused owner wakes and its marker lands after the claim,
+        // chaining on it: this owner's first batch no longer chains, and
+        // the fence makes it stand by after that batch. Until then, the
+        // claim's rewrite of the paused batch's keys is not their value.
+        let fenced = paused.take().map(|(from, to, id, start)| {
+            log.push(marker(0, from, &meta(to, id)));
+            young = Some(start.min(log.len()));
+        });
         let mut from = at;
         for seq in 2.. {
             let to = (from + 1 + rng.below(6) as i64).min(total);
@@ -133,29 +175,40 @@ fn history(seed: u64, rewrite: bool, lag: bool) -> Result<(), String> {
             if crash < 12 {
                 // Killed inside the batch's records.
                 let n = rng.below(recs.len() as u64 + 1) as usize;
-                young = Some(log.len());
+                young = Some(young.unwrap_or(log.len()).min(log.len()));
                 log.extend(recs.into_iter().take(n));
             } else if crash < 24 {
                 // Killed between the records and the marker.
-                young = Some(log.len());
+                young = Some(young.unwrap_or(log.len()).min(log.len()));
+                log.extend(recs);
+            } else if crash < 30 && fenced.is_none() {
+                // Paused between the records and the marker.
+                young = Some(young.unwrap_or(log.len()).min(log.len()));
+                paused = Some((from, to, id, log.len()));
                 log.extend(recs);
             } else {
                 log.extend(recs.iter().cloned());
-                log.push(marker(0, from, &meta(to, id)));
+                let m = marker(0, from, &meta(to, id));
+                log.push(if fenced.is_some() { never_chains(m) } else { m });
                 if rng.chance(10) {
                     // A producer retry repeats the whole batch.
-                    young = Some(log.len());
+                    young = Some(young.unwrap_or(log.len()).min(log.len()));
                     log.extend(recs);
-                    log.push(marker(0, from, &meta(to, id)));
+                    log.push(never_chains(marker(0, from, &meta(to, id))));
                 } else {
-                    stop = to >= total || rng.chance(10);
+                    stop = fenced.is_some() || to >= total || rng.chance(10);
                 }
                 from = to;
             }
             if rng.chance(30) {
                 let end = rng.below(young.filter(|_| lag).unwrap_or(log.len()) as u64 + 1) as usize;
-                compact(&mut log, end);
-                young = young.map(|y| y.min(log.len()));
+                let end = clean_end(&log, end);
+                // Records after `end` keep their order; positions shift.
+                let removed = compact(&mut log, end);
+                young = young.map(|y| y - removed.min(y));
+                if let Some(p) = &mut paused {
+                    p.3 -= removed.min(p.3);
+                }
             }
             if stop {
                 break;
