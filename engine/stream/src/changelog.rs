@@ -114,10 +114,11 @@ pub struct Chain {
     /// the log's head was compacted).
     head: Vec<Op>,
     /// Keys whose last record on the log may not hold their restored
-    /// value: those of dropped batches, and those a batch applied from a
-    /// record older than a claim's rewrite of the key that applied before
-    /// it (the batch's marker landed after the claim).
-    stale: Vec<(Cf, Vec<u8>)>,
+    /// value, with that record's offset: written by a batch not applied
+    /// (yet), or rewritten by a claim before a batch applied an older
+    /// record of the key (the batch's marker landed after the claim). A
+    /// key leaves when a later record of it applies.
+    stale: FxHashMap<(Cf, Vec<u8>), i64>,
     /// Offset of the last claim rewrite applied, per key.
     rewritten: FxHashMap<(Cf, Vec<u8>), i64>,
     pub applied_batches: u64,
@@ -141,6 +142,7 @@ impl Chain {
             if self.at.is_none() {
                 self.head.push(op.clone());
             }
+            self.stale.insert((cf, state_key.to_vec()), offset);
             self.staged.entry(id).or_default().push((offset, op));
             return Ok(Step::Staged);
         }
@@ -153,14 +155,15 @@ impl Chain {
             None => true,
         };
         if !chains {
+            // Its keys stay stale (unless a later record of them applies).
             self.dropped_batches += 1;
-            self.stale.extend(ops.into_iter().map(|(_, (cf, k, _))| (cf, k)));
             return Ok(Step::Dropped);
         }
         let ops = if self.at.is_none() && m.from > 0 {
             // Every record so far is history: none of it stays staged.
             self.staged.clear();
             self.rewritten.clear();
+            self.stale.clear();
             std::mem::take(&mut self.head)
         } else {
             // A claim (an empty batch: it consumed no command) rewrites
@@ -170,9 +173,12 @@ impl Chain {
             for (at, (cf, k, _)) in &ops {
                 let key = (*cf, k.clone());
                 if claim {
-                    self.rewritten.insert(key, *at);
-                } else if self.rewritten.get(&key).is_some_and(|r| r > at) {
-                    self.stale.push(key);
+                    self.rewritten.insert(key.clone(), *at);
+                } else if let Some(&r) = self.rewritten.get(&key).filter(|r| *r > at) {
+                    self.stale.insert(key.clone(), r);
+                }
+                if self.stale.get(&key).is_some_and(|s| s <= at) {
+                    self.stale.remove(&key);
                 }
             }
             ops.into_iter().map(|(_, op)| op).collect()
@@ -188,19 +194,17 @@ impl Chain {
     }
 
     /// The keys whose last record on the log may not be their restored
-    /// value: written by batches that did not apply (cut short, dropped,
-    /// or still staged), or left behind a claim's rewrite by a batch that
-    /// applied after it; each once, in key order. The new owner writes
+    /// value: written last by batches that did not apply (cut short,
+    /// dropped, or still staged), or left behind a claim's rewrite by a
+    /// batch that applied after it; each once, in key order. The new owner writes
     /// their restored values before its claim marker, so that compaction,
     /// which keeps each key's last record, keeps the restored state (a
     /// value that never applied, kept before a later marker, would be
     /// taken as history: module docs).
     pub fn unapplied_keys(&self) -> Vec<(Cf, Vec<u8>)> {
-        let staged = self.staged.values().flatten().map(|(_, (cf, k, _))| (*cf, k));
-        let mut keys: Vec<(Cf, &Vec<u8>)> = self.stale.iter().map(|(cf, k)| (*cf, k)).chain(staged).collect();
-        keys.sort_unstable_by(|a, b| (a.0.index(), a.1).cmp(&(b.0.index(), b.1)));
-        keys.dedup();
-        keys.into_iter().map(|(cf, k)| (cf, k.clone())).collect()
+        let mut keys: Vec<(Cf, Vec<u8>)> = self.stale.keys().cloned().collect();
+        keys.sort_unstable_by(|a, b| (a.0.index(), &a.1).cmp(&(b.0.index(), &b.1)));
+        keys
     }
 }
 
@@ -360,9 +364,11 @@ mod tests {
         // boundaries: 10..15 then 15..20.
         log.batch(2, 1, 10, 15, &[("a", Some("2"))], true);
         log.batch(2, 2, 15, 20, &[("c", Some("1"))], true);
-        let (state, at, _) = log.restore(Chain::default());
+        let (state, at, chain) = log.restore(Chain::default());
         assert_eq!(state, kv(&[("a", "2"), ("c", "1")]));
         assert_eq!(at.unwrap().cmd_offset, 20);
+        // The redo's `a` is the last record of `a` now: nothing to rewrite.
+        assert!(chain.unapplied_keys().is_empty());
     }
 
     #[test]

@@ -61,7 +61,8 @@ impl Worker {
             marker_at.push(claims.len());
             claims.push(changelog::marker(r.p, m.cmd_offset, &m));
         }
-        let landed = self.sender.deliver_tracked(&claims, |_| true)?;
+        let meta_tag = Cf::Meta.index() as u8;
+        let landed = self.sender.deliver_tracked(&claims, |r| r.key.as_deref().and_then(<[u8]>::first) == Some(&meta_tag))?;
         let mut wb = Batch::default();
         let mut tpl = TopicPartitionList::new();
         let mut lost = Vec::new();
@@ -79,7 +80,17 @@ impl Worker {
             let mut m = r.meta;
             m.batch = claim;
             wb.put(Cf::Meta, part_meta_key(p), idgraph_core::record::encode(&m));
-            wb.put(Cf::Meta, clpos_key(p), idgraph_core::record::encode(&ClPos { batch: claim, offset: end }));
+            if r.unapplied.is_empty() {
+                wb.put(Cf::Meta, clpos_key(p), idgraph_core::record::encode(&ClPos { batch: claim, offset: end }));
+            } else {
+                // A batch without its marker may be a paused owner's, whose
+                // marker can still land after this claim and chain on it;
+                // its records lie before the claim, where continuing from
+                // the claim would not read them: the next restore rebuilds
+                // unless a batch of ours lands first (and so sets a
+                // position past that marker, or is fenced by it).
+                wb.delete(Cf::Meta, clpos_key(p));
+            }
             self.cl_last[pi] = Some(end);
             self.renew(p);
             let off = if m.cmd_offset > 0 { Offset::Offset(m.cmd_offset) } else { Offset::Beginning };

@@ -26,7 +26,9 @@ fn err(base: &str, what: impl std::fmt::Display, reason: impl std::fmt::Display)
 /// end at the URL's last `@` (a secret may hold an unencoded `/`).
 pub fn redacted(base: &str) -> String {
     match (base.split_once("://"), base.rfind('@')) {
-        (Some((scheme, _)), Some(at)) => format!("{scheme}://***{}", &base[at..]),
+        (Some((scheme, _)), Some(at)) if at > scheme.len() => format!("{scheme}://***{}", &base[at..]),
+        // No scheme (an invalid URL): still nothing before the last `@`.
+        (_, Some(at)) => format!("***{}", &base[at..]),
         _ => base.to_string(),
     }
 }
@@ -387,6 +389,7 @@ mod tests {
         assert!(!RegistryUrl::from("https://k:s@r").credentials_in_clear());
         assert!(!RegistryUrl::from("http://r:8081").credentials_in_clear());
         assert_eq!(format!("{:?}", RegistryUrl::from("http://k:s@r:8081")), "\"http://***@r:8081\"");
+        assert_eq!(format!("{:?}", RegistryUrl::from("k:s@r:8081")), "\"***@r:8081\"");
     }
 
     const SCHEMA: &str = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"string"}]}"#;

@@ -107,14 +107,14 @@ impl Tail {
                     let Job { mut out, cmds, markers } = job;
                     out.extend(cmds.iter().map(|(d, env)| OutRecord::cmd(*d, env)));
                     drop(cmds);
-                    let counts = {
-                        let mut n = count_by_dest(&out);
-                        n[Dest::Changelog as usize] += markers.len() as u64;
-                        n
-                    };
+                    let mut counts = count_by_dest(&out);
+                    let state_records = counts[Dest::Changelog as usize];
+                    counts[Dest::Changelog as usize] += markers.len() as u64;
                     let delivered = sender.deliver(&out);
                     let tm = Instant::now();
-                    if delivered.is_ok() && !markers.is_empty() {
+                    // Counted only where the batch wrote state: its records
+                    // on the changelog, its markers not.
+                    if delivered.is_ok() && state_records > 0 {
                         crate::fault::point("run.before-markers");
                     }
                     let landed = delivered.and_then(|()| sender.deliver_tracked(&markers, |_| true));
