@@ -46,9 +46,11 @@ impl Worker {
         let restored = self.restorer.restore(&self.store, &mut self.known, ps, rebuild, &self.metrics)?;
         self.batch.seq += 1;
         let claim = self.batch;
-        // Per partition: the restored value of every key a batch that did
-        // not apply wrote (so that compaction never leaves such a value
-        // before a later marker: `changelog` docs), then the claim marker.
+        // Per partition: the restored value of every key whose last record
+        // is not that value (written last by a batch that did not apply,
+        // or by a claim a later-applied batch went behind), so that what
+        // compaction keeps is the restored state (`changelog` docs); then
+        // the claim marker.
         let mut claims: Vec<crate::outbox::OutRecord> = Vec::new();
         let mut marker_at: Vec<usize> = Vec::with_capacity(restored.len());
         for r in &restored {

@@ -85,8 +85,9 @@ pub struct Restored {
     /// The changelog offset after the last record read: where the next
     /// record of this partition's changelog lands if nobody else writes.
     pub end: i64,
-    /// The keys that batches which did not apply wrote (the claim writes
-    /// their restored values: [`Chain::unapplied_keys`]).
+    /// The keys whose last record on the changelog is not their restored
+    /// value (the claim writes their restored values:
+    /// [`Chain::unapplied_keys`]).
     pub unapplied: Vec<(Cf, Vec<u8>)>,
 }
 
