@@ -70,6 +70,11 @@ pub fn record(p: u16, batch: BatchId, cf: Cf, key: &[u8], value: Option<&[u8]>) 
     }
 }
 
+/// Whether a changelog record's key is a marker's (a partition's meta key).
+pub fn is_marker(key: &[u8]) -> bool {
+    key.first() == Some(&tag(Cf::Meta))
+}
+
 /// The marker closing a batch of partition `p` (`meta.batch` names it).
 pub fn marker(p: u16, from: i64, meta: &PartMeta) -> OutRecord {
     let mut k = vec![tag(Cf::Meta)];
@@ -231,19 +236,8 @@ mod tests {
         }
 
         /// Replays the log; returns the resulting key-value map and meta.
-        fn restore(&self, mut chain: Chain) -> (std::collections::BTreeMap<Vec<u8>, Vec<u8>>, Option<PartMeta>, Chain) {
-            let mut kv = std::collections::BTreeMap::new();
-            for (o, r) in self.0.iter().enumerate() {
-                let h = r.headers.iter().find(|(k, _)| k == BATCH_HEADER).map(|(_, v)| v.as_slice());
-                if let Step::Apply(ops, _) = chain.push(o as i64, r.key.as_deref().unwrap(), r.value.as_deref(), h).unwrap() {
-                    for (_, k, v) in ops {
-                        match v {
-                            Some(v) => kv.insert(k, v),
-                            None => kv.remove(&k),
-                        };
-                    }
-                }
-            }
+        fn restore(&self, chain: Chain) -> (std::collections::BTreeMap<Vec<u8>, Vec<u8>>, Option<PartMeta>, Chain) {
+            let (kv, chain) = crate::changelog_sim::replay(&self.0, chain);
             (kv, chain.at.clone(), chain)
         }
     }
@@ -252,8 +246,9 @@ mod tests {
         /// What compaction leaves of the whole log: the last record of
         /// each key, in log order.
         fn compacted(&self) -> Log {
-            let last: FxHashMap<&[u8], usize> = self.0.iter().enumerate().map(|(i, r)| (r.key.as_deref().unwrap(), i)).collect();
-            Log(self.0.iter().enumerate().filter(|(i, r)| last[r.key.as_deref().unwrap()] == *i).map(|(_, r)| r.clone()).collect())
+            let mut log = self.0.clone();
+            crate::changelog_sim::compact(&mut log, self.0.len());
+            Log(log)
         }
 
         /// A new owner's claim at `at` (token `token`): the restored value

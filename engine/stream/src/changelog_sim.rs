@@ -6,7 +6,7 @@
 //! the state the partition really had after the offset it restored to
 //! (the oracle: the commands applied in order).
 
-use crate::changelog::{marker, record, Chain, Step, BATCH_HEADER};
+use crate::changelog::{is_marker, marker, record, Chain, Step, BATCH_HEADER};
 use crate::meta::{BatchId, PartMeta};
 use crate::outbox::OutRecord;
 use idgraph_store::Cf;
@@ -52,13 +52,14 @@ fn meta(cmd_offset: i64, batch: BatchId) -> PartMeta {
     PartMeta { cmd_offset, batch, ..PartMeta::new(1) }
 }
 
-/// Restores from the whole log, as a rebuild does.
-fn restore(log: &[OutRecord]) -> (State, i64, Chain) {
-    let mut chain = Chain::default();
+/// Feeds `log` to `chain` and applies what chains; returns the state and
+/// the chain.
+pub(crate) fn replay(log: &[OutRecord], mut chain: Chain) -> (State, Chain) {
     let mut kv = State::new();
     for (o, r) in log.iter().enumerate() {
         let h = r.headers.iter().find(|(k, _)| k == BATCH_HEADER).map(|(_, v)| v.as_slice());
-        if let Ok(Step::Apply(ops, _)) = chain.push(o as i64, r.key.as_deref().unwrap_or_default(), r.value.as_deref(), h) {
+        let step = chain.push(o as i64, r.key.as_deref().unwrap_or_default(), r.value.as_deref(), h);
+        if let Step::Apply(ops, _) = step.expect("the simulation writes only idgraph's records") {
             for (_, k, v) in ops {
                 match v {
                     Some(v) => kv.insert(k, v),
@@ -67,6 +68,12 @@ fn restore(log: &[OutRecord]) -> (State, i64, Chain) {
             }
         }
     }
+    (kv, chain)
+}
+
+/// Restores from the whole log, as a rebuild does.
+fn restore(log: &[OutRecord]) -> (State, i64, Chain) {
+    let (kv, chain) = replay(log, Chain::default());
     let at = chain.at.as_ref().map_or(0, |m| m.cmd_offset);
     (kv, at, chain)
 }
@@ -75,7 +82,7 @@ fn restore(log: &[OutRecord]) -> (State, i64, Chain) {
 /// record of that prefix has its key (Kafka's cleaner never looks past
 /// what it cleans).
 /// Returns how many records it removed (all before `end`).
-fn compact(log: &mut Vec<OutRecord>, end: usize) -> usize {
+pub(crate) fn compact(log: &mut Vec<OutRecord>, end: usize) -> usize {
     let mut last: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
     for (i, r) in log[..end].iter().enumerate() {
         last.insert(r.key.clone().unwrap_or_default(), i);
@@ -106,8 +113,7 @@ fn never_chains(mut m: OutRecord) -> OutRecord {
 /// claims again within seconds, which puts a chained marker after it
 /// before a cleaner can stop there.
 fn clean_end(log: &[OutRecord], mut end: usize) -> usize {
-    let is_marker = |r: &OutRecord| r.key.as_deref().and_then(<[u8]>::first) == Some(&(Cf::Meta.index() as u8));
-    while let Some(last) = log[..end].iter().rposition(is_marker) {
+    while let Some(last) = log[..end].iter().rposition(|r| is_marker(r.key.as_deref().unwrap_or_default())) {
         if !log[last].headers.iter().any(|(k, _)| k == NEVER_CHAINS) {
             break;
         }

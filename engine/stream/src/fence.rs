@@ -63,8 +63,7 @@ impl Worker {
             marker_at.push(claims.len());
             claims.push(changelog::marker(r.p, m.cmd_offset, &m));
         }
-        let meta_tag = Cf::Meta.index() as u8;
-        let landed = self.sender.deliver_tracked(&claims, |r| r.key.as_deref().and_then(<[u8]>::first) == Some(&meta_tag))?;
+        let landed = self.sender.deliver_tracked(&claims, |r| changelog::is_marker(r.key.as_deref().unwrap_or_default()))?;
         let mut wb = Batch::default();
         let mut tpl = TopicPartitionList::new();
         let mut lost = Vec::new();

@@ -254,9 +254,8 @@ impl Restorer {
             let header = m.headers().and_then(|h| h.iter().find(|h| h.key == BATCH_HEADER).and_then(|h| h.value));
             if let Mode::Continue { pos, seen } = &mut part.mode {
                 if !*seen {
-                    let is_marker = m.offset() == pos.offset
-                        && key.first() == Some(&(Cf::Meta.index() as u8))
-                        && header == Some(&pos.batch.to_bytes()[..]);
+                    let is_marker =
+                        m.offset() == pos.offset && crate::changelog::is_marker(key) && header == Some(&pos.batch.to_bytes()[..]);
                     if !is_marker {
                         tracing::warn!(
                             partition = part.p,
