@@ -176,7 +176,7 @@ impl Worker {
         self.cl_last[pi] = None;
         self.renew(p);
         self.resume.forget(&self.cmd_topic, p as i32);
-        self.metrics.cmd_lag.remove(&p.to_string());
+        self.lag.forget(p);
     }
 
     /// Replaces partition `p`'s in-memory state (caches) with a fresh one,

@@ -35,6 +35,7 @@
 //! - [`fence`]: taking, claiming and giving up partitions; standing by
 //!   while another instance writes one.
 //! - [`worker`]: the partitions' batch loop over `idgraph.cmd`.
+//! - [`lag`]: the core's consumer lag, asked of the broker off the worker's thread.
 //! - [`tail`]: a batch's delivery, overlapping the next batch.
 //! - [`metrics`]: counters and histograms, Prometheus text.
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`.
@@ -55,6 +56,7 @@ pub mod fault;
 pub mod fence;
 pub mod http;
 pub mod ingest;
+pub mod lag;
 pub mod meta;
 pub mod metrics;
 pub mod out_format;

@@ -18,6 +18,7 @@ use crate::client;
 use crate::config::EngineConfig;
 use crate::envelope::{self, Envelope};
 use crate::error::StreamError;
+use crate::lag::LagProbe;
 use crate::meta::{BatchId, PartMeta};
 use crate::metrics::{Metrics, Origins};
 use crate::out_format::OutFormat;
@@ -88,7 +89,9 @@ pub struct Worker {
     pub(crate) owner_hits_retired: u64,
     pub(crate) owner_hits_reported: u64,
     pub(crate) cmd_topic: String,
-    pub(crate) lag_updated: Instant,
+    /// Publishes the partitions' positions to the thread that sets the
+    /// lag gauges.
+    pub(crate) lag: LagProbe,
     pub(crate) resume: Resume,
     /// This run's batch token and the last batch number.
     pub(crate) batch: BatchId,
@@ -162,6 +165,7 @@ impl Worker {
             .map_err(StreamError::kafka("core consumer"))?;
         consumer.subscribe(&[&topics.cmd]).map_err(StreamError::kafka("subscribe to idgraph.cmd"))?;
         let restorer = Restorer::new(&cfg.cluster, &cfg.group_id, &topics.changelog, n)?;
+        let lag = LagProbe::start(&cfg.cluster, &topics.cmd, n, metrics.clone())?;
         let parts = (0..n).map(|p| Partition::new(p, n, cfg.core.clone()).with_owner_cache(cfg.owner_cache_bytes / n as usize)).collect();
         // Distinct per run (not a decision input: it only names batches).
         let token = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
@@ -185,7 +189,7 @@ impl Worker {
             owner_hits_retired: 0,
             owner_hits_reported: 0,
             cmd_topic: topics.cmd.clone(),
-            lag_updated: Instant::now(),
+            lag,
             resume: Resume::default(),
             batch: BatchId { token, seq: 0 },
             joined: false,
@@ -201,8 +205,8 @@ impl Worker {
             self.resume.tick(&self.consumer);
             self.retry_standby()?;
             self.batch()?;
-            if self.lag_updated.elapsed() >= Duration::from_secs(1) {
-                self.update_lag();
+            for (p, m) in self.meta.iter().enumerate() {
+                self.lag.publish(p as u16, (self.own[p] == Own::Active).then_some(m.cmd_offset));
             }
         }
         self.complete()?;
@@ -262,21 +266,6 @@ impl Worker {
 
     /// Consumer lag per partition (one watermark request per partition, at
     /// most once a second).
-    fn update_lag(&mut self) {
-        self.lag_updated = Instant::now();
-        for (p, m) in self.meta.iter().enumerate() {
-            if self.own[p] != Own::Active {
-                continue;
-            }
-
-            if let Ok((_, hi)) = self.consumer.fetch_watermarks(&self.cmd_topic, p as i32, Duration::from_millis(500)) {
-                if hi >= 0 {
-                    self.metrics.cmd_lag.set(&p.to_string(), (hi - m.cmd_offset).max(0) as u64);
-                }
-            }
-        }
-    }
-
     /// Up to `max_batch_records` records of the owned partitions, decoded;
     /// also returns the time spent decoding them.
     fn poll(&mut self) -> (Vec<In>, Duration) {
@@ -313,7 +302,8 @@ impl Worker {
     fn batch(&mut self) -> Result<(), StreamError> {
         let tp = Instant::now();
         let (mut recs, decoding) = self.poll();
-        self.metrics.phase_seconds.add("core_poll", tp.elapsed().saturating_sub(decoding));
+        let polled = tp.elapsed();
+        self.metrics.phase_seconds.add("core_poll", polled.saturating_sub(decoding));
         self.metrics.phase_seconds.add("core_decode", decoding);
         self.rebalance(&mut recs)?;
         if recs.is_empty() {
@@ -480,25 +470,32 @@ impl Worker {
         self.metrics.phase_seconds.add("core_apply", (tw - t0).saturating_sub(collecting));
         self.store.write(wb)?;
         crate::fault::point("run.after-commit");
-        self.metrics.phase_seconds.add("core_write", tw.elapsed());
+        let written = tw.elapsed();
+        self.metrics.phase_seconds.add("core_write", written);
         // Markers go last, once everything else of the batch is
         // acknowledged: a batch whose marker is on the changelog has all of
         // its outputs and commands on their topics, so a new owner that
         // restores past it loses nothing (ADR 0004).
+        let (records, partitions) = (out.len() + cmds.len(), marker_recs.len());
+        self.tail.submit(Job { out, cmds, markers: marker_recs })?;
+        self.pending = Some(Pending { batch: self.batch, markers_at, cl_records, handled, dups, t0, oldest_input, applied });
+        let te = Instant::now();
+        for part in &mut self.parts {
+            part.end_batch((self.cfg.cache_entries / n as usize).max(1024), false);
+        }
         tracing::debug!(
             batch = self.batch.seq,
             commands = handled,
             duplicates = dups,
-            records = out.len() + cmds.len(),
-            partitions = marker_recs.len(),
+            records,
+            partitions,
+            poll_ms = polled.as_millis() as u64,
             apply_ms = (tw - t0).as_millis() as u64,
+            wait_ms = collecting.as_millis() as u64,
+            write_ms = written.as_millis() as u64,
+            evict_ms = te.elapsed().as_millis() as u64,
             "core batch written; delivering"
         );
-        self.tail.submit(Job { out, cmds, markers: marker_recs })?;
-        self.pending = Some(Pending { batch: self.batch, markers_at, cl_records, handled, dups, t0, oldest_input, applied });
-        for part in &mut self.parts {
-            part.end_batch((self.cfg.cache_entries / n as usize).max(1024), false);
-        }
         Ok(())
     }
 
