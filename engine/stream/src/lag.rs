@@ -88,10 +88,16 @@ impl Shared {
             }
             next = Instant::now() + EVERY;
             for (p, pos) in self.positions.iter().enumerate() {
+                if self.quit.load(Ordering::Relaxed) {
+                    return;
+                }
                 if pos.load(Ordering::Relaxed) == NOT_OWNED {
                     continue;
                 }
-                let Ok((_, hi)) = client.fetch_watermarks(topic, p as i32, QUERY_TIMEOUT) else { continue };
+                // A broker that does not answer one query will not answer
+                // the next: the round ends (shutdown waits at most one
+                // query), and the gauges keep their values until the next.
+                let Ok((_, hi)) = client.fetch_watermarks(topic, p as i32, QUERY_TIMEOUT) else { break };
                 // Read again: the worker moves on while the broker answers.
                 let at = pos.load(Ordering::Relaxed);
                 if hi < 0 || at == NOT_OWNED {

@@ -189,7 +189,7 @@ impl ProducerContext for DeliveryCheck {
 }
 
 /// How long a new producer waits for its first metadata answer.
-const WARM_UP: Duration = Duration::from_secs(2);
+const WARM_UP: Duration = Duration::from_millis(500);
 
 /// An idempotent producer that sends batches of records and waits for them.
 ///

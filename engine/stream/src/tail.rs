@@ -106,11 +106,11 @@ impl Tail {
                     let t = Instant::now();
                     let Job { out: outputs, cmds, markers } = job;
                     // Commands first: they are the next batches' input, and
-                    // the worker, its earlier input used up, waits for them
-                    // (librdkafka sends in the order it was handed records;
-                    // behind a batch's outputs the commands landed 200-400
-                    // ms later at 100k records). Only the markers' place
-                    // matters to a restore (ADR 0004).
+                    // the worker, its earlier input used up, waits for them.
+                    // In practice librdkafka sends what it was handed first
+                    // first; behind a batch's outputs the commands landed
+                    // 200-400 ms later at 100k records. Only the markers'
+                    // place matters to a restore (ADR 0004).
                     let mut out: Vec<OutRecord> = Vec::with_capacity(cmds.len() + outputs.len());
                     out.extend(cmds.iter().map(|(d, env)| OutRecord::cmd(*d, env)));
                     drop(cmds);

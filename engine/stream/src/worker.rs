@@ -264,8 +264,6 @@ impl Worker {
         self.metrics.ready.store(self.joined, Ordering::Relaxed);
     }
 
-    /// Consumer lag per partition (one watermark request per partition, at
-    /// most once a second).
     /// Up to `max_batch_records` records of the owned partitions, decoded;
     /// also returns the time spent decoding them.
     fn poll(&mut self) -> (Vec<In>, Duration) {
@@ -489,8 +487,9 @@ impl Worker {
             duplicates = dups,
             records,
             partitions,
-            poll_ms = polled.as_millis() as u64,
-            apply_ms = (tw - t0).as_millis() as u64,
+            poll_ms = polled.saturating_sub(decoding).as_millis() as u64,
+            decode_ms = decoding.as_millis() as u64,
+            apply_ms = (tw - t0).saturating_sub(collecting).as_millis() as u64,
             wait_ms = collecting.as_millis() as u64,
             write_ms = written.as_millis() as u64,
             evict_ms = te.elapsed().as_millis() as u64,
