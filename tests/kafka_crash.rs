@@ -40,7 +40,7 @@ fn kill_minus_nine_loses_nothing_and_applies_nothing_twice() {
         seed ^= seed << 17;
         lo + seed % (hi - lo)
     };
-    let (mut fault_crashes, mut marker_crashes) = (0u32, 0u32);
+    let (mut fault_crashes, mut marker_crashes, mut clpos_crashes) = (0u32, 0u32, 0u32);
     for i in 0..kills {
         // Each run joins a consumer group of its own, so it re-reads the
         // input from the start and the partitions must drop every event
@@ -49,12 +49,13 @@ fn kill_minus_nine_loses_nothing_and_applies_nothing_twice() {
         // assigning that group's partitions.)
         let group = format!("crash-{i}");
         let env_group = [("IDGRAPH__KAFKA__GROUP_ID", group.as_str())];
-        // Every fourth run crashes itself: right after a commit, before
-        // the outbox is produced, or (every eighth) once a batch's records
-        // are acknowledged, before its changelog markers; the others are
-        // killed at a random time once they are consuming.
+        // Every fourth run crashes itself, in turn: right after a commit,
+        // before the batch's records are produced; once a batch's records
+        // are acknowledged, before its changelog markers; once its markers
+        // are acknowledged, before their positions are stored. The others
+        // are killed at a random time once they are consuming.
         if i % 4 == 3 {
-            let point = if i % 8 == 7 { "run.before-markers" } else { "run.after-commit" };
+            let point = ["run.after-commit", "run.before-markers", "run.before-clpos"][(i / 4) as usize % 3];
             let fault = format!("{point}:{}", rnd(2, 40));
             let mut e = Engine::start_env(&cfg, &log, &[env_group[0], ("IDGRAPH_FAULT", &fault)]);
             let t = Instant::now();
@@ -63,7 +64,7 @@ fn kill_minus_nine_loses_nothing_and_applies_nothing_twice() {
             }
             // Aborted by the fault point (SIGABRT), not exited otherwise.
             if e.child.try_wait().unwrap().and_then(|st| std::os::unix::process::ExitStatusExt::signal(&st)) == Some(6) {
-                *(if i % 8 == 7 { &mut marker_crashes } else { &mut fault_crashes }) += 1;
+                *[&mut fault_crashes, &mut marker_crashes, &mut clpos_crashes][(i / 4) as usize % 3] += 1;
             }
             e.child.kill().ok();
         } else {
@@ -100,7 +101,7 @@ fn kill_minus_nine_loses_nothing_and_applies_nothing_twice() {
     // Re-published records repeat, never change: one content per (id, version).
     let (versions, repeats) = assert_versions_consistent(&broker);
     eprintln!(
-        "{kills} crashes ({fault_crashes} after a commit, {marker_crashes} before the markers); {versions} profile versions, {repeats} re-published"
+        "{kills} crashes ({fault_crashes} after a commit, {marker_crashes} before the markers, {clpos_crashes} before the positions); {versions} profile versions, {repeats} re-published"
     );
     // The crash between a state write and its outputs did happen.
     assert!(kills < 4 || fault_crashes > 0, "no run reached the fault point after a commit");
@@ -112,5 +113,12 @@ fn kill_minus_nine_loses_nothing_and_applies_nothing_twice() {
             .lines()
             .any(|l| l.contains("partition restored") && l.split("\"unapplied_keys\":").nth(1).is_some_and(|r| !r.starts_with('0')));
         assert!(rewrote, "no restore after a crash before the markers found an unapplied key");
+    }
+    // A state one batch past its stored changelog position continued from
+    // there (that batch's marker chained) instead of being rebuilt.
+    if clpos_crashes > 0 {
+        let text = std::fs::read_to_string(&log).unwrap();
+        let continued = text.lines().any(|l| l.contains("partition restored") && l.contains("\"local_ahead\":true"));
+        assert!(continued, "no restore after a crash before the changelog positions continued from the local state");
     }
 }

@@ -145,6 +145,11 @@ impl Worker {
             self.cl_last[pi] = Some(offset);
             pos.put(Cf::Meta, clpos_key(part), idgraph_core::record::encode(&ClPos { batch: p.batch, offset }));
         }
+        if !p.markers_at.is_empty() {
+            // The markers landed, their positions are not stored yet: a
+            // restart finds the local state one batch past its position.
+            crate::fault::point("run.before-clpos");
+        }
         self.store.write(pos)?;
         for part in fenced {
             tracing::warn!(partition = part, "another instance wrote this partition's changelog; standing by");

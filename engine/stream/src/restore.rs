@@ -4,9 +4,15 @@
 //! delivered changelog marker ([`ClPos`] names the same batch as the local
 //! [`PartMeta`]) continues from that marker: the record there must be the
 //! marker itself, then every later batch of the changelog is applied (work
-//! other instances did meanwhile). Any other partition is cleared locally
-//! and rebuilt from the start of its changelog. Both go through one
-//! [`Chain`] per partition, so only whole, chained batches are applied.
+//! other instances did meanwhile). So does a partition whose local state is
+//! one of this process's later batches (the usual state after a kill -9
+//! under load: a batch is written before its markers land, and its
+//! changelog position is stored only when the next batch collects them),
+//! on one condition: the marker of that later batch must chain in the read,
+//! so the local state is again a state of the chain; otherwise the
+//! partition is rebuilt. Any other partition is cleared locally and rebuilt
+//! from the start of its changelog. Both go through one [`Chain`] per
+//! partition, so only whole, chained batches are applied.
 //!
 //! The end of a changelog partition is its high watermark, then a quiet
 //! spell ([`QUIET`]): tansu understates the watermark (its last batch's
@@ -14,10 +20,11 @@
 //! one the partition had; processing on from there repeats work), reading
 //! on is only slower.
 
+use crate::changelog::Marker;
 use crate::changelog::{Chain, Step, BATCH_HEADER};
 use crate::client::{self, Cluster};
 use crate::error::StreamError;
-use crate::meta::{clpos_key, part_meta_key, partition_prefixes, ClPos, PartMeta};
+use crate::meta::{clpos_key, part_meta_key, partition_prefixes, BatchId, ClPos, PartMeta};
 use crate::metrics::Metrics;
 use crate::resume::{Resume, Verdict};
 use idgraph_core::record::{decode, encode};
@@ -43,8 +50,11 @@ const CHUNK: usize = 20_000;
 /// Where a partition restores from.
 #[derive(Debug)]
 enum Mode {
-    /// From the local state: the record at `pos.offset` must be its marker.
-    Continue { pos: ClPos, seen: bool },
+    /// From the local state: the record at `pos.offset` must be its
+    /// marker. `ahead`: the local state is that of a later batch of this
+    /// process, whose marker must chain in the read (the chain then starts
+    /// from the marker at `pos`, not from the local meta).
+    Continue { pos: ClPos, seen: bool, ahead: Option<BatchId> },
     /// From the start of the changelog, over a cleared local partition.
     Full,
 }
@@ -61,11 +71,13 @@ struct Part {
     records: u64,
     /// The local state's marker was not found: rebuild instead.
     gave_up: bool,
+    /// The marker of `Mode::Continue`'s `ahead` batch chained.
+    ahead_applied: bool,
 }
 
 impl Part {
     fn new(p: u16, mode: Mode, chain: Chain, marker_at: Option<ClPos>) -> Self {
-        Self { p, mode, chain, hi: 0, next: 0, marker_at, records: 0, gave_up: false }
+        Self { p, mode, chain, hi: 0, next: 0, marker_at, records: 0, gave_up: false, ahead_applied: false }
     }
 
     fn caught_up(&self) -> bool {
@@ -148,7 +160,11 @@ impl Restorer {
             let pos: Option<ClPos> = read(store, &clpos_key(p), "changelog position")?;
             match (meta, pos) {
                 (Some(m), Some(pos)) if pos.batch == m.batch && !rebuild_all => {
-                    parts.push(Part::new(p, Mode::Continue { pos, seen: false }, Chain::from(m), Some(pos)))
+                    parts.push(Part::new(p, Mode::Continue { pos, seen: false, ahead: None }, Chain::from(m), Some(pos)))
+                }
+                (Some(m), Some(pos)) if m.batch.token == pos.batch.token && m.batch.seq > pos.batch.seq && !rebuild_all => {
+                    let mode = Mode::Continue { pos, seen: false, ahead: Some(m.batch) };
+                    parts.push(Part::new(p, mode, Chain::default(), Some(pos)))
                 }
                 _ => rebuild.push(p),
             }
@@ -252,7 +268,7 @@ impl Restorer {
             metrics.restored_records.fetch_add(1, Ordering::Relaxed);
             let key = m.key().unwrap_or_default();
             let header = m.headers().and_then(|h| h.iter().find(|h| h.key == BATCH_HEADER).and_then(|h| h.value));
-            if let Mode::Continue { pos, seen } = &mut part.mode {
+            if let Mode::Continue { pos, seen, ahead } = &mut part.mode {
                 if !*seen {
                     let is_marker =
                         m.offset() == pos.offset && crate::changelog::is_marker(key) && header == Some(&pos.batch.to_bytes()[..]);
@@ -264,6 +280,22 @@ impl Restorer {
                         );
                         part.gave_up = true;
                         continue;
+                    }
+                    if ahead.is_some() {
+                        // The chain starts where the marker says the
+                        // partition stood, not where the local state is.
+                        match m.payload().map(decode::<Marker>) {
+                            Some(Ok(marker)) => part.chain = Chain::from(marker.meta),
+                            _ => {
+                                tracing::warn!(
+                                    partition = part.p,
+                                    offset = m.offset(),
+                                    "undecodable marker at the local changelog position; rebuilding the partition"
+                                );
+                                part.gave_up = true;
+                                continue;
+                            }
+                        }
                     }
                     *seen = true;
                     continue;
@@ -279,6 +311,9 @@ impl Restorer {
                 }
             };
             if let Step::Apply(ops, meta) = step {
+                if matches!(part.mode, Mode::Continue { ahead: Some(b), .. } if b == meta.batch) {
+                    part.ahead_applied = true;
+                }
                 for (cf, k, v) in ops {
                     let k = idgraph_state::current_key(cf, k);
                     match v {
@@ -297,8 +332,15 @@ impl Restorer {
         }
         self.consumer.unassign().map_err(StreamError::kafka("unassign changelog partitions"))?;
         let mut out = Vec::with_capacity(parts.len());
-        for part in parts {
+        for mut part in parts {
             metrics.partitions_restoring.fetch_sub(1, Ordering::Relaxed);
+            let ahead = matches!(part.mode, Mode::Continue { ahead: Some(_), .. });
+            if ahead && !part.gave_up && !part.ahead_applied {
+                // Its last batch never landed whole: the local state holds
+                // writes no marker vouches for.
+                tracing::warn!(partition = part.p, "the local state's last batch has no marker on the changelog; rebuilding the partition");
+                part.gave_up = true;
+            }
             if part.gave_up {
                 out.push((part.p, None));
                 continue;
@@ -316,6 +358,7 @@ impl Restorer {
                 batches = part.chain.applied_batches,
                 dropped_batches = part.chain.dropped_batches,
                 unapplied_keys = unapplied.len(),
+                local_ahead = ahead,
                 cmd_offset = meta.cmd_offset,
                 read_to = part.next,
                 high_watermark = part.hi,
