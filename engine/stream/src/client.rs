@@ -7,10 +7,12 @@
 //! guarantees rest on are [`RESERVED`] and refused by [`check_property`].
 
 use crate::config::Compression;
+use rdkafka::client::{Client, ClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::BaseProducer;
 use std::fmt;
+use std::time::Duration;
 
 /// Where the clients connect, and with which extra properties.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -198,6 +200,28 @@ pub fn core_consumer(cluster: &Cluster, group_id: &str) -> ClientConfig {
         // would hold every hop for the whole wait.
         .set("fetch.wait.max.ms", FETCH_WAIT_MS.to_string());
     with_operator(conf, cluster)
+}
+
+/// How long [`warm_up`] waits for each metadata answer.
+const WARM_UP: Duration = Duration::from_millis(500);
+
+/// Has a new idempotent producer ask for its producer ID now.
+///
+/// An idempotent producer sends nothing before the broker gave it a
+/// producer ID. librdkafka asks for one when a metadata answer comes in,
+/// else every 500 ms. The first answer comes over the bootstrap
+/// connection, which librdkafka drops for the broker it names, so that ask
+/// finds no broker up; the first records then waited up to a second for
+/// the timer. A second metadata request goes over the named broker's
+/// connection, and its answer asks at once. A failure here only slows the
+/// start: the producer's own retries remain.
+pub fn warm_up<C: ClientContext>(client: &Client<C>, topic: &str) {
+    for _ in 0..2 {
+        if let Err(e) = client.fetch_metadata(Some(topic), WARM_UP) {
+            tracing::debug!(error = %e, "producer warm-up: no metadata; the producer ID comes with the first records");
+            break;
+        }
+    }
 }
 
 /// A plain client for metadata and administration.

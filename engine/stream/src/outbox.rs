@@ -188,9 +188,6 @@ impl ProducerContext for DeliveryCheck {
     }
 }
 
-/// How long a new producer waits for its first metadata answer.
-const WARM_UP: Duration = Duration::from_millis(500);
-
 /// An idempotent producer that sends batches of records and waits for them.
 ///
 /// Delivery reports are served by the producer's own polling thread; the
@@ -216,20 +213,7 @@ impl Sender {
     pub fn new(cluster: &Cluster, compression: Compression, topics: Topics) -> Result<Self, StreamError> {
         let producer: ThreadedProducer<DeliveryCheck> =
             client::producer(cluster, compression).create_with_context(DeliveryCheck::default()).map_err(StreamError::kafka("producer"))?;
-        // An idempotent producer sends nothing before the broker gave it a
-        // producer ID. librdkafka asks for one when a metadata answer comes
-        // in, else every 500 ms. The first answer comes over the bootstrap
-        // connection, which librdkafka drops for the broker it names, so
-        // that ask finds no broker up; the first batch then waited up to a
-        // second for the timer. A second metadata request goes over the
-        // named broker's connection, and its answer asks at once. A failure
-        // here only slows the start: the producer's own retries remain.
-        for _ in 0..2 {
-            if let Err(e) = producer.client().fetch_metadata(Some(topics.of(Dest::Cmd)), WARM_UP) {
-                tracing::debug!(error = %e, "producer warm-up: no metadata; the producer ID comes with the first batch");
-                break;
-            }
-        }
+        client::warm_up(producer.client(), topics.of(Dest::Cmd));
         Ok(Self { producer, topics, sent: AtomicU64::new(0) })
     }
 

@@ -20,8 +20,7 @@
 //! one the partition had; processing on from there repeats work), reading
 //! on is only slower.
 
-use crate::changelog::Marker;
-use crate::changelog::{Chain, Step, BATCH_HEADER};
+use crate::changelog::{Chain, Marker, Step, BATCH_HEADER};
 use crate::client::{self, Cluster};
 use crate::error::StreamError;
 use crate::meta::{clpos_key, part_meta_key, partition_prefixes, BatchId, ClPos, PartMeta};

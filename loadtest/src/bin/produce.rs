@@ -46,6 +46,10 @@ fn main() -> Result<()> {
         idgraph_stream::client::producer(&idgraph_loadtest::cluster(&a.brokers, &a.properties)?, idgraph_stream::config::Compression::Lz4)
             .create()
             .context("producer")?;
+    // The clock starts with a producer that can send: the records' times
+    // are the latency's origin, and a cold producer held the first ones
+    // up to a second (a real producer has long been running).
+    idgraph_stream::client::warm_up(producer.client(), &a.topic);
     let f = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&a.file).with_context(|| format!("open {}", a.file.display()))?);
     let schema = match &a.avro_schema {
         Some(p) => Some(
