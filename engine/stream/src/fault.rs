@@ -2,7 +2,10 @@
 //! process (as `kill -9` would: no unwinding, no flushing) the n-th time
 //! execution reaches `<point>`. Unset in production; costs one atomic load.
 //! Points: `replay.before-outputs`, `replay.before-commit`, `replay.after-commit`,
-//! `run.after-commit` (state and outbox written, outbox not yet produced).
+//! `run.after-commit` (a batch's state written, its records not yet
+//! produced), `run.before-markers` (its records acknowledged, its changelog
+//! markers not yet produced), `run.before-clpos` (its markers acknowledged,
+//! their positions not yet stored).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;

@@ -229,6 +229,11 @@ impl Restorer {
         let mut quiet_since = Instant::now();
         let mut caught_up_at: Option<Instant> = None;
         let mut writes = Batch::default();
+        // A continuing partition's restored records written before the end
+        // (in chunks) go with the deletion of its changelog position: a
+        // crash mid-restore must not leave a local state past its meta that
+        // a later restore, stopping earlier, would continue from.
+        let continuing: Vec<u16> = parts.iter().filter(|x| matches!(x.mode, Mode::Continue { .. })).map(|x| x.p).collect();
         loop {
             resume.tick(&self.consumer);
             let all_caught_up = parts.iter().all(Part::caught_up);
@@ -325,6 +330,9 @@ impl Restorer {
                 }
                 part.marker_at = Some(ClPos { batch: meta.batch, offset: m.offset() });
                 if writes.len() >= CHUNK {
+                    for &p in &continuing {
+                        writes.delete(Cf::Meta, clpos_key(p));
+                    }
                     store.write(std::mem::take(&mut writes))?;
                 }
             }
