@@ -79,6 +79,13 @@ impl Part {
         Self { p, mode, chain, hi: 0, next: 0, marker_at, records: 0, gave_up: false, ahead_applied: false }
     }
 
+    /// The local state cannot be continued from: the partition is rebuilt
+    /// from the start of its changelog (`offset`: the record that said so).
+    fn give_up(&mut self, offset: Option<i64>, why: &'static str) {
+        tracing::warn!(partition = self.p, offset, reason = why, "cannot continue from the local state; rebuilding the partition");
+        self.gave_up = true;
+    }
+
     fn caught_up(&self) -> bool {
         self.gave_up || (self.next >= self.hi && !matches!(self.mode, Mode::Continue { seen: false, .. }))
     }
@@ -256,8 +263,7 @@ impl Restorer {
             }
             for part in &mut parts {
                 if !part.gave_up && matches!(part.mode, Mode::Continue { seen: false, .. }) && started.elapsed() >= MARKER_WAIT {
-                    tracing::warn!(partition = part.p, "changelog marker of the local state not found; rebuilding the partition");
-                    part.gave_up = true;
+                    part.give_up(None, "the local state's changelog marker did not arrive");
                 }
             }
             let Some(m) = self.consumer.poll(Duration::from_millis(50)) else { continue };
@@ -277,12 +283,7 @@ impl Restorer {
                     let is_marker =
                         m.offset() == pos.offset && crate::changelog::is_marker(key) && header == Some(&pos.batch.to_bytes()[..]);
                     if !is_marker {
-                        tracing::warn!(
-                            partition = part.p,
-                            offset = m.offset(),
-                            "changelog does not hold the local state's marker; rebuilding the partition"
-                        );
-                        part.gave_up = true;
+                        part.give_up(Some(m.offset()), "the changelog does not hold the local state's marker at its position");
                         continue;
                     }
                     if ahead.is_some() {
@@ -291,12 +292,7 @@ impl Restorer {
                         match m.payload().map(decode::<Marker>) {
                             Some(Ok(marker)) => part.chain = Chain::from(marker.meta),
                             _ => {
-                                tracing::warn!(
-                                    partition = part.p,
-                                    offset = m.offset(),
-                                    "undecodable marker at the local changelog position; rebuilding the partition"
-                                );
-                                part.gave_up = true;
+                                part.give_up(Some(m.offset()), "the marker at the local changelog position does not decode");
                                 continue;
                             }
                         }
@@ -345,8 +341,7 @@ impl Restorer {
             if ahead && !part.gave_up && !part.ahead_applied {
                 // Its last batch never landed whole: the local state holds
                 // writes no marker vouches for.
-                tracing::warn!(partition = part.p, "the local state's last batch has no marker on the changelog; rebuilding the partition");
-                part.gave_up = true;
+                part.give_up(None, "the local state's last batch has no marker on the changelog");
             }
             if part.gave_up {
                 out.push((part.p, None));

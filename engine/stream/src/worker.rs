@@ -300,8 +300,8 @@ impl Worker {
     fn batch(&mut self) -> Result<(), StreamError> {
         let tp = Instant::now();
         let (mut recs, decoding) = self.poll();
-        let polled = tp.elapsed();
-        self.metrics.phase_seconds.add("core_poll", polled.saturating_sub(decoding));
+        let polling = tp.elapsed().saturating_sub(decoding);
+        self.metrics.phase_seconds.add("core_poll", polling);
         self.metrics.phase_seconds.add("core_decode", decoding);
         self.rebalance(&mut recs)?;
         if recs.is_empty() {
@@ -465,7 +465,8 @@ impl Worker {
         let (markers_at, marker_recs): (Vec<u16>, Vec<OutRecord>) = markers.into_iter().unzip();
         self.metrics.outbox_pending.store((out.len() + cmds.len() + marker_recs.len()) as u64, Ordering::Relaxed);
         let tw = Instant::now();
-        self.metrics.phase_seconds.add("core_apply", (tw - t0).saturating_sub(collecting));
+        let applying = (tw - t0).saturating_sub(collecting);
+        self.metrics.phase_seconds.add("core_apply", applying);
         self.store.write(wb)?;
         crate::fault::point("run.after-commit");
         let written = tw.elapsed();
@@ -487,9 +488,9 @@ impl Worker {
             duplicates = dups,
             records,
             partitions,
-            poll_ms = polled.saturating_sub(decoding).as_millis() as u64,
+            poll_ms = polling.as_millis() as u64,
             decode_ms = decoding.as_millis() as u64,
-            apply_ms = (tw - t0).saturating_sub(collecting).as_millis() as u64,
+            apply_ms = applying.as_millis() as u64,
             wait_ms = collecting.as_millis() as u64,
             write_ms = written.as_millis() as u64,
             evict_ms = te.elapsed().as_millis() as u64,
